@@ -1,0 +1,44 @@
+# cotstream — two commands: `make run` and `make test`. Each installs what it needs.
+SHELL := /bin/bash
+CERTS_DIR ?= certs
+TSX := node_modules/.bin/tsx
+SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null && [ "$$(id -u)" != 0 ] && echo sudo)
+
+.PHONY: run test deps system-deps dev-certs typecheck bench bench-parser clean-certs
+
+# npm ci only when package-lock.json changed since the last install.
+node_modules/.installed: package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+deps: node_modules/.installed
+
+# Debian packages the test-suite drives for real (redis-server for scale-out tests).
+system-deps:
+	@if ! command -v redis-server >/dev/null; then \
+	  echo "installing redis-server (Debian package)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server >/dev/null; \
+	fi
+
+# Dev PKI: CA + server certificate + two client certificates, only when missing.
+dev-certs: deps
+	@if [ ! -f $(CERTS_DIR)/ca.pem ]; then $(TSX) src/cli.ts certs init --certs-dir $(CERTS_DIR); fi
+	@for c in alpha bravo; do \
+	  if [ ! -f $(CERTS_DIR)/clients/$$c.p12 ]; then $(TSX) src/cli.ts certs client $$c --certs-dir $(CERTS_DIR) --package; fi; \
+	done
+
+run: deps dev-certs
+	$(TSX) src/cli.ts start --certs-dir $(CERTS_DIR)
+
+typecheck: deps
+	node_modules/.bin/tsc --noEmit
+
+test: deps system-deps
+	node_modules/.bin/tsc --noEmit
+	node_modules/.bin/mocha
+
+bench-parser: deps
+	$(TSX) bench/parser.ts
+
+bench: deps
+	$(TSX) bench/run.ts
