@@ -2,7 +2,8 @@
 SHELL := /bin/bash
 CERTS_DIR ?= certs
 TSX := node_modules/.bin/tsx
-SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null && [ "$$(id -u)" != 0 ] && echo sudo)
+# apt-get needs root: use sudo when we are not root and it exists
+SUDO := $(shell [ "$$(id -u)" -ne 0 ] && command -v sudo >/dev/null && echo sudo)
 
 .PHONY: run test deps system-deps dev-certs typecheck bench bench-parser clean-certs
 
