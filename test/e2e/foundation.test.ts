@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import tls from 'node:tls';
 import { readFileSync } from 'node:fs';
-import { testPki, type TestPki } from '../helpers/pki.ts';
+import { testPki, type SharedPki as TestPki } from '../helpers/pki.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 import { CotClient, sa, ping, sleep } from '../helpers/client.ts';
 

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import TAK, { CoT } from '@tak-ps/node-tak';
-import { testPki, type TestPki } from '../helpers/pki.ts';
+import { testPki, type SharedPki as TestPki } from '../helpers/pki.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 import { CotClient, sa, sleep } from '../helpers/client.ts';
 

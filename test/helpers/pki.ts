@@ -1,40 +1,92 @@
-// Throwaway PKIs made with the product's own PKI code, once per test run, in temp directories.
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { initPki, issueClient } from '../../src/pki/index.ts';
+// Real certificates for tests: one CA + server certificate + named clients in a temp dir.
+// Key generation is native and fast, but share one PKI per test file (create it in `before`).
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { initPki, issueClient, type ClientResult, type PkiPaths } from '../../src/pki/index.ts';
 
 export interface TestPki {
   dir: string;
-  ca: string;
-  /** client credentials by name: cert, key, ca (for the test client to verify the server) */
-  client(name: string): Promise<{ cert: string; key: string; ca: string; serial: string; p12: string; password: string }>;
+  paths: PkiPaths;
+  clients: Record<string, ClientResult>;
+  /** Issue one more client from the same CA. */
+  client(name: string, opts?: { package?: boolean; host?: string }): Promise<ClientResult>;
+  /** Remove the temp dir. */
+  cleanup(): void;
 }
 
-const cache = new Map<string, Promise<TestPki>>();
+export async function makePki(clientNames: string[] = ['alpha', 'bravo'], hosts = ['localhost', '127.0.0.1']): Promise<TestPki> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cotstream-pki-'));
+  const paths = await initPki({ certsDir: dir, hosts });
+  const clients: Record<string, ClientResult> = {};
+  const t: TestPki = {
+    dir,
+    paths,
+    clients,
+    async client(name, opts = {}) {
+      const r = await issueClient({ certsDir: dir, name, ...opts });
+      clients[name] = r;
+      return r;
+    },
+    cleanup() {
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  for (const n of clientNames) await t.client(n);
+  return t;
+}
 
-/** A PKI per label (the "foreign" label makes a second, unrelated CA). */
-export function testPki(label = 'main'): Promise<TestPki> {
-  let p = cache.get(label);
+/** Run openssl; returns stdout (throws with stderr on a non-zero exit). */
+export function openssl(args: string[], input?: string | Buffer): string {
+  try {
+    return execFileSync('openssl', args, { input, encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] });
+  } catch (err) {
+    const e = err as { stderr?: string; stdout?: string; message: string };
+    throw new Error(`openssl ${args.join(' ')} failed: ${e.stderr || e.stdout || e.message}`);
+  }
+}
+
+/** The openssl exit status and combined output, for assertions that it fails. */
+export function opensslStatus(args: string[]): { code: number; output: string } {
+  try {
+    const out = execFileSync('openssl', args, { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] });
+    return { code: 0, output: out };
+  } catch (err) {
+    const e = err as { status?: number; stderr?: string; stdout?: string };
+    return { code: e.status ?? -1, output: `${e.stdout ?? ''}${e.stderr ?? ''}` };
+  }
+}
+
+export interface SharedPki {
+  dir: string;
+  ca: string;
+  /** credentials by name, issued once per run: the test client needs the CA too to verify the server */
+  client(name: string): Promise<ClientResult & { ca: string }>;
+}
+
+const shared = new Map<string, Promise<SharedPki>>();
+
+/** One PKI per label for the whole test run (the label "foreign" gives a second, unrelated CA). */
+export function testPki(label = 'main'): Promise<SharedPki> {
+  let p = shared.get(label);
   if (!p) {
-    p = (async () => {
-      const dir = mkdtempSync(join(tmpdir(), `cotstream-pki-${label}-`));
-      await initPki({ certsDir: dir, hosts: ['localhost', '127.0.0.1'] });
-      const issued = new Map<string, Promise<{ cert: string; key: string; ca: string; serial: string; p12: string; password: string }>>();
+    p = makePki([]).then((t) => {
+      const issued = new Map<string, Promise<ClientResult & { ca: string }>>();
       return {
-        dir,
-        ca: join(dir, 'ca.pem'),
+        dir: t.dir,
+        ca: t.paths.ca,
         client(name: string) {
           let c = issued.get(name);
           if (!c) {
-            c = issueClient({ certsDir: dir, name, password: 'test-password' }).then((r) => ({ cert: r.cert, key: r.key, ca: join(dir, 'ca.pem'), serial: r.serial, p12: r.p12, password: r.password }));
+            c = t.client(name).then((r) => ({ ...r, ca: t.paths.ca }));
             issued.set(name, c);
           }
           return c;
         },
       };
-    })();
-    cache.set(label, p);
+    });
+    shared.set(label, p);
   }
   return p;
 }
