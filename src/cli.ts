@@ -5,6 +5,7 @@ import { pathToFileURL } from 'node:url';
 import { OPTIONS, buildConfig, ConfigError } from './config.ts';
 import { createLogger } from './ops/log.ts';
 import { CotServer, StartupError } from './server.ts';
+import { registerCertsCommands } from './pki/index.ts';
 
 export function buildProgram(): Command {
   const program = new Command('cotstream')
@@ -21,6 +22,7 @@ export function buildProgram(): Command {
     const def = spec.def === undefined ? '' : spec.kind === 'bool' ? '' : ` [default: ${spec.def}]`;
     start.addOption(new Option(spec.flag, `${spec.help}${def} (env ${envs})`));
   }
+  registerCertsCommands(program);
   start.action(async (flags: Record<string, unknown>) => {
     await runServer(flags, flags.config as string | undefined);
   });

@@ -1,5 +1,5 @@
 // Composition root: builds the parts from one Config, wires them, owns start and stop.
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import type { Server as HttpServer } from 'node:http';
 import type { Server as NetServer, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
@@ -13,6 +13,7 @@ import type { Bus } from './bus/types.ts';
 import { Router } from './router.ts';
 import { FlushScheduler, Session, type SessionLimits } from './session.ts';
 import { ConnectionLimiter, createTlsListener, createTcpListener, listen } from './net/tls.ts';
+import { assertKeyPrivate as assertPrivate } from './pki/index.ts';
 import { identityFromSocket, remoteOf, type ClientIdentity } from './auth/identity.ts';
 
 export class StartupError extends Error {}
@@ -27,9 +28,10 @@ function readPem(path: string, what: string): Buffer {
 
 /** A private key others can read is refused: that is how keys leak. */
 function assertKeyPrivate(path: string): void {
-  const mode = statSync(path).mode & 0o777;
-  if (mode & 0o077) {
-    throw new StartupError(`refusing to start: private key ${path} is readable by others (mode ${mode.toString(8).padStart(4, '0')}); run: chmod 600 ${path}`);
+  try {
+    assertPrivate(path);
+  } catch (err) {
+    throw new StartupError(`refusing to start: ${(err as Error).message}`);
   }
 }
 

@@ -1,5 +1,6 @@
 // Who a client is, from its verified peer certificate.
 import type { TLSSocket, PeerCertificate } from 'node:tls';
+import { canonicalSerial } from './serial.ts';
 
 export interface ClientIdentity {
   /** subject CN ('' when absent or on the plaintext port) */
@@ -14,11 +15,6 @@ export interface ClientIdentity {
   plaintext: boolean;
 }
 
-/** Canonical serial form used everywhere: lower-case hex, no colons, no leading zeros. */
-export function normalizeSerialHex(hex: string): string {
-  const s = hex.replace(/:/g, '').toLowerCase().replace(/^0+/, '');
-  return s === '' ? '0' : s;
-}
 
 function firstValue(v: string | string[] | undefined): string {
   return Array.isArray(v) ? (v[0] ?? '') : (v ?? '');
@@ -34,7 +30,7 @@ export function identityFromSocket(sock: TLSSocket): ClientIdentity {
   const has = cert && 'serialNumber' in cert && typeof cert.serialNumber === 'string';
   return {
     cn: has ? firstValue((cert as PeerCertificate).subject?.CN) : '',
-    serial: has ? normalizeSerialHex((cert as PeerCertificate).serialNumber) : '',
+    serial: has ? canonicalSerial((cert as PeerCertificate).serialNumber) : '',
     fingerprint: has ? (cert as PeerCertificate).fingerprint256 : '',
     remote: remoteOf(sock),
     plaintext: false,
