@@ -1,0 +1,303 @@
+// CA, server and client certificates with node-forge. Keys come from node:crypto (native, async:
+// forge's pure-JS RSA generation takes seconds and blocks the event loop); forge builds, signs
+// and packages (PKCS#12) the certificates.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import net from 'node:net';
+import { generateKeyPair, randomBytes, randomInt } from 'node:crypto';
+import { promisify } from 'node:util';
+import forge from 'node-forge';
+import { pkiPaths, type PkiPaths } from './paths.ts';
+import { assertNoneExist, writeFileAtomic, PUBLIC_MODE, SECRET_MODE } from './files.ts';
+import { buildDataPackage } from './package.ts';
+import { canonicalSerial } from '../auth/serial.ts';
+
+const generateKeyPairAsync = promisify(generateKeyPair);
+
+export const DEFAULTS = {
+  bits: 2048,
+  caDays: 3650,
+  days: 365,
+  caName: 'cotstream CA',
+  port: 8089,
+} as const;
+
+/** Backdate notBefore so a device whose clock runs a little behind still accepts a fresh cert. */
+const CLOCK_SKEW_MS = 5 * 60 * 1000;
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+export interface InitOptions {
+  certsDir: string;
+  bits?: number;
+  hosts?: string[];
+  force?: boolean;
+  caDays?: number;
+  days?: number;
+  caName?: string;
+}
+
+export interface ClientOptions {
+  certsDir: string;
+  name: string;
+  password?: string;
+  outDir?: string;
+  force?: boolean;
+  bits?: number;
+  days?: number;
+  package?: boolean;
+  host?: string;
+  port?: number;
+}
+
+export interface ClientResult {
+  name: string;
+  cert: string;
+  key: string;
+  p12: string;
+  password: string;
+  serial: string;
+  package?: string;
+  truststore?: string;
+  truststorePassword?: string;
+}
+
+export function defaultHosts(): string[] {
+  return [...new Set(['localhost', '127.0.0.1', os.hostname()])];
+}
+
+/** 128 random bits as a positive DER INTEGER (forge writes the hex bytes as given). */
+export function randomSerialHex(): string {
+  for (;;) {
+    const hex = canonicalSerial(randomBytes(16).toString('hex'));
+    if (hex === '0') continue;
+    const even = hex.length % 2 ? '0' + hex : hex;
+    // a leading byte >= 0x80 would read as negative: prefix a zero byte, as DER requires
+    return parseInt(even.slice(0, 2), 16) >= 0x80 ? '00' + even : even;
+  }
+}
+
+/** Random password for PKCS#12 files: 20 alphanumerics (~119 bits); ATAK/WinTAK choke on some symbols. */
+export function randomPassword(length = 20): string {
+  const alphabet = 'ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789';
+  let out = '';
+  for (let i = 0; i < length; i++) out += alphabet[randomInt(alphabet.length)];
+  return out;
+}
+
+function checkBits(bits: number): number {
+  if (!Number.isInteger(bits) || bits < 2048 || bits > 8192) throw new Error(`--bits must be an integer from 2048 to 8192 (got ${bits})`);
+  return bits;
+}
+
+function checkDays(days: number, what: string): number {
+  if (!Number.isInteger(days) || days < 1 || days > 36500) throw new Error(`${what} must be a whole number of days from 1 to 36500 (got ${days})`);
+  return days;
+}
+
+async function newKey(bits: number): Promise<{ pem: string; key: forge.pki.rsa.PrivateKey; pub: forge.pki.rsa.PublicKey }> {
+  const { privateKey } = await generateKeyPairAsync('rsa', {
+    modulusLength: checkBits(bits),
+    publicExponent: 0x10001,
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+  });
+  const key = forge.pki.privateKeyFromPem(privateKey) as forge.pki.rsa.PrivateKey;
+  return { pem: privateKey, key, pub: forge.pki.rsa.setPublicKey(key.n, key.e) };
+}
+
+function baseCert(pub: forge.pki.PublicKey, days: number): forge.pki.Certificate {
+  const cert = forge.pki.createCertificate();
+  cert.publicKey = pub;
+  cert.serialNumber = randomSerialHex();
+  const now = Date.now();
+  cert.validity.notBefore = new Date(now - CLOCK_SKEW_MS);
+  cert.validity.notAfter = new Date(now + days * DAY_MS);
+  return cert;
+}
+
+function ski(cert: forge.pki.Certificate): string {
+  return cert.generateSubjectKeyIdentifier().getBytes();
+}
+
+function sign(cert: forge.pki.Certificate, key: forge.pki.rsa.PrivateKey): void {
+  cert.sign(key, forge.md.sha256.create());
+}
+
+function altNames(hosts: string[]): { type: number; value?: string; ip?: string }[] {
+  // SAN types: 2 = dNSName, 7 = iPAddress
+  return hosts.map((h) => (net.isIP(h) ? { type: 7, ip: h } : { type: 2, value: h }));
+}
+
+function validHostList(hosts: string[]): string[] {
+  const out = [...new Set(hosts.map((h) => h.trim()).filter(Boolean))];
+  if (!out.length) throw new Error('at least one host name or IP address is needed for the server certificate');
+  for (const h of out) {
+    if (!net.isIP(h) && !/^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$/.test(h)) {
+      throw new Error(`not a host name or IP address: ${JSON.stringify(h)}`);
+    }
+  }
+  return out;
+}
+
+/** Create the CA and the server certificate in certsDir. Never overwrites without force. */
+export async function initPki(o: InitOptions): Promise<PkiPaths> {
+  const p = pkiPaths(o.certsDir);
+  const bits = o.bits ?? DEFAULTS.bits;
+  const hosts = validHostList(o.hosts?.length ? o.hosts : defaultHosts());
+  const caDays = checkDays(o.caDays ?? DEFAULTS.caDays, '--ca-days');
+  const days = checkDays(o.days ?? DEFAULTS.days, '--days');
+  const caName = o.caName ?? DEFAULTS.caName;
+  checkBits(bits);
+  assertNoneExist([p.ca, p.caKey, p.cert, p.key], o.force);
+
+  const [caKey, serverKey] = await Promise.all([newKey(bits), newKey(bits)]);
+
+  const ca = baseCert(caKey.pub, caDays);
+  const caSubject = [
+    { name: 'commonName', value: caName },
+    { name: 'organizationName', value: 'cotstream' },
+  ];
+  ca.setSubject(caSubject);
+  ca.setIssuer(caSubject);
+  ca.setExtensions([
+    { name: 'basicConstraints', cA: true, critical: true },
+    { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true },
+    { name: 'subjectKeyIdentifier' },
+  ]);
+  sign(ca, caKey.key);
+
+  const server = baseCert(serverKey.pub, days);
+  server.setSubject([
+    { name: 'commonName', value: hosts.find((h) => !net.isIP(h) && h !== 'localhost') ?? hosts[0] },
+    { name: 'organizationName', value: 'cotstream' },
+  ]);
+  server.setIssuer(ca.subject.attributes);
+  server.setExtensions([
+    { name: 'basicConstraints', cA: false, critical: true },
+    { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
+    { name: 'extKeyUsage', serverAuth: true },
+    { name: 'subjectAltName', altNames: altNames(hosts) },
+    { name: 'subjectKeyIdentifier' },
+    { name: 'authorityKeyIdentifier', keyIdentifier: ski(ca) },
+  ]);
+  sign(server, caKey.key);
+
+  fs.mkdirSync(p.dir, { recursive: true, mode: 0o755 });
+  // keys first: a crash in between leaves no certificate without its key
+  writeFileAtomic(p.caKey, caKey.pem, SECRET_MODE);
+  writeFileAtomic(p.key, serverKey.pem, SECRET_MODE);
+  writeFileAtomic(p.ca, forge.pki.certificateToPem(ca), PUBLIC_MODE);
+  writeFileAtomic(p.cert, forge.pki.certificateToPem(server), PUBLIC_MODE);
+  return p;
+}
+
+export interface LoadedCa {
+  cert: forge.pki.Certificate;
+  key: forge.pki.rsa.PrivateKey;
+  pem: string;
+}
+
+export function loadCa(certsDir: string): LoadedCa {
+  const p = pkiPaths(certsDir);
+  for (const f of [p.ca, p.caKey]) {
+    if (!fs.existsSync(f)) throw new Error(`no CA in ${p.dir}: ${f} is missing (run \`cotstream certs init --certs-dir ${certsDir}\` first)`);
+  }
+  const pem = fs.readFileSync(p.ca, 'utf8');
+  return {
+    pem,
+    cert: forge.pki.certificateFromPem(pem),
+    key: forge.pki.privateKeyFromPem(fs.readFileSync(p.caKey, 'utf8')) as forge.pki.rsa.PrivateKey,
+  };
+}
+
+const CLIENT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/** PKCS#12 with 3DES: the one PBE every ATAK/WinTAK/Java/OpenSSL 3 reads without a legacy provider. */
+function p12(key: forge.pki.rsa.PrivateKey | null, certs: forge.pki.Certificate[], password: string, friendlyName: string): Buffer {
+  // a certificate-only store (truststore) gets no localKeyId: with one, Java/BouncyCastle keystores
+  // look for a matching key instead of treating the certificate as a trusted entry
+  const asn1 = forge.pkcs12.toPkcs12Asn1(key, certs, password, { algorithm: '3des', friendlyName, generateLocalKeyId: key !== null });
+  return Buffer.from(forge.asn1.toDer(asn1).getBytes(), 'binary');
+}
+
+/** A client certificate signed by the CA: PEM cert + key, a PKCS#12 for ATAK, optionally a data package. */
+export async function issueClient(o: ClientOptions): Promise<ClientResult> {
+  if (!CLIENT_NAME.test(o.name)) {
+    throw new Error(`client name ${JSON.stringify(o.name)} must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit`);
+  }
+  if (o.password !== undefined && o.password.length < 6) throw new Error('--password must be at least 6 characters (Android keystores refuse shorter)');
+  const p = pkiPaths(o.certsDir);
+  const outDir = path.resolve(o.outDir ?? p.clientsDir);
+  const days = checkDays(o.days ?? DEFAULTS.days, '--days');
+  const bits = checkBits(o.bits ?? DEFAULTS.bits);
+  const files = {
+    cert: path.join(outDir, `${o.name}.pem`),
+    key: path.join(outDir, `${o.name}.key`),
+    p12: path.join(outDir, `${o.name}.p12`),
+    truststore: path.join(outDir, `${o.name}-truststore.p12`),
+    package: path.join(outDir, `${o.name}.zip`),
+  };
+  const ca = loadCa(o.certsDir);
+  assertNoneExist(o.package ? Object.values(files) : [files.cert, files.key, files.p12], o.force);
+
+  const k = await newKey(bits);
+  const cert = baseCert(k.pub, days);
+  cert.setSubject([
+    { name: 'commonName', value: o.name },
+    { name: 'organizationName', value: 'cotstream' },
+  ]);
+  cert.setIssuer(ca.cert.subject.attributes);
+  cert.setExtensions([
+    { name: 'basicConstraints', cA: false, critical: true },
+    { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
+    { name: 'extKeyUsage', clientAuth: true },
+    // 6 = uniformResourceIdentifier: names the client without pretending it is a host
+    { name: 'subjectAltName', altNames: [{ type: 6, value: `urn:cotstream:client:${o.name}` }] },
+    { name: 'subjectKeyIdentifier' },
+    { name: 'authorityKeyIdentifier', keyIdentifier: ski(ca.cert) },
+  ]);
+  sign(cert, ca.key);
+
+  const password = o.password ?? randomPassword();
+  fs.mkdirSync(outDir, { recursive: true, mode: 0o700 });
+  const p12Der = p12(k.key, [cert, ca.cert], password, o.name);
+  writeFileAtomic(files.key, k.pem, SECRET_MODE);
+  writeFileAtomic(files.cert, forge.pki.certificateToPem(cert), PUBLIC_MODE);
+  writeFileAtomic(files.p12, p12Der, SECRET_MODE);
+
+  const result: ClientResult = {
+    name: o.name,
+    cert: files.cert,
+    key: files.key,
+    p12: files.p12,
+    password,
+    serial: canonicalSerial(cert.serialNumber),
+  };
+  if (o.package) {
+    // the truststore holds the CA certificate and nothing else: no key, no server certificate
+    const truststorePassword = o.password ?? randomPassword();
+    const trustDer = p12(null, [ca.cert], truststorePassword, 'cotstream-ca');
+    writeFileAtomic(files.truststore, trustDer, SECRET_MODE);
+    const zip = buildDataPackage({
+      name: o.name,
+      host: o.host ?? defaultConnectHost(),
+      port: o.port ?? DEFAULTS.port,
+      clientP12: p12Der,
+      clientPassword: password,
+      truststoreP12: trustDer,
+      truststorePassword,
+    });
+    writeFileAtomic(files.package, zip, SECRET_MODE);
+    Object.assign(result, { package: files.package, truststore: files.truststore, truststorePassword });
+  }
+  return result;
+}
+
+/** The address a phone most likely reaches this machine at: first non-internal IPv4, else the hostname. */
+export function defaultConnectHost(): string {
+  for (const addrs of Object.values(os.networkInterfaces())) {
+    for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  }
+  return os.hostname();
+}

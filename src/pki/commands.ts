@@ -1,0 +1,125 @@
+// `cotstream certs init | client | show`
+import fs from 'node:fs';
+import path from 'node:path';
+import { X509Certificate } from 'node:crypto';
+import type { Command } from 'commander';
+import { initPki, issueClient, defaultHosts, DEFAULTS } from './ca.ts';
+import { pkiPaths } from './paths.ts';
+import { canonicalSerial } from '../auth/serial.ts';
+import { action, certsDirOption, collectList, parsePositiveInt, resolveCertsDir, stdio, type CommandIO } from './options.ts';
+
+export function registerCertsCommands(program: Command, io: CommandIO = stdio): void {
+  const certs = program.command('certs').description('create and inspect the PKI: CA, server and client certificates');
+
+  const init = certs
+    .command('init')
+    .description('create the CA and the server certificate in the certs dir (never overwrites without --force)')
+    .addOption(certsDirOption())
+    .option('--bits <n>', `RSA key size (default: ${DEFAULTS.bits}; 4096 possible)`, parsePositiveInt('--bits'))
+    .option(
+      '--host <names>',
+      `host names / IP addresses the server certificate is valid for, comma-separated or repeated (default: ${defaultHosts().join(',')})`,
+      collectList,
+    )
+    .option('--ca-name <cn>', `common name of the CA (default: "${DEFAULTS.caName}")`)
+    .option('--ca-days <n>', `CA validity in days (default: ${DEFAULTS.caDays})`, parsePositiveInt('--ca-days'))
+    .option('--days <n>', `server certificate validity in days (default: ${DEFAULTS.days})`, parsePositiveInt('--days'))
+    .option('--force', 'overwrite an existing CA and server certificate (invalidates every client certificate!)', false);
+  init.action(
+    action(init, async (o: { certsDir?: string; bits?: number; host?: string[]; caName?: string; caDays?: number; days?: number; force: boolean }) => {
+      const p = await initPki({
+        certsDir: resolveCertsDir(o.certsDir),
+        bits: o.bits,
+        hosts: o.host,
+        caName: o.caName,
+        caDays: o.caDays,
+        days: o.days,
+        force: o.force,
+      });
+      io.out(
+        `created in ${p.dir}:\n` +
+          `  ${path.basename(p.ca)}       CA certificate (give to clients as the truststore)\n` +
+          `  ${path.basename(p.caKey)}       CA private key (0600; keep it secret, it signs every certificate)\n` +
+          `  ${path.basename(p.cert)}   server certificate, valid for ${(o.host?.length ? o.host : defaultHosts()).join(', ')}\n` +
+          `  ${path.basename(p.key)}   server private key (0600)\n` +
+          `next: cotstream certs client NAME --package --host <address phones reach>\n`,
+      );
+    }),
+  );
+
+  const client = certs
+    .command('client')
+    .description('issue a client certificate: NAME.pem, NAME.key, NAME.p12 (for ATAK), and with --package an ATAK data package NAME.zip')
+    .argument('<name>', 'client name, used as certificate CN and file name (letters, digits, . _ -)')
+    .addOption(certsDirOption())
+    .option('--out <dir>', 'output directory (default: <certs-dir>/clients)')
+    .option('--password <pw>', 'PKCS#12 password (default: a random one, printed once; it is never stored except inside the data package)')
+    .option('--package', 'also write NAME-truststore.p12 (CA certificate only) and the data package NAME.zip', false)
+    .option('--host <host>', 'server address written into the data package (default: this machine\'s first non-loopback IPv4 address)')
+    .option('--port <port>', `server TLS port written into the data package (default: ${DEFAULTS.port})`, parsePositiveInt('--port'))
+    .option('--bits <n>', `RSA key size (default: ${DEFAULTS.bits})`, parsePositiveInt('--bits'))
+    .option('--days <n>', `validity in days (default: ${DEFAULTS.days})`, parsePositiveInt('--days'))
+    .option('--force', 'overwrite existing files of this client', false);
+  client.action(
+    action(
+      client,
+      async (
+        name: string,
+        o: { certsDir?: string; out?: string; password?: string; package: boolean; host?: string; port?: number; bits?: number; days?: number; force: boolean },
+      ) => {
+        const r = await issueClient({
+          certsDir: resolveCertsDir(o.certsDir),
+          name,
+          outDir: o.out,
+          password: o.password,
+          package: o.package,
+          host: o.host,
+          port: o.port,
+          bits: o.bits,
+          days: o.days,
+          force: o.force,
+        });
+        let s =
+          `client ${r.name}  serial ${r.serial}\n` +
+          `  ${r.cert}\n  ${r.key}\n  ${r.p12}\n`;
+        if (r.package) s += `  ${r.truststore}\n  ${r.package}   <- import this one file in ATAK / WinTAK\n`;
+        if (!o.password) {
+          s += `PKCS#12 password: ${r.password}\n`;
+          if (r.truststorePassword) s += `truststore password: ${r.truststorePassword}\n`;
+          s += 'These passwords are shown only now.\n';
+        }
+        io.out(s);
+      },
+    ),
+  );
+
+  const show = certs
+    .command('show')
+    .description('list the CA, server and client certificates with serial and expiry')
+    .addOption(certsDirOption());
+  show.action(
+    action(show, (o: { certsDir?: string }) => {
+      const p = pkiPaths(resolveCertsDir(o.certsDir));
+      const rows: string[][] = [['file', 'subject', 'serial', 'not after']];
+      const add = (file: string) => {
+        try {
+          const c = new X509Certificate(fs.readFileSync(file));
+          rows.push([path.relative(p.dir, file), c.subject.replace(/\n/g, ', '), canonicalSerial(c.serialNumber), new Date(c.validTo).toISOString()]);
+        } catch (err) {
+          rows.push([path.relative(p.dir, file), `unreadable: ${(err as Error).message}`, '', '']);
+        }
+      };
+      for (const f of [p.ca, p.cert]) if (fs.existsSync(f)) add(f);
+      if (fs.existsSync(p.clientsDir)) {
+        for (const f of fs.readdirSync(p.clientsDir).sort()) if (f.endsWith('.pem')) add(path.join(p.clientsDir, f));
+      }
+      if (rows.length === 1) throw new Error(`no certificates in ${p.dir} (run \`cotstream certs init\`)`);
+      io.out(table(rows));
+    }),
+  );
+}
+
+export function table(rows: string[][]): string {
+  const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(w[i]!))).join('  ')).join('\n') + '\n';
+}

@@ -1,0 +1,68 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { X509Certificate, randomBytes } from 'node:crypto';
+
+/** Mode for anything holding a private key or a password (keys, PKCS#12, data packages). */
+export const SECRET_MODE = 0o600;
+/** Mode for public material (certificates, CRLs). */
+export const PUBLIC_MODE = 0o644;
+
+export class FileExistsError extends Error {
+  constructor(readonly files: string[]) {
+    super(`refusing to overwrite existing file${files.length > 1 ? 's' : ''}: ${files.join(', ')} (use --force)`);
+    this.name = 'FileExistsError';
+  }
+}
+
+/** Throws FileExistsError naming every file that exists, unless force. */
+export function assertNoneExist(files: string[], force: boolean | undefined): void {
+  if (force) return;
+  const existing = files.filter((f) => fs.existsSync(f));
+  if (existing.length) throw new FileExistsError(existing);
+}
+
+/**
+ * Write a file atomically (temp file + rename) with an exact mode: readers — the revocation
+ * watcher in particular — never see a half-written file, and a secret never exists with a wider
+ * mode, even for an instant, even when overwriting (writeFile keeps an existing file's mode).
+ */
+export function writeFileAtomic(file: string, data: string | Uint8Array, mode: number): void {
+  const dir = path.dirname(file);
+  fs.mkdirSync(dir, { recursive: true });
+  const tmp = path.join(dir, `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
+  try {
+    fs.writeFileSync(tmp, data, { mode, flag: 'wx' });
+    fs.chmodSync(tmp, mode); // the umask may have narrowed it; make it exact
+    fs.renameSync(tmp, file);
+  } catch (err) {
+    fs.rmSync(tmp, { force: true });
+    throw err;
+  }
+}
+
+/**
+ * Refuse a private key that other users can read or write. Called by the server at start for
+ * ca.key/server.key; the error names the file and the fix. (Group access is left to the operator:
+ * Debian's ssl-cert group convention relies on it.)
+ */
+export function assertKeyPrivate(file: string): void {
+  if (process.platform === 'win32') return; // no POSIX modes to check
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(file);
+  } catch (err) {
+    throw new Error(`private key ${file} cannot be read: ${(err as Error).message}`);
+  }
+  if (st.mode & 0o007) {
+    const mode = (st.mode & 0o777).toString(8).padStart(3, '0');
+    throw new Error(
+      `private key ${file} is accessible by other users (mode ${mode}); refusing to use it. Fix: chmod 600 ${file}`,
+    );
+  }
+}
+
+/** notAfter of the first certificate in a PEM file. */
+export function certificateExpiry(pemPath: string): Date {
+  const cert = new X509Certificate(fs.readFileSync(pemPath));
+  return new Date(cert.validTo);
+}

@@ -1,0 +1,77 @@
+// Shared option plumbing for the PKI and revocation subcommands: every one takes --certs-dir (and
+// --crl where it matters) with the same environment variables as `cotstream start`.
+import path from 'node:path';
+import { InvalidArgumentError, Option, type Command } from 'commander';
+
+export const ENV = {
+  certsDir: ['COTSTREAM_CERTS_DIR', 'FTS_CERTS_PATH'],
+  crl: ['COTSTREAM_CRL', 'FTS_CRLDIR'],
+} as const;
+
+export const DEFAULT_CERTS_DIR = './certs';
+
+/** Where subcommands print. Tests pass their own to read what a command printed. */
+export interface CommandIO {
+  out: (s: string) => void;
+  err: (s: string) => void;
+}
+
+export const stdio: CommandIO = {
+  out: (s) => void process.stdout.write(s),
+  err: (s) => void process.stderr.write(s),
+};
+
+function fromEnv(names: readonly string[], env: NodeJS.ProcessEnv): string | undefined {
+  for (const n of names) {
+    const v = env[n];
+    if (v !== undefined && v !== '') return v;
+  }
+  return undefined;
+}
+
+export function certsDirOption(): Option {
+  return new Option(
+    '--certs-dir <dir>',
+    `PKI directory holding ca.pem, ca.key, server.pem, server.key, clients/ (env ${ENV.certsDir.join(', alias ')}; default: ${DEFAULT_CERTS_DIR})`,
+  );
+}
+
+export function crlOption(): Option {
+  return new Option(
+    '--crl <file>',
+    `revocation list: our JSON, or a PEM/DER X.509 CRL such as FreeTAKServer's FTS_CRL.json (env ${ENV.crl.join(', alias ')}; default: <certs-dir>/crl.json)`,
+  );
+}
+
+/** Flag, else environment, else default — the same precedence as the server's config. */
+export function resolveCertsDir(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
+  return path.resolve(flag ?? fromEnv(ENV.certsDir, env) ?? DEFAULT_CERTS_DIR);
+}
+
+export function resolveCrl(flag: string | undefined, certsDir: string, env: NodeJS.ProcessEnv = process.env): string {
+  return path.resolve(flag ?? fromEnv(ENV.crl, env) ?? path.join(certsDir, 'crl.json'));
+}
+
+export function parsePositiveInt(name: string) {
+  return (v: string): number => {
+    if (!/^\d+$/.test(v)) throw new InvalidArgumentError(`${name} expects a whole number, got ${JSON.stringify(v)}`);
+    return Number(v);
+  };
+}
+
+/** Repeatable and comma-separated: --host a --host b,c → [a, b, c]. */
+export function collectList(v: string, prev: string[] | undefined): string[] {
+  return [...(prev ?? []), ...v.split(',').map((s) => s.trim()).filter(Boolean)];
+}
+
+/** Run an async action; a thrown error becomes commander's error (message, exit code 1). */
+export function action<A extends unknown[]>(cmd: Command, fn: (...args: A) => Promise<void> | void) {
+  return async (...args: A): Promise<void> => {
+    try {
+      await fn(...args);
+    } catch (err) {
+      if (err && typeof err === 'object' && 'code' in err && typeof (err as { code: unknown }).code === 'string' && (err as { code: string }).code.startsWith('commander.')) throw err;
+      cmd.error(`error: ${(err as Error).message}`, { exitCode: 1 });
+    }
+  };
+}

@@ -1,0 +1,328 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import tls from 'node:tls';
+import { once } from 'node:events';
+import { X509Certificate } from 'node:crypto';
+import { Command, CommanderError } from 'commander';
+import { unzipSync, strFromU8 } from 'fflate';
+import { assertKeyPrivate, certificateExpiry, initPki, issueClient, pkiPaths, registerCertsCommands } from '../../src/pki/index.ts';
+import { canonicalSerial } from '../../src/auth/serial.ts';
+import { makePki, openssl, opensslStatus, type TestPki } from '../helpers/pki.ts';
+
+const DAY = 86400_000;
+const mode = (f: string) => fs.statSync(f).mode & 0o777;
+const tmpDir = () => fs.mkdtempSync(path.join(os.tmpdir(), 'cotstream-pki-'));
+
+/** A commander program with the certs commands, capturing what they print; errors throw. */
+async function cli(args: string[]): Promise<string> {
+  let out = '';
+  const program = new Command('cotstream').exitOverride().configureOutput({ writeOut: (s) => (out += s), writeErr: (s) => (out += s) });
+  registerCertsCommands(program, { out: (s) => (out += s), err: (s) => (out += s) });
+  try {
+    await program.parseAsync(args, { from: 'user' });
+  } catch (err) {
+    if (err instanceof CommanderError) throw new Error(`${err.message}\n${out}`);
+    throw err;
+  }
+  return out;
+}
+
+describe('PKI (node-forge)', function () {
+  let pki: TestPki;
+  before(async () => {
+    pki = await makePki(['alpha'], ['localhost', '127.0.0.1', 'tak.example.org', '10.1.2.3']);
+  });
+  after(() => pki.cleanup());
+
+  it('writes the CA, server cert and keys with private keys 0600', () => {
+    const p = pki.paths;
+    assert.deepEqual(p, pkiPaths(pki.dir));
+    for (const f of [p.caKey, p.key, pki.clients.alpha!.key, pki.clients.alpha!.p12]) assert.equal(mode(f), 0o600, f);
+    for (const f of [p.ca, p.cert, pki.clients.alpha!.cert]) assert.equal(mode(f), 0o644, f);
+  });
+
+  it('CA: basicConstraints CA:TRUE critical, keyUsage keyCertSign + cRLSign, 10 years', () => {
+    const text = openssl(['x509', '-in', pki.paths.ca, '-noout', '-text']);
+    assert.match(text, /X509v3 Basic Constraints: critical\s+CA:TRUE/);
+    assert.match(text, /X509v3 Key Usage: critical\s+Certificate Sign, CRL Sign/);
+    const c = new X509Certificate(fs.readFileSync(pki.paths.ca));
+    assert.ok(c.ca);
+    const days = (new Date(c.validTo).getTime() - Date.now()) / DAY;
+    assert.ok(days > 3649 && days <= 3650, `CA validity ${days} days`);
+  });
+
+  it('server: SAN with every host, serverAuth, 1 year, signed by the CA', () => {
+    const text = openssl(['x509', '-in', pki.paths.cert, '-noout', '-ext', 'subjectAltName,extendedKeyUsage,basicConstraints']);
+    assert.match(text, /DNS:localhost, IP Address:127\.0\.0\.1, DNS:tak\.example\.org, IP Address:10\.1\.2\.3/);
+    assert.match(text, /TLS Web Server Authentication/);
+    assert.match(text, /CA:FALSE/);
+    assert.match(openssl(['verify', '-CAfile', pki.paths.ca, pki.paths.cert]), /: OK/);
+    const c = new X509Certificate(fs.readFileSync(pki.paths.cert));
+    const days = (new Date(c.validTo).getTime() - Date.now()) / DAY;
+    assert.ok(days > 364 && days <= 365, `server validity ${days} days`);
+    assert.equal(c.checkHost('tak.example.org'), 'tak.example.org');
+    assert.equal(c.checkIP('10.1.2.3'), '10.1.2.3');
+  });
+
+  it('client: clientAuth, CA-signed, serial = canonical hex of the certificate serial', () => {
+    const a = pki.clients.alpha!;
+    const text = openssl(['x509', '-in', a.cert, '-noout', '-ext', 'extendedKeyUsage,subjectAltName', '-serial', '-subject']);
+    assert.match(text, /TLS Web Client Authentication/);
+    assert.match(text, /URI:urn:cotstream:client:alpha/);
+    assert.match(text, /subject=CN ?= ?alpha/);
+    const opensslSerial = /serial=([0-9A-F]+)/.exec(text)![1]!;
+    assert.equal(a.serial, canonicalSerial(opensslSerial));
+    assert.match(openssl(['verify', '-CAfile', pki.paths.ca, a.cert]), /: OK/);
+  });
+
+  it('serials are random, positive and at most 128 bits', () => {
+    const serials = new Set<string>();
+    for (const f of [pki.paths.ca, pki.paths.cert, pki.clients.alpha!.cert]) {
+      // the serial as encoded on the wire: first INTEGER directly inside tbsCertificate (depth 2)
+      const m = /d=2\s+hl=\d+\s+l=\s*(\d+)\s+prim:\s+INTEGER\s+:(-?[0-9A-F]+)/.exec(openssl(['asn1parse', '-in', f]));
+      assert.ok(m, f);
+      assert.ok(!m[2]!.startsWith('-'), `negative serial ${m[2]}`);
+      assert.ok(Number(m[1]) <= 17, `serial of ${m[1]} octets`); // 16 random octets + a sign octet at most
+      const serial = canonicalSerial(m[2]!);
+      assert.ok(serial.length >= 24 && serial.length <= 32, serial);
+      serials.add(serial);
+    }
+    assert.equal(serials.size, 3);
+  });
+
+  it('PKCS#12 opens with its password (openssl), holds key + cert + CA, refuses a wrong password', () => {
+    const a = pki.clients.alpha!;
+    assert.match(a.password, /^[A-Za-z0-9]{20}$/);
+    const out = openssl(['pkcs12', '-in', a.p12, '-passin', `pass:${a.password}`, '-nodes']);
+    assert.match(out, /BEGIN PRIVATE KEY/);
+    assert.equal((out.match(/BEGIN CERTIFICATE/g) ?? []).length, 2);
+    assert.match(out, /subject=CN ?= ?alpha/);
+    assert.notEqual(opensslStatus(['pkcs12', '-in', a.p12, '-passin', 'pass:wrong-password', '-noout']).code, 0);
+  });
+
+  it('a client certificate completes mutual TLS against the server certificate (real sockets)', async () => {
+    const p = pki.paths;
+    const server = tls.createServer({
+      key: fs.readFileSync(p.key),
+      cert: fs.readFileSync(p.cert),
+      ca: fs.readFileSync(p.ca),
+      requestCert: true,
+      rejectUnauthorized: true,
+      minVersion: 'TLSv1.2',
+    });
+    const peer = new Promise<tls.PeerCertificate>((resolve) =>
+      server.on('secureConnection', (s) => {
+        resolve(s.getPeerCertificate());
+        s.end();
+      }),
+    );
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    try {
+      const a = pki.clients.alpha!;
+      const sock = tls.connect({
+        port: (server.address() as { port: number }).port,
+        host: '127.0.0.1',
+        servername: 'localhost',
+        pfx: fs.readFileSync(a.p12),
+        passphrase: a.password,
+        ca: fs.readFileSync(p.ca), // verifies the server certificate + its SAN for localhost
+      });
+      await once(sock, 'secureConnect');
+      const cert = await peer;
+      assert.equal(cert.subject.CN, 'alpha');
+      assert.equal(canonicalSerial(cert.serialNumber), a.serial);
+      sock.destroy();
+    } finally {
+      server.close();
+    }
+  });
+
+  it('never overwrites without force; force rewrites with exact modes', async () => {
+    await assert.rejects(initPki({ certsDir: pki.dir }), (e: Error) => e.message.includes(pki.paths.ca) && e.message.includes('--force'));
+    await assert.rejects(issueClient({ certsDir: pki.dir, name: 'alpha' }), /refusing to overwrite.*alpha\.pem/);
+
+    const dir = tmpDir();
+    try {
+      const p = await initPki({ certsDir: dir, hosts: ['localhost'] });
+      const before = fs.readFileSync(p.ca, 'utf8');
+      fs.chmodSync(p.key, 0o644); // someone loosened it; --force must not keep that
+      await initPki({ certsDir: dir, hosts: ['localhost'], force: true, bits: 2048 });
+      assert.notEqual(fs.readFileSync(p.ca, 'utf8'), before);
+      assert.equal(mode(p.key), 0o600);
+      assert.deepEqual(fs.readdirSync(dir).filter((f) => f.endsWith('.tmp')), []);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('rejects bad names, bad hosts and small keys before writing anything', async () => {
+    await assert.rejects(issueClient({ certsDir: pki.dir, name: '../evil' }), /client name/);
+    await assert.rejects(issueClient({ certsDir: pki.dir, name: 'x', password: '123' }), /at least 6/);
+    const dir = tmpDir();
+    try {
+      await assert.rejects(initPki({ certsDir: dir, hosts: ['bad host!'] }), /not a host name/);
+      await assert.rejects(initPki({ certsDir: dir, bits: 1024 }), /--bits/);
+      await assert.rejects(issueClient({ certsDir: dir, name: 'x' }), /no CA/);
+      assert.deepEqual(fs.readdirSync(dir), []);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('assertKeyPrivate refuses a world-readable key, naming the file', () => {
+    const dir = tmpDir();
+    try {
+      const f = path.join(dir, 'server.key');
+      fs.writeFileSync(f, 'x', { mode: 0o600 });
+      assertKeyPrivate(f);
+      fs.chmodSync(f, 0o640); // group access is the operator's choice (ssl-cert group)
+      assertKeyPrivate(f);
+      fs.chmodSync(f, 0o644);
+      assert.throws(() => assertKeyPrivate(f), (e: Error) => e.message.includes(f) && /chmod 600/.test(e.message) && /644/.test(e.message));
+      assert.throws(() => assertKeyPrivate(path.join(dir, 'missing.key')), /missing\.key/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('certificateExpiry gives notAfter', () => {
+    const exp = certificateExpiry(pki.paths.cert);
+    const c = new X509Certificate(fs.readFileSync(pki.paths.cert));
+    assert.equal(exp.getTime(), new Date(c.validTo).getTime());
+    assert.ok(Math.abs(exp.getTime() - (Date.now() + 365 * DAY)) < 2 * DAY);
+  });
+});
+
+describe('ATAK data package', function () {
+  let pki: TestPki;
+  before(async () => {
+    pki = await makePki([]);
+  });
+  after(() => pki.cleanup());
+
+  it('unzips to manifest + pref + client PKCS#12 + CA-only truststore', async () => {
+    const r = await pki.client('delta', { package: true, host: 'tak.example.org' });
+    assert.ok(r.package && r.truststore && r.truststorePassword);
+    assert.equal(mode(r.package), 0o600);
+    assert.notEqual(r.truststorePassword, r.password);
+    const files = unzipSync(fs.readFileSync(r.package));
+    assert.deepEqual(Object.keys(files).sort(), ['MANIFEST/manifest.xml', 'certs/cotstream.pref', 'certs/delta.p12', 'certs/truststore-delta.p12']);
+
+    const manifest = strFromU8(files['MANIFEST/manifest.xml']!);
+    assert.match(manifest, /<MissionPackageManifest version="2">/);
+    assert.match(manifest, /<Parameter name="uid" value="[0-9a-f-]{36}"\/>/);
+    assert.match(manifest, /<Parameter name="name" value="delta.zip"\/>/);
+    assert.match(manifest, /<Parameter name="onReceiveDelete" value="true"\/>/);
+    for (const e of ['certs/cotstream.pref', 'certs/delta.p12', 'certs/truststore-delta.p12']) assert.ok(manifest.includes(`zipEntry="${e}"`), e);
+
+    const pref = strFromU8(files['certs/cotstream.pref']!);
+    const entry = (k: string) => new RegExp(`<entry key="${k}" class="[^"]+">([^<]*)</entry>`).exec(pref)?.[1];
+    assert.equal(entry('connectString0'), 'tak.example.org:8089:ssl');
+    assert.equal(entry('enabled0'), 'true');
+    assert.equal(entry('count'), '1');
+    assert.ok(entry('description0'));
+    assert.equal(entry('caLocation'), 'cert/truststore-delta.p12');
+    assert.equal(entry('certificateLocation'), 'cert/delta.p12');
+    assert.equal(entry('caPassword'), r.truststorePassword);
+    assert.equal(entry('clientPassword'), r.password);
+
+    // the zipped files are byte-identical to the ones written beside it
+    assert.deepEqual(Buffer.from(files['certs/delta.p12']!), fs.readFileSync(r.p12));
+    assert.deepEqual(Buffer.from(files['certs/truststore-delta.p12']!), fs.readFileSync(r.truststore));
+
+    // truststore: opens with its password, holds exactly the CA certificate and no key
+    const ts = openssl(['pkcs12', '-in', r.truststore, '-passin', `pass:${r.truststorePassword}`, '-nodes']);
+    assert.doesNotMatch(ts, /PRIVATE KEY/);
+    assert.equal((ts.match(/BEGIN CERTIFICATE/g) ?? []).length, 1);
+    const inStore = new X509Certificate(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/.exec(ts)![0]);
+    assert.equal(inStore.fingerprint256, new X509Certificate(fs.readFileSync(pki.paths.ca)).fingerprint256);
+    const info = openssl(['pkcs12', '-in', r.truststore, '-passin', `pass:${r.truststorePassword}`, '-info', '-noout']);
+    assert.doesNotMatch(info, /Keybag/i);
+
+    // client PKCS#12 opens and holds the client key
+    const cl = openssl(['pkcs12', '-in', r.p12, '-passin', `pass:${r.password}`, '-nodes']);
+    assert.match(cl, /BEGIN PRIVATE KEY/);
+  });
+
+  it('the package uses a given password for both stores and defaults --host to a reachable address', async () => {
+    const r = await pki.client('echo', { package: true });
+    const pref = strFromU8(unzipSync(fs.readFileSync(r.package!))['certs/cotstream.pref']!);
+    assert.match(pref, /<entry key="connectString0" class="class java.lang.String">[^<:]+:8089:ssl<\/entry>/);
+    const r2 = await issueClient({ certsDir: pki.dir, name: 'foxtrot', password: 'given-pass', package: true, port: 18089 });
+    assert.equal(r2.password, 'given-pass');
+    assert.equal(r2.truststorePassword, 'given-pass');
+    assert.match(strFromU8(unzipSync(fs.readFileSync(r2.package!))['certs/cotstream.pref']!), /:18089:ssl</);
+  });
+});
+
+describe('certs commands', function () {
+  const dirs: string[] = [];
+  after(() => dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
+
+  it('certs init / client / show, with --help documenting every option and default', async () => {
+    const dir = tmpDir();
+    dirs.push(dir);
+    const out = await cli(['certs', 'init', '--certs-dir', dir, '--host', 'a.example,10.0.0.1', '--host', 'b.example', '--days', '30', '--ca-name', 'Test CA']);
+    assert.match(out, /created in/);
+    const san = openssl(['x509', '-in', path.join(dir, 'server.pem'), '-noout', '-ext', 'subjectAltName', '-issuer']);
+    assert.match(san, /DNS:a\.example, IP Address:10\.0\.0\.1, DNS:b\.example/);
+    assert.match(san, /CN ?= ?Test CA/);
+    const days = (certificateExpiry(path.join(dir, 'server.pem')).getTime() - Date.now()) / DAY;
+    assert.ok(days > 29 && days <= 30);
+
+    const c = await cli(['certs', 'client', 'golf', '--certs-dir', dir, '--package', '--host', 'h.example']);
+    const pw = /PKCS#12 password: (\S+)/.exec(c)![1]!;
+    const tpw = /truststore password: (\S+)/.exec(c)![1]!;
+    openssl(['pkcs12', '-in', path.join(dir, 'clients', 'golf.p12'), '-passin', `pass:${pw}`, '-noout']);
+    openssl(['pkcs12', '-in', path.join(dir, 'clients', 'golf-truststore.p12'), '-passin', `pass:${tpw}`, '-noout']);
+    assert.match(c, /golf\.zip/);
+
+    const given = await cli(['certs', 'client', 'hotel', '--certs-dir', dir, '--password', 'secret-given', '--out', path.join(dir, 'elsewhere')]);
+    assert.doesNotMatch(given, /secret-given/); // a password the operator chose is not echoed
+    assert.ok(fs.existsSync(path.join(dir, 'elsewhere', 'hotel.p12')));
+
+    const show = await cli(['certs', 'show', '--certs-dir', dir]);
+    assert.match(show, /ca\.pem\s+CN=Test CA/);
+    assert.match(show, /clients\/golf\.pem\s+CN=golf/);
+
+    await assert.rejects(cli(['certs', 'init', '--certs-dir', dir]), /refusing to overwrite.*ca\.pem.*--force/s);
+    await assert.rejects(cli(['certs', 'init', '--certs-dir', dir, '--bits', 'lots']), /--bits expects a whole number/);
+
+    for (const sub of ['init', 'client', 'show']) {
+      let help = '';
+      const program = new Command('cotstream').exitOverride().configureOutput({ writeOut: (s) => (help += s), writeErr: (s) => (help += s) });
+      registerCertsCommands(program);
+      await assert.rejects(program.parseAsync(['certs', sub, '--help'], { from: 'user' }), (e: CommanderError) => e.code === 'commander.helpDisplayed');
+      assert.match(help, /--certs-dir <dir>.*COTSTREAM_CERTS_DIR.*FTS_CERTS_PATH.*default: \.\/certs/s, sub);
+      // one entry per option, continuation lines folded in
+      const entries = help.split('Options:')[1]!.split(/\n(?=\s+-)/).filter((e) => /--[a-z]/.test(e));
+      for (const e of entries) {
+        const flag = /--[a-z-]+/.exec(e)![0];
+        if (['--help', '--force', '--package'].includes(flag)) continue;
+        assert.match(e.replace(/\s+/g, ' '), /default/, `${sub} ${flag} documents its default`);
+      }
+    }
+  });
+
+  it('--certs-dir falls back to COTSTREAM_CERTS_DIR, then FTS_CERTS_PATH', async () => {
+    const dir = tmpDir();
+    dirs.push(dir);
+    const saved = { ...process.env };
+    try {
+      delete process.env.COTSTREAM_CERTS_DIR;
+      process.env.FTS_CERTS_PATH = dir;
+      await cli(['certs', 'init', '--host', 'localhost']);
+      assert.ok(fs.existsSync(path.join(dir, 'ca.pem')));
+      const other = tmpDir();
+      dirs.push(other);
+      process.env.COTSTREAM_CERTS_DIR = other;
+      await cli(['certs', 'init', '--host', 'localhost']);
+      assert.ok(fs.existsSync(path.join(other, 'ca.pem')));
+    } finally {
+      process.env = saved;
+    }
+  });
+});
