@@ -21,21 +21,24 @@ system-deps:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server >/dev/null; \
 	fi
 
-# Dev PKI: CA + server certificate + two client certificates, only when missing.
+# Dev PKI: CA + server certificate + two client certificates, only when missing. The dev client
+# passwords are kept in certs/clients/NAME.txt (mode 0600) so a developer can find them again.
 dev-certs: deps
 	@if [ ! -f $(CERTS_DIR)/ca.pem ]; then $(TSX) src/cli.ts certs init --certs-dir $(CERTS_DIR); fi
 	@for c in alpha bravo; do \
-	  if [ ! -f $(CERTS_DIR)/clients/$$c.p12 ]; then $(TSX) src/cli.ts certs client $$c --certs-dir $(CERTS_DIR) --package; fi; \
+	  if [ ! -f $(CERTS_DIR)/clients/$$c.p12 ]; then \
+	    (umask 077; $(TSX) src/cli.ts certs client $$c --certs-dir $(CERTS_DIR) --package | tee $(CERTS_DIR)/clients/$$c.txt) || exit 1; \
+	  fi; \
 	done
 
 run: deps dev-certs
 	$(TSX) src/cli.ts start --certs-dir $(CERTS_DIR)
 
 typecheck: deps
-	node_modules/.bin/tsc --noEmit
+	node_modules/.bin/tsc --noEmit -p tsconfig.typecheck.json
 
 test: deps system-deps
-	node_modules/.bin/tsc --noEmit
+	node_modules/.bin/tsc --noEmit -p tsconfig.typecheck.json
 	node_modules/.bin/mocha
 
 bench-parser: deps

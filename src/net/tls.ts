@@ -42,8 +42,14 @@ export class ConnectionLimiter {
   get open(): number { return this.total; }
 }
 
-/** Map a handshake error to the `cot_handshakes_total` result label. */
-export function classifyHandshakeError(err: Error & { code?: string }): HandshakeResult {
+/**
+ * Map a handshake error to the `cot_handshakes_total` result label. Node verifies the client
+ * chain after the handshake and then destroys the socket quietly, leaving only
+ * `authorizationError` (e.g. UNABLE_TO_VERIFY_LEAF_SIGNATURE for another CA) on it.
+ */
+export function classifyHandshakeError(err: Error & { code?: string }, authorizationError?: string | Error | null): HandshakeResult {
+  const authz = authorizationError ? String((authorizationError as Error).message ?? authorizationError) : '';
+  if (authz) return /REVOKED/i.test(authz) ? 'revoked' : 'bad_cert';
   const code = err.code ?? '';
   const msg = err.message ?? '';
   if (code === 'ERR_TLS_HANDSHAKE_TIMEOUT') return 'timeout';
@@ -55,6 +61,9 @@ export function classifyHandshakeError(err: Error & { code?: string }): Handshak
 }
 
 const refused = Symbol('cotstream.refused');
+const remoteKey = Symbol('cotstream.remote');
+
+type Tagged = net.Socket & { [refused]?: boolean; [remoteKey]?: string };
 
 export interface TlsListenerHooks {
   /** a client completed mutual TLS with a certificate from our CA */
@@ -77,8 +86,10 @@ export function createTlsListener(o: ListenerOptions, limiter: ConnectionLimiter
   server.on('connection', (raw: net.Socket) => {
     raw.setNoDelay(true);
     const ip = raw.remoteAddress ?? '?';
+    // remembered now: once the handshake fails the socket no longer knows its peer
+    (raw as Tagged)[remoteKey] = remoteOf(raw);
     if (!limiter.acquire(ip)) {
-      (raw as unknown as Record<symbol, boolean>)[refused] = true;
+      (raw as Tagged)[refused] = true;
       metrics.handshake.limit.inc();
       if (limitedLog.allow()) log.warn({ audit: 'refused', reason: 'limit', remote: remoteOf(raw), open: limiter.open }, 'connection refused: connection limit');
       raw.destroy();
@@ -87,12 +98,13 @@ export function createTlsListener(o: ListenerOptions, limiter: ConnectionLimiter
     raw.once('close', () => limiter.release(ip));
   });
   server.on('tlsClientError', (err: Error & { code?: string }, sock: tls.TLSSocket) => {
-    const raw = (sock as unknown as { _parent?: net.Socket })._parent;
-    if (raw && (raw as unknown as Record<symbol, boolean>)[refused]) return;
-    const result = classifyHandshakeError(err);
+    const raw = (sock as unknown as { _parent?: Tagged })._parent;
+    if (raw?.[refused]) return;
+    const authz = (sock as unknown as { authorizationError?: string }).authorizationError;
+    const result = classifyHandshakeError(err, authz);
     metrics.handshake[result].inc();
     if (limitedLog.allow()) {
-      log.warn({ audit: 'refused', reason: result, remote: remoteOf(sock), code: err.code, err: err.message }, 'TLS handshake refused');
+      log.warn({ audit: 'refused', reason: result, remote: raw?.[remoteKey] ?? remoteOf(sock), code: authz ?? err.code, err: err.message }, 'TLS handshake refused');
     }
     sock.destroy();
   });
