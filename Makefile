@@ -27,7 +27,7 @@ dev-certs: deps
 	@if [ ! -f $(CERTS_DIR)/ca.pem ]; then $(TSX) src/cli.ts certs init --certs-dir $(CERTS_DIR); fi
 	@for c in alpha bravo; do \
 	  if [ ! -f $(CERTS_DIR)/clients/$$c.p12 ]; then \
-	    (umask 077; $(TSX) src/cli.ts certs client $$c --certs-dir $(CERTS_DIR) --package | tee $(CERTS_DIR)/clients/$$c.txt) || exit 1; \
+	    (umask 077; mkdir -p $(CERTS_DIR)/clients; $(TSX) src/cli.ts certs client $$c --certs-dir $(CERTS_DIR) --package | tee $(CERTS_DIR)/clients/$$c.txt) || exit 1; \
 	  fi; \
 	done
 
