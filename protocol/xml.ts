@@ -1,0 +1,34 @@
+// Building XML safely: attribute values for the server's control messages (pong, takp, t-x-d-d).
+
+const SPECIAL = /[&<>"'\u0000-\u001f\ud800-\udfff\ufffe\uffff]/;
+
+/** Escapes a string for use inside a quoted XML attribute value (either quote style). Tab, LF and
+ *  CR become character references so a parser's attribute normalisation keeps them; characters
+ *  XML 1.0 cannot carry at all (other C0 controls, lone surrogates, U+FFFE/U+FFFF) become U+FFFD. */
+export function escapeAttr(s: string): string {
+  if (!SPECIAL.test(s)) return s;
+  let out = '';
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    switch (c) {
+      case 0x26: out += '&amp;'; continue;
+      case 0x3c: out += '&lt;'; continue;
+      case 0x3e: out += '&gt;'; continue;
+      case 0x22: out += '&quot;'; continue;
+      case 0x27: out += '&apos;'; continue;
+      case 0x09: out += '&#9;'; continue;
+      case 0x0a: out += '&#10;'; continue;
+      case 0x0d: out += '&#13;'; continue;
+    }
+    if (c < 0x20 || c === 0xfffe || c === 0xffff) { out += '\ufffd'; continue; }
+    if (c >= 0xd800 && c <= 0xdbff) {
+      const d = i + 1 < s.length ? s.charCodeAt(i + 1) : 0;
+      if (d >= 0xdc00 && d <= 0xdfff) { out += s[i] + s[i + 1]; i++; continue; }
+      out += '\ufffd';
+      continue;
+    }
+    if (c >= 0xdc00 && c <= 0xdfff) { out += '\ufffd'; continue; }
+    out += s[i];
+  }
+  return out;
+}

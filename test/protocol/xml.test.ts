@@ -1,0 +1,28 @@
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { escapeAttr } from '../../protocol/xml.ts';
+import { scan } from '../../protocol/scan.ts';
+
+/** what an XML parser can hand back for s: chars XML 1.0 cannot carry become U+FFFD */
+function representable(s: string): string {
+  return s.replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, '\ufffd');
+}
+
+describe('escapeAttr', () => {
+  it('escapes markup characters and keeps plain strings as they are', () => {
+    assert.equal(escapeAttr('plain-ANDROID_1.2'), 'plain-ANDROID_1.2');
+    assert.equal(escapeAttr(`A&B <x> "q" 'a'`), 'A&amp;B &lt;x&gt; &quot;q&quot; &apos;a&apos;');
+    assert.equal(escapeAttr('a\tb\nc\rd\u0001e\ud800'), 'a&#9;b&#10;c&#13;d\ufffde\ufffd');
+  });
+
+  it('any string survives a round trip through the scan, in either quote style', () => {
+    fc.assert(fc.property(fc.string({ unit: 'binary' }), (s) => {
+      for (const q of ['"', "'"]) {
+        const xml = `<event uid=${q}u${q} type=${q}t${q}><detail><contact callsign=${q}${escapeAttr(s)}${q}/></detail></event>`;
+        const h = scan(Buffer.from(xml));
+        assert.ok(h.ok, xml);
+        assert.equal(h.callsign, representable(s));
+      }
+    }), { numRuns: 2000 });
+  });
+});
