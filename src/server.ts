@@ -8,6 +8,7 @@ import { redactedConfig } from './config.ts';
 import { Metrics } from './ops/metrics.ts';
 import type { Logger } from './ops/log.ts';
 import { startHttp } from './ops/http.ts';
+import { recordCertificateExpiry } from './ops/certs.ts';
 import { MemoryBus } from './bus/memory.ts';
 import type { Bus } from './bus/types.ts';
 import { Router } from './router.ts';
@@ -77,6 +78,7 @@ export class CotServer {
     const key = readPem(cfg.key, 'server private key');
     assertKeyPrivate(cfg.key);
     this.log.info({ audit: 'start', config: redactedConfig(cfg), bus: this.bus.kind }, `cotstream starting (bus: ${this.bus.kind})`);
+    recordCertificateExpiry(this.metrics, this.log, { ca, server: cert });
     await this.bus.start(this.router.deliver);
 
     this.tls = createTlsListener(
