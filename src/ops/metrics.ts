@@ -14,6 +14,8 @@ export type HandshakeResult = keyof typeof HandshakeResult;
 
 export const DropReason = {
   slow_consumer: 'slow_consumer', rate_limit: 'rate_limit', oversize: 'oversize', malformed: 'malformed',
+  /** an event under the uid of another connected client (another certificate) */
+  uid_conflict: 'uid_conflict',
 } as const;
 export type DropReason = keyof typeof DropReason;
 
