@@ -58,6 +58,8 @@ export class Router {
   private readonly sa = new Map<string, SaEntry>();
   private seq = 0;
   private sweepTimer: NodeJS.Timeout;
+  /** a log line per event only at debug level, decided once here (a no-op branch otherwise) */
+  private readonly debugEvents: boolean;
 
   constructor(
     private readonly bus: Bus,
@@ -66,6 +68,7 @@ export class Router {
     private readonly log: Logger,
     private readonly opts: RouterOptions,
   ) {
+    this.debugEvents = log.isLevelEnabled('debug');
     // stale SAs also leave the cache between newcomers, so memory follows live clients only
     this.sweepTimer = setInterval(() => this.sweep(Date.now()), 10_000);
     this.sweepTimer.unref();
@@ -165,6 +168,7 @@ export class Router {
       // the framer's slice may point into a buffer it reuses: recipients get a stable copy
       out = Buffer.from(frame);
     }
+    if (this.debugEvents) s.log.debug({ type: h.type, uid: h.uid, bytes: out.length, callsigns, uids }, 'event');
     this.publish(kind, s.id, h.uid, h.type, h.staleMs, callsigns, uids, out, t0);
   }
 
