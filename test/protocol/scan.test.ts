@@ -152,6 +152,10 @@ describe('scan: fields', () => {
     assert.deepEqual(e.dests, []);
   });
 
+  it('a nested self-closing <event/> is just an element', () => {
+    assert.equal(ok(ev('<detail><event uid="x" type="y"/></detail>')).uid, 'u1');
+  });
+
   it('accepts a leading declaration, comments, PIs and CDATA anywhere legal', () => {
     const h = ok('<?xml version="1.0"?>\n<!-- hi --><event uid="u" type="t"><!-- </event> --><detail><remarks><![CDATA[ </event> <x> & ]]></remarks><?pi data?></detail></event>\n<!-- bye -->\n');
     assert.equal(h.uid, 'u');
@@ -201,6 +205,7 @@ describe('scan: rejections', () => {
     ['slash not before >', ev('<a / >'), ScanReason.badSlash],
     ['bad tag name', ev('<1a/>'), ScanReason.tagName],
     ['bad attribute name', ev('<a 1="x"/>'), ScanReason.attrName],
+    ['nested event', ev('<detail><event uid="x" type="y"></event></detail>'), ScanReason.nestedEvent],
   ];
   for (const [name, xml, reason] of cases) {
     it(name, () => assert.equal(bad(xml).reason, reason));
