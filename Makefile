@@ -2,7 +2,8 @@
 SHELL := /bin/bash
 CERTS_DIR ?= certs
 TSX := node_modules/.bin/tsx
-SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null && [ "$$(id -u)" != 0 ] && echo sudo)
+# apt-get needs root: use sudo when we are not root and it exists
+SUDO := $(shell [ "$$(id -u)" -ne 0 ] && command -v sudo >/dev/null && echo sudo)
 
 .PHONY: run test deps system-deps dev-certs typecheck bench bench-parser clean-certs
 
@@ -13,28 +14,38 @@ node_modules/.installed: package-lock.json
 
 deps: node_modules/.installed
 
-# Debian packages the test-suite drives for real (redis-server for scale-out tests).
+# Debian packages the test-suite drives for real: redis-server (scale-out tests) and prometheus
+# (scrapes a live server; its promtool checks /metrics and the alert rules). apt-get update runs
+# only when something is missing.
+SYSTEM_PKGS := redis-server:redis-server prometheus:prometheus promtool:prometheus
 system-deps:
-	@if ! command -v redis-server >/dev/null; then \
-	  echo "installing redis-server (Debian package)"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server >/dev/null; \
+	@missing=""; for pair in $(SYSTEM_PKGS); do \
+	  cmd=$${pair%%:*}; pkg=$${pair#*:}; \
+	  command -v $$cmd >/dev/null || case " $$missing " in *" $$pkg "*) ;; *) missing="$$missing $$pkg";; esac; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing (Debian packages)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-# Dev PKI: CA + server certificate + two client certificates, only when missing.
+# Dev PKI: CA + server certificate + two client certificates, only when missing. The dev client
+# passwords are kept in certs/clients/NAME.txt (mode 0600) so a developer can find them again.
 dev-certs: deps
 	@if [ ! -f $(CERTS_DIR)/ca.pem ]; then $(TSX) src/cli.ts certs init --certs-dir $(CERTS_DIR); fi
 	@for c in alpha bravo; do \
-	  if [ ! -f $(CERTS_DIR)/clients/$$c.p12 ]; then $(TSX) src/cli.ts certs client $$c --certs-dir $(CERTS_DIR) --package; fi; \
+	  if [ ! -f $(CERTS_DIR)/clients/$$c.p12 ]; then \
+	    (umask 077; mkdir -p $(CERTS_DIR)/clients; $(TSX) src/cli.ts certs client $$c --certs-dir $(CERTS_DIR) --package | tee $(CERTS_DIR)/clients/$$c.txt) || exit 1; \
+	  fi; \
 	done
 
 run: deps dev-certs
 	$(TSX) src/cli.ts start --certs-dir $(CERTS_DIR)
 
 typecheck: deps
-	node_modules/.bin/tsc --noEmit
+	node_modules/.bin/tsc --noEmit -p tsconfig.typecheck.json
 
 test: deps system-deps
-	node_modules/.bin/tsc --noEmit
+	node_modules/.bin/tsc --noEmit -p tsconfig.typecheck.json
 	node_modules/.bin/mocha
 
 bench-parser: deps

@@ -7,14 +7,10 @@
 // the frames already split (a head start: they do no framing at all).
 import os from 'node:os';
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
+import CoT from '@tak-ps/node-cot';
 import { Framer } from '../protocol/framer.ts';
 import { scan } from '../protocol/scan.ts';
 import { loadSamples } from '../test/helpers/samples.ts';
-
-// node-cot ships TypeScript sources as its types, which do not compile under our strict settings;
-// a non-literal specifier keeps tsc out of them.
-const NODE_COT: string = '@tak-ps/node-cot';
-const CoT = (await import(NODE_COT)).default as new (xml: Buffer) => { raw: { event: { _attributes: { uid: string } } } };
 
 const CHUNK = 16384;
 const args = process.argv.slice(2);

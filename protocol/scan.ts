@@ -29,6 +29,9 @@ export interface CotHeader {
   /** byte range [martiStart, martiEnd) of the first whole <marti>…</marti> or <marti/> element
    *  in the frame; -1 when absent */
   martiStart: number; martiEnd: number;
+  /** further detail/<marti> elements after the first, as flat [start, end, start, end, …] byte
+   *  ranges (undefined in the usual case of at most one) — recipients must see none of them */
+  martiMore?: number[];
   /** detail/link uid of the first <link>, if any */
   linkUid?: string;
   /** there is at least one detail/link element (with or without uid) */
@@ -256,6 +259,8 @@ let seenGroup = false;
 let hasLink = false;
 let martiStart = -1;
 let martiEnd = -1;
+/** ranges of the second and later <marti> elements (rare: a plain array is fine) */
+const martiMore: number[] = [];
 let attrSet: Set<string> | undefined;
 
 /** Scans the whole frame. Returns its length, or -1 with errReason / errOffset set. */
@@ -264,6 +269,7 @@ function scanBytes(b: Buffer, s: number, n: number, framing: boolean): number {
   ndests = 0;
   seenContact = seenGroup = hasLink = false;
   martiStart = martiEnd = -1;
+  martiMore.length = 0;
 
   let p = framing ? s : skipMisc(b, s, n);
   if (p < 0) return -1;
@@ -288,7 +294,11 @@ function scanBytes(b: Buffer, s: number, n: number, framing: boolean): number {
       if (c !== GT) return fail(ScanReason.endTag, p);
       p = q + 1;
       depth--;
-      if (depth === martiDepth) { martiEnd = p; martiDepth = -1; }
+      if (depth === martiDepth) {
+        if (martiEnd < 0) martiEnd = p;
+        else martiMore.push(p);
+        martiDepth = -1;
+      }
       if (depth === 0) break;
     } else if (c1 === BANG) {
       if (p + 3 < n && b[p + 2] === DASH && b[p + 3] === DASH) {
@@ -340,10 +350,15 @@ function scanBytes(b: Buffer, s: number, n: number, framing: boolean): number {
       // A nested <event>…</event> would end the frame early for the framer: never well-formed CoT.
       if (depth > 0 && !selfClose && ne - ns === 5 && b[ns] === 0x65 && b[ns + 1] === 0x76 && b[ns + 2] === 0x65 &&
         b[ns + 3] === 0x6e && b[ns + 4] === 0x74) return fail(ScanReason.nestedEvent, tagStart);
-      if (kind === K_MARTI && martiStart < 0) {
-        martiStart = tagStart;
-        if (selfClose) martiEnd = q;
-        else martiDepth = depth;
+      if (kind === K_MARTI) {
+        if (martiStart < 0) {
+          martiStart = tagStart;
+          if (selfClose) martiEnd = q;
+        } else {
+          martiMore.push(tagStart);
+          if (selfClose) martiMore.push(q);
+        }
+        if (!selfClose) martiDepth = depth;
       }
       p = q;
       if (selfClose) {
@@ -662,6 +677,7 @@ function build(b: Buffer, base: number, end: number): CotHeader {
     dests: list,
     martiStart: martiStart < 0 ? -1 : martiStart - base,
     martiEnd: martiEnd < 0 ? -1 : martiEnd - base,
+    martiMore: martiMore.length === 0 ? undefined : martiMore.map((x) => x - base),
     linkUid: field(b, F_LINK),
     hasLink,
     control: isControlType(type),

@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 import { initPki, issueClient, defaultHosts, DEFAULTS } from './ca.ts';
 import { pkiPaths } from './paths.ts';
 import { canonicalSerial } from '../auth/serial.ts';
-import { action, certsDirOption, collectList, parsePositiveInt, resolveCertsDir, stdio, type CommandIO } from './options.ts';
+import { action, certsDirOption, collectList, parsePositiveInt, resolveCertsDir, stdio, table, type CommandIO } from './options.ts';
 
 export function registerCertsCommands(program: Command, io: CommandIO = stdio): void {
   const certs = program.command('certs').description('create and inspect the PKI: CA, server and client certificates');
@@ -117,9 +117,4 @@ export function registerCertsCommands(program: Command, io: CommandIO = stdio): 
       io.out(table(rows));
     }),
   );
-}
-
-export function table(rows: string[][]): string {
-  const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(w[i]!))).join('  ')).join('\n') + '\n';
 }

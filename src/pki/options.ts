@@ -75,3 +75,9 @@ export function action<A extends unknown[]>(cmd: Command, fn: (...args: A) => Pr
     }
   };
 }
+
+/** Plain aligned columns for terminal listings. */
+export function table(rows: string[][]): string {
+  const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(w[i]!))).join('  ')).join('\n') + '\n';
+}

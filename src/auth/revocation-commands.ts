@@ -1,0 +1,200 @@
+// `cotstream revoke <serial|cert.pem> [--reason R]`, `cotstream crl list`, `cotstream crl refresh`
+import fs from 'node:fs';
+import path from 'node:path';
+import { X509Certificate } from 'node:crypto';
+import { Option, type Command } from 'commander';
+import { canonicalSerial } from './serial.ts';
+import { REVOKE_REASONS } from './crl-x509.ts';
+import { DEFAULT_CRL_DAYS, readRevocationFile, writeRevocation, type RevokedEntry, type RevocationData } from './revocation-file.ts';
+import { pkiPaths } from '../pki/paths.ts';
+import { action, certsDirOption, crlOption, parsePositiveInt, resolveCertsDir, resolveCrl, stdio, table, type CommandIO } from '../pki/options.ts';
+
+interface CommonOpts {
+  certsDir?: string;
+  crl?: string;
+  crlDays?: number;
+}
+
+function crlDaysOption(): Option {
+  return new Option('--crl-days <n>', `next_update of the rewritten list, in days from now (default: ${DEFAULT_CRL_DAYS}; advisory: cotstream never locks clients out when it passes)`).argParser(
+    parsePositiveInt('--crl-days'),
+  );
+}
+
+export function registerRevocationCommands(program: Command, io: CommandIO = stdio): void {
+  const revoke = program
+    .command('revoke')
+    .description('revoke a client certificate: a running server drops its sessions and refuses it within a second, no restart')
+    .argument('<serial|cert.pem>', 'certificate serial in hex (as `crl list`, `certs show` or `openssl x509 -serial` print it; colons allowed), or the certificate file')
+    .addOption(certsDirOption())
+    .addOption(crlOption())
+    .addOption(new Option('--reason <reason>', 'revocation reason, recorded in crl.json and crl.pem').choices(REVOKE_REASONS).default('unspecified'))
+    .addOption(crlDaysOption());
+  revoke.action(
+    action(revoke, (target: string, o: CommonOpts & { reason: string }) => {
+      const certsDir = resolveCertsDir(o.certsDir);
+      const crl = resolveCrl(o.crl, certsDir);
+      const { serial, subject } = resolveTarget(target, certsDir, io);
+      withLock(crl, () => {
+        const list = readRevocationFile(crl);
+        const existing = list.entries.get(serial);
+        if (existing) {
+          io.out(`${serial} was already revoked${existing.date ? ` on ${existing.date}` : ''} (${existing.reason}); list refreshed\n`);
+          if (subject && !existing.subject) existing.subject = subject;
+        } else {
+          const e: RevokedEntry = { serial, reason: o.reason, date: new Date().toISOString() };
+          if (subject) e.subject = subject;
+          list.entries.set(serial, e);
+        }
+        const r = save(list, crl, certsDir, o.crlDays);
+        if (!existing) io.out(`revoked ${serial}${subject ? ` (${subject})` : ''}, reason ${o.reason}\n`);
+        io.out(report(r));
+      });
+    }),
+  );
+
+  const crlCmd = program.command('crl').description('inspect and maintain the revocation list');
+
+  const list = crlCmd
+    .command('list')
+    .description('show revoked serials with reason, date and subject (when known)')
+    .addOption(certsDirOption())
+    .addOption(crlOption());
+  list.action(
+    action(list, (o: CommonOpts) => {
+      const certsDir = resolveCertsDir(o.certsDir);
+      const crl = resolveCrl(o.crl, certsDir);
+      if (!fs.existsSync(crl)) {
+        io.out(`${crl}: no revocation list (nothing revoked)\n`);
+        return;
+      }
+      const l = readRevocationFile(crl);
+      let head = `${crl} (${l.format})`;
+      if (l.issuer) head += `  issuer: ${l.issuer}`;
+      if (l.nextUpdate) head += `  next update: ${l.nextUpdate.toISOString()}${l.nextUpdate.getTime() < Date.now() ? ' (PASSED: run `cotstream crl refresh`)' : ''}`;
+      io.out(head + '\n');
+      if (!l.entries.size) {
+        io.out('nothing revoked\n');
+        return;
+      }
+      const subjects = clientSubjects(certsDir);
+      const rows = [['serial', 'reason', 'date', 'subject']];
+      for (const e of l.entries.values()) rows.push([e.serial, e.reason, e.date, e.subject ?? subjects.get(e.serial) ?? '']);
+      io.out(table(rows));
+    }),
+  );
+
+  const refresh = crlCmd
+    .command('refresh')
+    .description('rewrite the list and the signed crl.pem with fresh last/next update dates (nothing added or removed)')
+    .addOption(certsDirOption())
+    .addOption(crlOption())
+    .addOption(crlDaysOption());
+  refresh.action(
+    action(refresh, (o: CommonOpts) => {
+      const certsDir = resolveCertsDir(o.certsDir);
+      const crl = resolveCrl(o.crl, certsDir);
+      withLock(crl, () => io.out(report(save(readRevocationFile(crl), crl, certsDir, o.crlDays))));
+    }),
+  );
+}
+
+function save(list: RevocationData, crl: string, certsDir: string, days: number | undefined) {
+  const p = pkiPaths(certsDir);
+  const read = (f: string) => (fs.existsSync(f) ? fs.readFileSync(f, 'utf8') : undefined);
+  const caCertPem = read(p.ca);
+  return writeRevocation({
+    crlPath: crl,
+    format: list.format,
+    crlPemPath: p.crlPem,
+    caCertPem,
+    caKeyPem: read(p.caKey),
+    issuer: list.issuer ?? (caCertPem ? new X509Certificate(caCertPem).subject.replace(/\n/g, ', ') : undefined),
+    entries: list.entries.values(),
+    days,
+  });
+}
+
+function report(r: { written: string[]; unsigned?: string; nextUpdate: Date }): string {
+  let s = `wrote ${r.written.join(', ')} (next update ${r.nextUpdate.toISOString()})\n`;
+  if (r.unsigned) s += `warning: no signed crl.pem written: ${r.unsigned}\n`;
+  return s;
+}
+
+/** A serial, or a certificate file whose serial (and subject) we take. */
+function resolveTarget(target: string, certsDir: string, io: CommandIO): { serial: string; subject?: string } {
+  let stat: fs.Stats | undefined;
+  try {
+    stat = fs.statSync(target);
+  } catch {
+    /* not a file: a serial */
+  }
+  if (stat?.isFile()) {
+    let cert: X509Certificate;
+    try {
+      cert = new X509Certificate(fs.readFileSync(target));
+    } catch (err) {
+      throw new Error(`${target} is not a certificate: ${(err as Error).message}`);
+    }
+    const ca = pkiPaths(certsDir).ca;
+    if (fs.existsSync(ca) && !cert.checkIssued(new X509Certificate(fs.readFileSync(ca)))) {
+      io.err(`warning: ${target} was not issued by ${ca}; revoking its serial anyway\n`);
+    }
+    return { serial: canonicalSerial(cert.serialNumber), subject: cert.subject.replace(/\n/g, ', ') };
+  }
+  let serial: string;
+  try {
+    serial = canonicalSerial(target);
+  } catch {
+    throw new Error(`${JSON.stringify(target)} is neither a certificate file nor a hex serial number`);
+  }
+  return { serial, subject: clientSubjects(certsDir).get(serial) };
+}
+
+/** Subjects of the client certificates we issued, by serial, so a bare serial still shows a name. */
+function clientSubjects(certsDir: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const dir = pkiPaths(certsDir).clientsDir;
+  let files: string[] = [];
+  try {
+    files = fs.readdirSync(dir).filter((f) => f.endsWith('.pem'));
+  } catch {
+    return out;
+  }
+  for (const f of files) {
+    try {
+      const c = new X509Certificate(fs.readFileSync(path.join(dir, f)));
+      out.set(canonicalSerial(c.serialNumber), c.subject.replace(/\n/g, ', '));
+    } catch {
+      /* not a certificate: skip */
+    }
+  }
+  return out;
+}
+
+/** Serialize concurrent read-modify-write of the list (two operators revoking at once lose nothing). */
+function withLock(file: string, fn: () => void): void {
+  const lock = `${file}.lock`;
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      fs.closeSync(fs.openSync(lock, 'wx', 0o600));
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      try {
+        if (Date.now() - fs.statSync(lock).mtimeMs > 30_000) fs.rmSync(lock, { force: true }); // left by a crash
+      } catch {
+        /* gone meanwhile */
+      }
+      if (Date.now() > deadline) throw new Error(`${lock} is held by another revoke; remove it if no other cotstream command runs`);
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
+    }
+  }
+  try {
+    fn();
+  } finally {
+    fs.rmSync(lock, { force: true });
+  }
+}

@@ -1,0 +1,245 @@
+// The live revocation list the server checks at every handshake. Fail safe, never fail closed:
+//  - missing file   → nothing revoked (logged);
+//  - corrupt file   → the last good list stays in force (logged as an error, 'error' emitted);
+//                     at the first load there is no good list, so load() throws and the server
+//                     refuses to start rather than run with an unknown list;
+//  - next_update in the past → a warning; revocations stay enforced and nobody is locked out.
+// Events: 'change' ({added, removed}) when the revoked set changed; 'reload' after every good
+// read (dates may change without the set); 'error' for a rejected file (only if listened to).
+// watch() reloads within a second of a change: fs.watch on the directory (editors and our own
+// writer replace the file by rename, which a watch on the file itself would miss) plus a stat poll
+// for filesystems where fs.watch says nothing (NFS, some containers).
+import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { parseRevocationFile, type RevokedEntry, type RevocationFormat } from './revocation-file.ts';
+import { canonicalSerial } from './serial.ts';
+
+export type { RevokedEntry } from './revocation-file.ts';
+
+const MISSING_CONFIRM_MS = 250;
+
+export interface RevocationChange {
+  /** Serials revoked by this reload (canonical hex). */
+  added: string[];
+  /** Serials no longer revoked. */
+  removed: string[];
+}
+
+export interface RevocationListOptions {
+  path: string;
+  log: Logger;
+  /** Stat poll interval for watch(); default 500 ms. */
+  pollMs?: number;
+  /** Quiet time after a watch event before re-reading (writers finishing); default 30 ms. */
+  debounceMs?: number;
+}
+
+export class RevocationList extends EventEmitter {
+  readonly path: string;
+  private readonly log: Logger;
+  private readonly pollMs: number;
+  private readonly debounceMs: number;
+  private entries = new Map<string, RevokedEntry>();
+  private next: Date | undefined;
+  private fmt: RevocationFormat | undefined;
+  private haveGood = false;
+  private lastRaw: Buffer | undefined;
+  private lastBad: Buffer | undefined;
+  private missing = false;
+  private confirmingMissing = false;
+  private statKey = '';
+  private watcher: fs.FSWatcher | undefined;
+  private poller: NodeJS.Timeout | undefined;
+  private debounce: NodeJS.Timeout | undefined;
+
+  constructor(opts: RevocationListOptions) {
+    super();
+    this.path = path.resolve(opts.path);
+    this.log = opts.log.child({ crl: this.path });
+    this.pollMs = opts.pollMs ?? 500;
+    this.debounceMs = opts.debounceMs ?? 30;
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  get nextUpdate(): Date | undefined {
+    return this.next;
+  }
+
+  /** Format of the file in force ('json' | 'pem' | 'der'), undefined while none was read. */
+  get format(): RevocationFormat | undefined {
+    return this.fmt;
+  }
+
+  /** True when next_update has passed (warned about; revocations stay enforced). */
+  get expired(): boolean {
+    return this.next !== undefined && this.next.getTime() < Date.now();
+  }
+
+  lookup(serialHex: string): RevokedEntry | undefined {
+    return this.entries.get(serialHex);
+  }
+
+  /** lookup() for a serial in any accepted spelling (e.g. Node's upper-case peer serial). */
+  lookupAny(serial: string): RevokedEntry | undefined {
+    try {
+      return this.entries.get(canonicalSerial(serial));
+    } catch {
+      return undefined;
+    }
+  }
+
+  entriesList(): RevokedEntry[] {
+    return [...this.entries.values()];
+  }
+
+  /** Initial synchronous load. Throws only when the file exists but is unreadable/corrupt. */
+  load(): void {
+    this.reload();
+  }
+
+  /**
+   * Re-read the file now (watch events, SIGHUP). Returns true when the revoked set changed.
+   * Never throws once a good list is in force.
+   */
+  reload(): boolean {
+    let raw: Buffer;
+    try {
+      raw = fs.readFileSync(this.path);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        // Editors that rename the old file away before writing the new one leave a brief gap:
+        // confirm a disappearance once more before dropping revocations that are in force.
+        if (this.entries.size > 0 && !this.confirmingMissing) {
+          this.confirmingMissing = true;
+          this.schedule(MISSING_CONFIRM_MS);
+          return false;
+        }
+        this.confirmingMissing = false;
+        if (!this.missing) {
+          this.log.warn({ revoked: 0 }, 'revocation list file not found: nothing is revoked');
+          this.missing = true;
+        }
+        this.lastRaw = undefined;
+        this.lastBad = undefined;
+        this.haveGood = true;
+        this.fmt = undefined;
+        const changed = this.replace(new Map(), undefined);
+        this.emit('reload');
+        return changed;
+      }
+      return this.fail(err as Error, undefined);
+    }
+    this.missing = false;
+    this.confirmingMissing = false;
+    if (this.lastRaw?.equals(raw)) return false;
+    if (this.lastBad?.equals(raw)) return false; // already reported
+    let parsed;
+    try {
+      parsed = parseRevocationFile(raw);
+    } catch (err) {
+      return this.fail(err as Error, raw);
+    }
+    this.lastRaw = raw;
+    this.lastBad = undefined;
+    this.haveGood = true;
+    this.fmt = parsed.format;
+    const changed = this.replace(parsed.entries, parsed.nextUpdate);
+    this.emit('reload');
+    this.log.info({ revoked: this.entries.size, format: parsed.format, next_update: parsed.nextUpdate?.toISOString() }, 'revocation list loaded');
+    if (this.expired) {
+      this.log.warn(
+        { next_update: this.next!.toISOString() },
+        'revocation list next_update has passed: still enforced, nobody is locked out; `cotstream crl refresh` (or any revoke) renews it',
+      );
+    }
+    return changed;
+  }
+
+  private fail(err: Error, raw: Buffer | undefined): boolean {
+    if (!this.haveGood) {
+      throw new Error(`revocation list ${this.path} cannot be used: ${err.message}`);
+    }
+    this.lastBad = raw;
+    this.log.error(
+      { err: err.message, revoked: this.entries.size },
+      'revocation list unreadable or corrupt: the last good list stays in force',
+    );
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+    return false;
+  }
+
+  private replace(next: Map<string, RevokedEntry>, nextUpdate: Date | undefined): boolean {
+    this.next = nextUpdate;
+    const added: string[] = [];
+    const removed: string[] = [];
+    for (const k of next.keys()) if (!this.entries.has(k)) added.push(k);
+    for (const k of this.entries.keys()) if (!next.has(k)) removed.push(k);
+    this.entries = next;
+    if (!added.length && !removed.length) return false;
+    this.emit('change', { added, removed } satisfies RevocationChange);
+    return true;
+  }
+
+  /** Start reacting to changes of the file. Idempotent. */
+  watch(): void {
+    if (this.poller) return;
+    this.statKey = this.stat();
+    try {
+      const base = path.basename(this.path);
+      this.watcher = fs.watch(path.dirname(this.path), { persistent: false }, (_ev, name) => {
+        if (name === null || name === base) this.schedule();
+      });
+      this.watcher.on('error', (err) => {
+        this.log.warn({ err: err.message }, 'watching the revocation list directory failed; polling only');
+        this.watcher?.close();
+        this.watcher = undefined;
+      });
+    } catch (err) {
+      // e.g. the directory does not exist yet: the poll notices when the file appears
+      this.log.warn({ err: (err as Error).message }, 'cannot watch the revocation list directory; polling only');
+    }
+    this.poller = setInterval(() => {
+      const k = this.stat();
+      if (k !== this.statKey) this.schedule();
+    }, this.pollMs);
+    this.poller.unref();
+  }
+
+  private stat(): string {
+    try {
+      const s = fs.statSync(this.path, { bigint: true });
+      return `${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`;
+    } catch {
+      return 'missing';
+    }
+  }
+
+  private schedule(delay = this.debounceMs): void {
+    if (this.debounce) return;
+    this.debounce = setTimeout(() => {
+      this.debounce = undefined;
+      this.statKey = this.stat();
+      try {
+        this.reload();
+      } catch (err) {
+        // only possible before any good list: keep trying on the next change
+        this.log.error({ err: (err as Error).message }, 'revocation list reload failed');
+      }
+    }, delay);
+    this.debounce.unref();
+  }
+
+  close(): void {
+    this.watcher?.close();
+    this.watcher = undefined;
+    if (this.poller) clearInterval(this.poller);
+    this.poller = undefined;
+    if (this.debounce) clearTimeout(this.debounce);
+    this.debounce = undefined;
+  }
+}

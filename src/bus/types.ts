@@ -1,0 +1,49 @@
+// The bus carries every routed event to every node (this one included). It knows nothing of TLS
+// or sessions: an Envelope is plain data, and a node resolves its recipients on arrival.
+
+export const EnvelopeKind = {
+  /** an ordinary event */
+  event: 0,
+  /** an event that is also its sender's latest SA: receivers update their SA cache */
+  sa: 1,
+  /** a client disconnected: frame is the t-x-d-d notice; receivers drop its SA */
+  gone: 2,
+} as const;
+export type EnvelopeKind = (typeof EnvelopeKind)[keyof typeof EnvelopeKind];
+
+export interface Envelope {
+  kind: EnvelopeKind;
+  /** origin node id */
+  node: string;
+  /** origin session id on that node (0: the server itself); never delivered back to it */
+  session: number;
+  /** per-node monotonic sequence (dedupe, gap counting) */
+  seq: number;
+  /** uid of the origin client (SA owner for kind sa/gone), '' when unknown */
+  uid: string;
+  /** CoT type (the SA type for kind sa; the last SA type for gone) */
+  type: string;
+  /** stale time, epoch ms (NaN: none) */
+  staleMs: number;
+  /** directed delivery: <marti><dest callsign=…/uid=…>; both null means broadcast */
+  callsigns: string[] | null;
+  uids: string[] | null;
+  /** the event as recipients receive it (XML, <marti> removed) */
+  frame: Buffer;
+  /** receive time on the origin node (performance.now(); only meaningful on that node) */
+  t0: number;
+}
+
+export type DeliverFn = (env: Envelope) => void;
+
+export interface Bus {
+  readonly kind: 'memory' | 'redis';
+  readonly nodeId: string;
+  /** connect; `deliver` is called for every envelope, local ones synchronously inside publish() */
+  start(deliver: DeliverFn): Promise<void>;
+  /** hand one envelope to every node; never throws, never blocks on the network */
+  publish(env: Envelope): void;
+  /** connected (the in-process bus always is) */
+  isUp(): boolean;
+  close(): Promise<void>;
+}

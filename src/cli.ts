@@ -1,0 +1,72 @@
+#!/usr/bin/env node
+// The `cotstream` command: run the server, manage the PKI and the revocation list.
+import { Command, Option } from 'commander';
+import { pathToFileURL } from 'node:url';
+import { OPTIONS, buildConfig, ConfigError } from './config.ts';
+import { createLogger } from './ops/log.ts';
+import { CotServer, StartupError } from './server.ts';
+import { registerCertsCommands } from './pki/index.ts';
+import { registerRevocationCommands } from './auth/revocation-commands.ts';
+
+export function buildProgram(): Command {
+  const program = new Command('cotstream')
+    .description('TAK streaming CoT server: mutual TLS on 8089, routing, Redis scale-out, Prometheus metrics')
+    .showHelpAfterError()
+    .configureHelp({ showGlobalOptions: true });
+
+  const start = program
+    .command('start')
+    .description('run the server in the foreground (logs JSON to stdout; SIGTERM/SIGINT stop it, SIGHUP reloads the revocation list)')
+    .option('--config <file>', 'JSON file with option values (keys as in camelCase: {"port": 8089}); flags and env win over it');
+  for (const spec of OPTIONS) {
+    const envs = spec.env.join(', ');
+    const def = spec.def === undefined ? '' : spec.kind === 'bool' ? '' : ` [default: ${spec.def}]`;
+    start.addOption(new Option(spec.flag, `${spec.help}${def} (env ${envs})`));
+  }
+  registerCertsCommands(program);
+  registerRevocationCommands(program);
+  start.action(async (flags: Record<string, unknown>) => {
+    await runServer(flags, flags.config as string | undefined);
+  });
+  return program;
+}
+
+async function runServer(flags: Record<string, unknown>, configFile?: string): Promise<void> {
+  let cfg;
+  try {
+    cfg = buildConfig(flags, process.env, configFile);
+  } catch (err) {
+    if (err instanceof ConfigError) { console.error(`cotstream: ${err.message}`); process.exit(2); }
+    throw err;
+  }
+  const log = createLogger(cfg.logLevel);
+  const server = new CotServer(cfg, log);
+  try {
+    await server.start();
+  } catch (err) {
+    const msg = err instanceof StartupError ? err.message : `startup failed: ${(err as Error).message}`;
+    log.fatal({ audit: 'startup_failed', err: msg }, msg);
+    console.error(`cotstream: ${msg}`);
+    await server.stop().catch(() => undefined);
+    log.flush();
+    process.exit(1);
+  }
+  const shutdown = (signal: string): void => {
+    log.info({ audit: 'signal', signal }, `received ${signal}, stopping`);
+    server.stop().then(() => { log.flush(); process.exit(0); }, () => process.exit(1));
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGHUP', () => server.reloadRevocations());
+  process.on('uncaughtException', (err) => {
+    // a bug must not take every client down silently: log it loudly, keep serving
+    log.error({ audit: 'bug', err: err.message, stack: err.stack }, 'uncaught exception');
+  });
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href || process.env.COTSTREAM_CLI_MAIN === '1') {
+  buildProgram().parseAsync(process.argv).catch((err: Error) => {
+    console.error(`cotstream: ${err.message}`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,146 @@
+// One validated, frozen Config from flags + environment + optional JSON config file.
+// The option table below is the single source for `cotstream start --help`, env names and defaults.
+import { readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { join, resolve } from 'node:path';
+import { hostname } from 'node:os';
+
+type Kind = 'string' | 'int' | 'port' | 'bytes' | 'ms' | 'bool';
+
+export interface OptionSpec {
+  key: keyof RawOptions;
+  flag: string;
+  env: string[];
+  kind: Kind;
+  def?: string | number;
+  help: string;
+}
+
+export interface RawOptions {
+  host: string; port: number; tcpPort: number; metricsHost: string; metricsPort: number;
+  certsDir: string; ca: string; cert: string; key: string; crl: string;
+  handshakeTimeout: number; idleTimeout: number; redis: string; maxFrameBytes: number;
+  logLevel: string; maxClients: number; maxClientsPerIp: number; maxSendBuffer: number;
+  slowConsumerTimeout: number; rateEvents: number; rateBurst: number; rateBytes: number;
+  nodeId: string; metricsToken: string; metricsAllow: string; announce: boolean;
+}
+
+export const OPTIONS: OptionSpec[] = [
+  { key: 'host', flag: '--host <addr>', env: ['COTSTREAM_HOST'], kind: 'string', def: '0.0.0.0', help: 'address the TLS CoT listener binds' },
+  { key: 'port', flag: '--port <n>', env: ['COTSTREAM_PORT'], kind: 'port', def: 8089, help: 'TLS (mutual auth) CoT port (0: any free port)' },
+  { key: 'tcpPort', flag: '--tcp-port <n>', env: ['COTSTREAM_TCP_PORT'], kind: 'port', def: 'off', help: 'plaintext CoT port, UNAUTHENTICATED: opt-in, logs a warning; off = no plaintext listener' },
+  { key: 'metricsHost', flag: '--metrics-host <addr>', env: ['COTSTREAM_METRICS_HOST'], kind: 'string', def: '0.0.0.0', help: 'address of the /metrics /healthz /readyz HTTP listener' },
+  { key: 'metricsPort', flag: '--metrics-port <n>', env: ['COTSTREAM_METRICS_PORT'], kind: 'port', def: 9089, help: 'HTTP port for /metrics /healthz /readyz; off = no HTTP listener' },
+  { key: 'certsDir', flag: '--certs-dir <dir>', env: ['COTSTREAM_CERTS_DIR', 'FTS_CERTS_PATH'], kind: 'string', def: './certs', help: 'PKI directory (ca.pem, server.pem, server.key, crl.json)' },
+  { key: 'ca', flag: '--ca <file>', env: ['COTSTREAM_CA', 'FTS_CADIR'], kind: 'string', help: 'CA certificate that signs client certificates (default <certs-dir>/ca.pem)' },
+  { key: 'cert', flag: '--cert <file>', env: ['COTSTREAM_CERT', 'FTS_SERVER_PEMDIR'], kind: 'string', help: 'server certificate (default <certs-dir>/server.pem)' },
+  { key: 'key', flag: '--key <file>', env: ['COTSTREAM_KEY', 'FTS_SERVER_KEYDIR'], kind: 'string', help: 'server private key, mode 0600 (default <certs-dir>/server.key)' },
+  { key: 'crl', flag: '--crl <file>', env: ['COTSTREAM_CRL', 'FTS_CRLDIR'], kind: 'string', help: 'revocation list: our JSON, FreeTAKServer JSON/PEM, PEM or DER CRL (default <certs-dir>/crl.json)' },
+  { key: 'handshakeTimeout', flag: '--handshake-timeout <ms>', env: ['COTSTREAM_HANDSHAKE_TIMEOUT_MS'], kind: 'ms', def: 5000, help: 'close connections that have not completed the TLS handshake by then' },
+  { key: 'idleTimeout', flag: '--idle-timeout <ms>', env: ['COTSTREAM_IDLE_TIMEOUT_MS'], kind: 'ms', def: 120000, help: 'close a client after this long without a byte received; 0 = off' },
+  { key: 'redis', flag: '--redis <url>', env: ['COTSTREAM_REDIS_URL'], kind: 'string', def: '', help: 'redis:// or rediss:// URL for scale-out; empty = in-process bus' },
+  { key: 'maxFrameBytes', flag: '--max-frame-bytes <n>', env: ['COTSTREAM_MAX_FRAME_BYTES'], kind: 'bytes', def: 1048576, help: 'largest accepted CoT event; larger ones are discarded and counted' },
+  { key: 'logLevel', flag: '--log-level <level>', env: ['COTSTREAM_LOG_LEVEL'], kind: 'string', def: 'info', help: 'fatal|error|warn|info|debug|trace (debug logs every event)' },
+  { key: 'maxClients', flag: '--max-clients <n>', env: ['COTSTREAM_MAX_CLIENTS'], kind: 'int', def: 10000, help: 'connections accepted at once; further ones are refused' },
+  { key: 'maxClientsPerIp', flag: '--max-clients-per-ip <n>', env: ['COTSTREAM_MAX_CLIENTS_PER_IP'], kind: 'int', def: 64, help: 'connections accepted at once from one IP address' },
+  { key: 'maxSendBuffer', flag: '--max-send-buffer <bytes>', env: ['COTSTREAM_MAX_SEND_BUFFER'], kind: 'bytes', def: 4194304, help: 'bytes queued for one client before its events are dropped' },
+  { key: 'slowConsumerTimeout', flag: '--slow-consumer-timeout <ms>', env: ['COTSTREAM_SLOW_CONSUMER_TIMEOUT_MS'], kind: 'ms', def: 10000, help: 'disconnect a client that stays over --max-send-buffer this long' },
+  { key: 'rateEvents', flag: '--rate-events <n>', env: ['COTSTREAM_RATE_EVENTS'], kind: 'int', def: 100, help: 'sustained events/s accepted from one client; 0 = unlimited' },
+  { key: 'rateBurst', flag: '--rate-burst <n>', env: ['COTSTREAM_RATE_BURST'], kind: 'int', def: 500, help: 'burst of events accepted from one client above the sustained rate' },
+  { key: 'rateBytes', flag: '--rate-bytes <bytes>', env: ['COTSTREAM_RATE_BYTES'], kind: 'bytes', def: 1048576, help: 'sustained bytes/s accepted from one client (burst: 5x); 0 = unlimited' },
+  { key: 'nodeId', flag: '--node-id <id>', env: ['COTSTREAM_NODE_ID'], kind: 'string', def: '', help: 'this node\'s id on the bus (default: hostname + random suffix)' },
+  { key: 'metricsToken', flag: '--metrics-token <token>', env: ['COTSTREAM_METRICS_TOKEN'], kind: 'string', def: '', help: 'require "Authorization: Bearer <token>" on /metrics (prefer the env var: flags show in ps)' },
+  { key: 'metricsAllow', flag: '--metrics-allow <cidrs>', env: ['COTSTREAM_METRICS_ALLOW'], kind: 'string', def: '', help: 'comma-separated IPs/CIDRs allowed to read /metrics; empty = any' },
+  { key: 'announce', flag: '--no-announce', env: ['COTSTREAM_ANNOUNCE'], kind: 'bool', def: 1, help: 'do not send the TAK protocol (t-x-takp-v) announcement to new clients' },
+];
+
+export interface Config extends RawOptions {
+  ca: string; cert: string; key: string; crl: string;
+}
+
+const UNITS: Record<string, number> = { '': 1, k: 1024, kb: 1024, kib: 1024, m: 1048576, mb: 1048576, mib: 1048576, g: 1073741824, gb: 1073741824, gib: 1073741824 };
+
+export class ConfigError extends Error {}
+
+function parseValue(spec: OptionSpec, raw: unknown, source: string): string | number | boolean {
+  if (spec.kind === 'bool') {
+    if (typeof raw === 'boolean') return raw;
+    const s = String(raw).toLowerCase();
+    if (['1', 'true', 'yes', 'on'].includes(s)) return true;
+    if (['0', 'false', 'no', 'off'].includes(s)) return false;
+    throw new ConfigError(`${source}: expected true/false, got "${raw}"`);
+  }
+  if (spec.kind === 'string') return String(raw);
+  const s = String(raw).trim().toLowerCase();
+  let m: RegExpMatchArray | null;
+  if (spec.kind === 'bytes') {
+    m = /^(\d+)\s*([kmg]i?b?)?$/.exec(s);
+    if (!m) throw new ConfigError(`${source}: expected a byte count like 1048576 or 4MiB, got "${raw}"`);
+    return Number(m[1]) * UNITS[m[2] ?? ''];
+  }
+  if (spec.kind === 'ms') {
+    m = /^(\d+)\s*(ms|s|m)?$/.exec(s);
+    if (!m) throw new ConfigError(`${source}: expected milliseconds like 5000 (or 5s), got "${raw}"`);
+    const mult = m[2] === 's' ? 1000 : m[2] === 'm' ? 60000 : 1;
+    return Number(m[1]) * mult;
+  }
+  if (spec.kind === 'port') {
+    if (s === 'off' || s === '') return -1;
+    if (!/^\d+$/.test(s) || Number(s) > 65535) throw new ConfigError(`${source}: expected a port number (0-65535) or "off", got "${raw}"`);
+    return Number(s);
+  }
+  if (!/^\d+$/.test(s)) throw new ConfigError(`${source}: expected a non-negative integer, got "${raw}"`);
+  return Number(s);
+}
+
+/**
+ * Resolve every option: command-line flag, else environment variable (first listed wins, so the
+ * COTSTREAM_ name beats the FreeTAKServer alias), else config file, else default.
+ */
+export function buildConfig(flags: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env, configFile?: string): Config {
+  let file: Record<string, unknown> = {};
+  if (configFile) {
+    try {
+      file = JSON.parse(readFileSync(configFile, 'utf8')) as Record<string, unknown>;
+    } catch (err) {
+      throw new ConfigError(`config file ${configFile}: ${(err as Error).message}`);
+    }
+  }
+  const out: Record<string, unknown> = {};
+  for (const spec of OPTIONS) {
+    let raw: unknown;
+    let source = spec.flag.split(' ')[0];
+    const flagVal = flags[spec.key];
+    // commander gives `announce: true` by default for --no-announce; treat only false as explicit
+    const fromFlag = spec.kind === 'bool' ? flagVal === false : flagVal !== undefined;
+    if (fromFlag) raw = flagVal;
+    else {
+      const envName = spec.env.find((e) => env[e] !== undefined && env[e] !== '');
+      if (envName) { raw = env[envName]; source = envName; }
+      else if (file[spec.key] !== undefined) { raw = file[spec.key]; source = `${configFile}:${spec.key}`; }
+      else raw = spec.def;
+    }
+    out[spec.key] = raw === undefined ? undefined : parseValue(spec, raw, source);
+  }
+  const certsDir = resolve(String(out.certsDir));
+  out.certsDir = certsDir;
+  out.ca = resolve(String(out.ca ?? join(certsDir, 'ca.pem')));
+  out.cert = resolve(String(out.cert ?? join(certsDir, 'server.pem')));
+  out.key = resolve(String(out.key ?? join(certsDir, 'server.key')));
+  out.crl = resolve(String(out.crl ?? join(certsDir, 'crl.json')));
+  if (!out.nodeId) out.nodeId = `${hostname()}-${randomBytes(3).toString('hex')}`;
+  const cfg = out as unknown as Config;
+  if (cfg.port < 0) throw new ConfigError('--port: the TLS listener cannot be turned off');
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(cfg.logLevel)) {
+    throw new ConfigError(`--log-level: unknown level "${cfg.logLevel}"`);
+  }
+  if (cfg.maxFrameBytes < 1024) throw new ConfigError('--max-frame-bytes: must be at least 1024');
+  if (cfg.redis && !/^rediss?:\/\//.test(cfg.redis)) throw new ConfigError('--redis: expected a redis:// or rediss:// URL');
+  return Object.freeze(cfg);
+}
+
+/** What may be logged of a config: no tokens, no Redis password. */
+export function redactedConfig(cfg: Config): Record<string, unknown> {
+  const { metricsToken, ...rest } = cfg;
+  return { ...rest, metricsToken: metricsToken ? '[set]' : '', redis: cfg.redis.replace(/\/\/([^@/]*)@/, '//[redacted]@') };
+}

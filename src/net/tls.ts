@@ -1,0 +1,140 @@
+// The mutual-TLS CoT listener (and the opt-in plaintext one). Connection limits are enforced on
+// the raw TCP socket before any TLS work; handshake failures are classified, counted and logged.
+import tls from 'node:tls';
+import net from 'node:net';
+import type { Metrics, HandshakeResult } from '../ops/metrics.ts';
+import { LogLimiter, type Logger } from '../ops/log.ts';
+import { remoteOf } from '../auth/identity.ts';
+
+export interface ListenerOptions {
+  host: string;
+  port: number;
+  key: Buffer;
+  cert: Buffer;
+  ca: Buffer;
+  handshakeTimeout: number;
+  maxClients: number;
+  maxClientsPerIp: number;
+}
+
+/** Counts open connections (handshaking ones too) in total and per IP. */
+export class ConnectionLimiter {
+  private total = 0;
+  private readonly perIp = new Map<string, number>();
+  constructor(private readonly maxTotal: number, private readonly maxPerIp: number) {}
+
+  /** Reserve a slot; returns false when a limit is reached. */
+  acquire(ip: string): boolean {
+    const n = this.perIp.get(ip) ?? 0;
+    if ((this.maxTotal > 0 && this.total >= this.maxTotal) || (this.maxPerIp > 0 && n >= this.maxPerIp)) return false;
+    this.total++;
+    this.perIp.set(ip, n + 1);
+    return true;
+  }
+
+  release(ip: string): void {
+    this.total--;
+    const n = (this.perIp.get(ip) ?? 1) - 1;
+    if (n <= 0) this.perIp.delete(ip);
+    else this.perIp.set(ip, n);
+  }
+
+  get open(): number { return this.total; }
+}
+
+/**
+ * Map a handshake error to the `cot_handshakes_total` result label. Node verifies the client
+ * chain after the handshake and then destroys the socket quietly, leaving only
+ * `authorizationError` (e.g. UNABLE_TO_VERIFY_LEAF_SIGNATURE for another CA) on it.
+ */
+export function classifyHandshakeError(err: Error & { code?: string }, authorizationError?: string | Error | null): HandshakeResult {
+  const authz = authorizationError ? String((authorizationError as Error).message ?? authorizationError) : '';
+  if (authz) return /REVOKED/i.test(authz) ? 'revoked' : 'bad_cert';
+  const code = err.code ?? '';
+  const msg = err.message ?? '';
+  if (code === 'ERR_TLS_HANDSHAKE_TIMEOUT') return 'timeout';
+  if (/PEER_DID_NOT_RETURN_A_CERTIFICATE|CERTIFICATE_REQUIRED|peer did not return a certificate/i.test(code + msg)) return 'no_cert';
+  if (/CERTIFICATE_VERIFY_FAILED|certificate verify failed|UNKNOWN_CA|BAD_CERTIFICATE|UNSUPPORTED_CERTIFICATE|CERTIFICATE_EXPIRED|CERT_REVOKED|certificate revoked/i.test(code + msg)) {
+    return /revoked/i.test(code + msg) ? 'revoked' : 'bad_cert';
+  }
+  return 'error';
+}
+
+const refused = Symbol('cotstream.refused');
+const remoteKey = Symbol('cotstream.remote');
+
+type Tagged = net.Socket & { [refused]?: boolean; [remoteKey]?: string };
+
+export interface TlsListenerHooks {
+  /** a client completed mutual TLS with a certificate from our CA */
+  onSecure(sock: tls.TLSSocket): void;
+}
+
+export function createTlsListener(o: ListenerOptions, limiter: ConnectionLimiter, metrics: Metrics, log: Logger, hooks: TlsListenerHooks): tls.Server {
+  const limitedLog = new LogLimiter(log);
+  const server = tls.createServer({
+    key: o.key,
+    cert: o.cert,
+    ca: o.ca,
+    requestCert: true,
+    rejectUnauthorized: true,
+    minVersion: 'TLSv1.2',
+    handshakeTimeout: o.handshakeTimeout > 0 ? o.handshakeTimeout : undefined,
+    // session tickets would let a revoked client resume without presenting its certificate again
+    sessionTimeout: 0,
+  });
+  server.on('connection', (raw: net.Socket) => {
+    raw.setNoDelay(true);
+    const ip = raw.remoteAddress ?? '?';
+    // remembered now: once the handshake fails the socket no longer knows its peer
+    (raw as Tagged)[remoteKey] = remoteOf(raw);
+    if (!limiter.acquire(ip)) {
+      (raw as Tagged)[refused] = true;
+      metrics.handshake.limit.inc();
+      if (limitedLog.allow()) log.warn({ audit: 'refused', reason: 'limit', remote: remoteOf(raw), open: limiter.open }, 'connection refused: connection limit');
+      raw.destroy();
+      return;
+    }
+    raw.once('close', () => limiter.release(ip));
+  });
+  server.on('tlsClientError', (err: Error & { code?: string }, sock: tls.TLSSocket) => {
+    const raw = (sock as unknown as { _parent?: Tagged })._parent;
+    if (raw?.[refused]) return;
+    const authz = (sock as unknown as { authorizationError?: string }).authorizationError;
+    const result = classifyHandshakeError(err, authz);
+    metrics.handshake[result].inc();
+    if (limitedLog.allow()) {
+      log.warn({ audit: 'refused', reason: result, remote: raw?.[remoteKey] ?? remoteOf(sock), code: authz ?? err.code, err: err.message }, 'TLS handshake refused');
+    }
+    sock.destroy();
+  });
+  server.on('secureConnection', (sock: tls.TLSSocket) => hooks.onSecure(sock));
+  return server;
+}
+
+/** Opt-in plaintext CoT listener: no authentication at all, for legacy devices on trusted networks. */
+export function createTcpListener(limiter: ConnectionLimiter, metrics: Metrics, log: Logger, onSocket: (sock: net.Socket) => void): net.Server {
+  const limitedLog = new LogLimiter(log);
+  return net.createServer((sock) => {
+    sock.setNoDelay(true);
+    const ip = sock.remoteAddress ?? '?';
+    if (!limiter.acquire(ip)) {
+      metrics.handshake.limit.inc();
+      if (limitedLog.allow()) log.warn({ audit: 'refused', reason: 'limit', remote: remoteOf(sock) }, 'plaintext connection refused: connection limit');
+      sock.destroy();
+      return;
+    }
+    sock.once('close', () => limiter.release(ip));
+    onSocket(sock);
+  });
+}
+
+export function listen(server: net.Server, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve((server.address() as net.AddressInfo).port);
+    });
+  });
+}

@@ -1,0 +1,269 @@
+// Who gets an event. Control types are answered or consumed here; everything else goes out once
+// on the bus as an Envelope and every node (this one synchronously) delivers it to its matching
+// local sessions, never back to the sender. The latest-SA cache lives here too.
+import { performance } from 'node:perf_hooks';
+import type { CotHeader } from '../protocol/scan.ts';
+import { pong, disconnectNotice, protocolSupport } from '../protocol/control.ts';
+import { EnvelopeKind, type Bus, type Envelope } from './bus/types.ts';
+import type { Session, FlushScheduler } from './session.ts';
+import type { Logger } from './ops/log.ts';
+import type { Metrics } from './ops/metrics.ts';
+
+/** Directed to this callsign means everyone (ATAK's broadcast pseudo-contact). */
+const ALL_STREAMING = 'All Streaming';
+/** callsign changes logged per session; later ones only change the routing */
+const MAX_RENAME_LOGS = 10;
+
+/** frame without bytes [s, e) */
+function cut(frame: Buffer, s: number, e: number): Buffer {
+  const out = Buffer.allocUnsafe(frame.length - (e - s));
+  frame.copy(out, 0, 0, s);
+  frame.copy(out, s, e);
+  return out;
+}
+
+/** frame without [s, e) and the further ranges in `more` (ascending, non-overlapping) */
+function cutAll(frame: Buffer, s: number, e: number, more: number[]): Buffer {
+  let removed = e - s;
+  for (let i = 0; i < more.length; i += 2) removed += more[i + 1] - more[i];
+  const out = Buffer.allocUnsafe(frame.length - removed);
+  let o = frame.copy(out, 0, 0, s);
+  let from = e;
+  for (let i = 0; i < more.length; i += 2) {
+    o += frame.copy(out, o, from, more[i]);
+    from = more[i + 1];
+  }
+  frame.copy(out, o, from);
+  return out;
+}
+
+interface SaEntry {
+  uid: string;
+  type: string;
+  staleMs: number;
+  frame: Buffer;
+  /** node and session that own it (the SA leaves the cache when that session goes) */
+  node: string;
+  session: number;
+}
+
+export interface RouterOptions {
+  announce: boolean;
+}
+
+export class Router {
+  readonly sessions = new Set<Session>();
+  private readonly byUid = new Map<string, Session>();
+  private readonly byCallsign = new Map<string, Set<Session>>();
+  private readonly sa = new Map<string, SaEntry>();
+  private seq = 0;
+  private sweepTimer: NodeJS.Timeout;
+  /** a log line per event only at debug level, decided once here (a no-op branch otherwise) */
+  private readonly debugEvents: boolean;
+
+  constructor(
+    private readonly bus: Bus,
+    private readonly flusher: FlushScheduler,
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+    private readonly opts: RouterOptions,
+  ) {
+    this.debugEvents = log.isLevelEnabled('debug');
+    // stale SAs also leave the cache between newcomers, so memory follows live clients only
+    this.sweepTimer = setInterval(() => this.sweep(Date.now()), 10_000);
+    this.sweepTimer.unref();
+  }
+
+  /** Bound once and handed to the bus. */
+  readonly deliver = (env: Envelope): void => this.onEnvelope(env);
+
+  // ---- sessions -----------------------------------------------------------------------------
+
+  /** A client finished its handshake: replay the latest SAs, announce the TAK protocol. */
+  add(s: Session): void {
+    this.sessions.add(s);
+    this.metrics.connections.set(this.sessions.size);
+    const now = Date.now();
+    for (const e of this.sa.values()) {
+      if (e.staleMs <= now) { this.sa.delete(e.uid); continue; }
+      s.send(e.frame);
+    }
+    if (this.opts.announce) s.send(protocolSupport(now));
+  }
+
+  onClose(s: Session, reason: string): void {
+    if (!this.sessions.delete(s)) return;
+    this.metrics.connections.set(this.sessions.size);
+    this.metrics.sessionsClosed.labels(reason).inc();
+    s.log.info({
+      audit: 'closed', reason, uid: s.uid || undefined, callsign: s.callsign || undefined, durationMs: Date.now() - s.connectedAt,
+      eventsIn: s.eventsIn, eventsOut: s.eventsOut, bytesIn: s.bytesIn, bytesOut: s.bytesOut, dropped: s.dropped,
+    }, 'client disconnected');
+    const uid = s.uid;
+    if (uid) {
+      if (this.byUid.get(uid) === s) this.byUid.delete(uid);
+      this.unindexCallsign(s);
+      // A device that already reconnected under the same uid is still online: no delete notice.
+      if (!this.byUid.has(uid)) {
+        this.publish(EnvelopeKind.gone, 0, uid, s.saType, NaN, null, null, disconnectNotice(uid, s.saType), performance.now());
+      }
+    }
+  }
+
+  // ---- inbound events -----------------------------------------------------------------------
+
+  onFrame(s: Session, frame: Buffer, h: CotHeader, t0: number): void {
+    if (h.control) {
+      // pings are answered to the sender only; every other control type is consumed
+      if (h.type === 't-x-c-t') s.send(pong());
+      return;
+    }
+    // pytak's hello: a delete of nothing
+    if (h.type === 't-x-d-d' && h.uid === 'takPing' && h.linkUid === undefined) return;
+
+    // A uid belongs to the connected session it names. Another certificate speaking for it would
+    // move the owner's marker, take its directed traffic and its cache entry, and send a delete
+    // for it on leaving: dropped. The same certificate may take over (a device reconnecting
+    // before its old connection timed out).
+    const owner = this.byUid.get(h.uid);
+    if (owner !== undefined && owner !== s && owner.identity.serial !== s.identity.serial) {
+      this.uidConflict(s, h.uid, owner);
+      return;
+    }
+
+    let kind: EnvelopeKind = EnvelopeKind.event;
+    if (h.endpoint !== undefined && h.callsign !== undefined) {
+      if (!s.uid) this.identify(s, h.uid, h.callsign, owner);
+      if (h.uid === s.uid) {
+        if (h.callsign !== s.callsign) this.rename(s, h.callsign);
+        s.saType = h.type;
+        // already stale on arrival: routed (the recipients judge), but never cached, so it cannot
+        // evict a good SA nor be replayed
+        if (!(h.staleMs <= Date.now())) kind = EnvelopeKind.sa;
+      }
+    }
+
+    let callsigns: string[] | null = null;
+    let uids: string[] | null = null;
+    let out: Buffer;
+    if (h.martiStart >= 0) {
+      // strip <marti> so recipients never see routing metadata; one new Buffer shared by all
+      out = h.martiMore === undefined ? cut(frame, h.martiStart, h.martiEnd) : cutAll(frame, h.martiStart, h.martiEnd, h.martiMore);
+      const d = h.dests;
+      let broadcast = d.length === 0;
+      for (let i = 0; i < d.length && !broadcast; i++) {
+        const c = d[i].callsign;
+        const u = d[i].uid;
+        if (c !== undefined) {
+          if (c === ALL_STREAMING) broadcast = true;
+          else (callsigns ??= []).push(c);
+        }
+        if (u !== undefined) (uids ??= []).push(u);
+      }
+      if (broadcast) { callsigns = null; uids = null; }
+      // dests that name nobody (<dest/>) still make the event directed: to no one
+      else if (callsigns === null && uids === null) uids = [];
+    } else {
+      // the framer's slice may point into a buffer it reuses: recipients get a stable copy
+      out = Buffer.from(frame);
+    }
+    if (this.debugEvents) s.log.debug({ type: h.type, uid: h.uid, bytes: out.length, callsigns, uids }, 'event');
+    this.publish(kind, s.id, h.uid, h.type, h.staleMs, callsigns, uids, out, t0);
+  }
+
+  private uidConflict(s: Session, uid: string, owner: Session): void {
+    s.dropped++;
+    this.metrics.drop.uid_conflict.inc();
+    if (s.loggedConflict) return;
+    s.loggedConflict = true;
+    s.log.warn({ audit: 'uid_conflict', uid, ownerSid: owner.id, ownerCn: owner.identity.cn }, 'client sent events under the uid of another connected client: dropped (further ones are only counted)');
+  }
+
+  private publish(kind: EnvelopeKind, session: number, uid: string, type: string, staleMs: number,
+    callsigns: string[] | null, uids: string[] | null, frame: Buffer, t0: number): void {
+    this.bus.publish({ kind, node: this.bus.nodeId, session, seq: ++this.seq, uid, type, staleMs, callsigns, uids, frame, t0 });
+  }
+
+  private identify(s: Session, uid: string, callsign: string, prev: Session | undefined): void {
+    s.uid = uid;
+    this.byUid.set(uid, s);
+    // a takeover (same certificate, same uid): directed traffic goes to the new connection only
+    if (prev !== undefined && prev !== s) this.unindexCallsign(prev);
+    this.indexCallsign(s, callsign);
+    s.log.info({ audit: 'identified', uid, callsign, replaced: prev ? prev.id : undefined }, 'client identified');
+  }
+
+  private rename(s: Session, callsign: string): void {
+    this.unindexCallsign(s);
+    this.indexCallsign(s, callsign);
+    // a client cycling callsigns must not flood the log
+    if (s.renames++ < MAX_RENAME_LOGS) s.log.info({ audit: 'callsign', uid: s.uid, callsign, last: s.renames === MAX_RENAME_LOGS || undefined }, 'client changed callsign');
+  }
+
+  private indexCallsign(s: Session, callsign: string): void {
+    s.callsign = callsign;
+    if (callsign === '') return; // <dest callsign=""/> names nobody
+    let set = this.byCallsign.get(callsign);
+    if (!set) { set = new Set(); this.byCallsign.set(callsign, set); }
+    set.add(s);
+  }
+
+  private unindexCallsign(s: Session): void {
+    const set = this.byCallsign.get(s.callsign);
+    if (set) { set.delete(s); if (set.size === 0) this.byCallsign.delete(s.callsign); }
+  }
+
+  // ---- delivery (every node, for every envelope) ---------------------------------------------
+
+  private onEnvelope(env: Envelope): void {
+    const local = env.node === this.bus.nodeId;
+    if (env.kind === EnvelopeKind.sa) {
+      this.sa.set(env.uid, { uid: env.uid, type: env.type, staleMs: Number.isNaN(env.staleMs) ? Infinity : env.staleMs, frame: env.frame, node: env.node, session: env.session });
+    } else if (env.kind === EnvelopeKind.gone) {
+      this.sa.delete(env.uid);
+    }
+    let n = 0;
+    if (env.callsigns === null && env.uids === null) {
+      for (const s of this.sessions) {
+        if (local && s.id === env.session) continue;
+        if (s.send(env.frame)) n++;
+      }
+    } else {
+      n = this.deliverDirected(env, local);
+    }
+    if (n > 0 && local) this.flusher.delivered(env.t0);
+  }
+
+  /** Recipients named by uid or callsign, each once; a reused scratch list keeps this allocation-free. */
+  private readonly seen: Session[] = [];
+
+  private deliverDirected(env: Envelope, local: boolean): number {
+    const seen = this.seen;
+    if (env.uids) {
+      for (const u of env.uids) {
+        const s = this.byUid.get(u);
+        if (s && !(local && s.id === env.session) && !seen.includes(s)) seen.push(s);
+      }
+    }
+    if (env.callsigns) {
+      for (const c of env.callsigns) {
+        const set = this.byCallsign.get(c);
+        if (!set) continue;
+        for (const s of set) if (!(local && s.id === env.session) && !seen.includes(s)) seen.push(s);
+      }
+    }
+    let n = 0;
+    for (let i = 0; i < seen.length; i++) if (seen[i].send(env.frame)) n++;
+    seen.length = 0;
+    return n;
+  }
+
+  private sweep(now: number): void {
+    for (const e of this.sa.values()) if (e.staleMs <= now) this.sa.delete(e.uid);
+  }
+
+  /** Drop the SA of a session that is gone (its disconnect notice does this cluster-wide). */
+  close(): void {
+    clearInterval(this.sweepTimer);
+  }
+}

@@ -1,0 +1,211 @@
+// Composition root: builds the parts from one Config, wires them, owns start and stop.
+import { readFileSync } from 'node:fs';
+import type { Server as HttpServer } from 'node:http';
+import type { Server as NetServer, Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import type { Config } from './config.ts';
+import { redactedConfig } from './config.ts';
+import { Metrics } from './ops/metrics.ts';
+import type { Logger } from './ops/log.ts';
+import { startHttp } from './ops/http.ts';
+import { MemoryBus } from './bus/memory.ts';
+import type { Bus } from './bus/types.ts';
+import { Router } from './router.ts';
+import { FlushScheduler, Session, type SessionLimits } from './session.ts';
+import { ConnectionLimiter, createTlsListener, createTcpListener, listen } from './net/tls.ts';
+import { assertKeyPrivate as assertPrivate } from './pki/index.ts';
+import { watchCertificateExpiry } from './pki/expiry.ts';
+import { identityFromSocket, remoteOf, type ClientIdentity } from './auth/identity.ts';
+import { RevocationList } from './auth/revocation.ts';
+
+export class StartupError extends Error {}
+
+function readPem(path: string, what: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new StartupError(`cannot read the ${what} at ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}. Create a dev PKI with 'cotstream certs init' (or 'make run').`);
+  }
+}
+
+/** A private key others can read is refused: that is how keys leak. */
+function assertKeyPrivate(path: string): void {
+  try {
+    assertPrivate(path);
+  } catch (err) {
+    throw new StartupError(`refusing to start: ${(err as Error).message}`);
+  }
+}
+
+export class CotServer {
+  readonly metrics: Metrics;
+  readonly router: Router;
+  readonly bus: Bus;
+  private readonly flusher: FlushScheduler;
+  private readonly limiter: ConnectionLimiter;
+  private readonly limits: SessionLimits;
+  private tls: NetServer | null = null;
+  private tcp: NetServer | null = null;
+  private http: HttpServer | null = null;
+  private listening = false;
+  private stopping: Promise<void> | null = null;
+  tlsPort = 0;
+  tcpPort = 0;
+  metricsPort = 0;
+  /** consulted for every new TLS client before it may exchange CoT (revocation) */
+  isRevoked: (id: ClientIdentity) => string | undefined = () => undefined;
+  /** the revocation list in force (watched; SIGHUP calls reloadRevocations) */
+  revocations: RevocationList | null = null;
+  private stopExpiry: (() => void) | null = null;
+
+  constructor(readonly cfg: Config, readonly log: Logger, metrics?: Metrics) {
+    this.metrics = metrics ?? new Metrics();
+    this.flusher = new FlushScheduler(this.metrics);
+    this.bus = new MemoryBus(cfg.nodeId, this.metrics);
+    this.router = new Router(this.bus, this.flusher, this.metrics, log, { announce: cfg.announce });
+    this.limiter = new ConnectionLimiter(cfg.maxClients, cfg.maxClientsPerIp);
+    this.limits = {
+      maxFrameBytes: cfg.maxFrameBytes,
+      maxSendBuffer: cfg.maxSendBuffer,
+      slowConsumerTimeout: cfg.slowConsumerTimeout,
+      idleTimeout: cfg.idleTimeout,
+      rateEvents: cfg.rateEvents,
+      rateBurst: cfg.rateBurst,
+      rateBytes: cfg.rateBytes,
+    };
+  }
+
+  async start(): Promise<void> {
+    const cfg = this.cfg;
+    const ca = readPem(cfg.ca, 'CA certificate');
+    const cert = readPem(cfg.cert, 'server certificate');
+    const key = readPem(cfg.key, 'server private key');
+    assertKeyPrivate(cfg.key);
+    this.log.info({ audit: 'start', config: redactedConfig(cfg), bus: this.bus.kind }, `cotstream starting (bus: ${this.bus.kind})`);
+    this.startRevocation();
+    this.stopExpiry = watchCertificateExpiry({ ca: cfg.ca, server: cfg.cert }, this.metrics.certExpiry, this.log, () => this.warnCrlExpired());
+    await this.bus.start(this.router.deliver);
+
+    this.tls = createTlsListener(
+      { host: cfg.host, port: cfg.port, key, cert, ca, handshakeTimeout: cfg.handshakeTimeout, maxClients: cfg.maxClients, maxClientsPerIp: cfg.maxClientsPerIp },
+      this.limiter, this.metrics, this.log, { onSecure: (sock) => this.onSecure(sock) },
+    );
+    this.tlsPort = await listen(this.tls, cfg.port, cfg.host);
+    if (cfg.tcpPort >= 0) {
+      this.tcp = createTcpListener(this.limiter, this.metrics, this.log, (sock) => this.onPlain(sock));
+      this.tcpPort = await listen(this.tcp, cfg.tcpPort, cfg.host);
+      this.log.warn({ audit: 'plaintext', port: this.tcpPort }, `PLAINTEXT CoT listener on ${cfg.host}:${this.tcpPort}: anyone who reaches it can read and inject events without a certificate`);
+    }
+    this.listening = true;
+    if (cfg.metricsPort >= 0) {
+      this.http = await startHttp(
+        { host: cfg.metricsHost, port: cfg.metricsPort, token: cfg.metricsToken, allow: cfg.metricsAllow, ready: () => this.ready() },
+        this.metrics, this.log,
+      );
+      const addr = this.http.address();
+      this.metricsPort = typeof addr === 'object' && addr ? addr.port : 0;
+    }
+    this.log.info({ audit: 'listening', tls: `${cfg.host}:${this.tlsPort}`, metrics: this.http ? `${cfg.metricsHost}:${this.metricsPort}` : 'off' }, `cotstream listening on ${cfg.host}:${this.tlsPort} (mutual TLS)`);
+  }
+
+  ready(): boolean {
+    return this.listening && this.bus.isUp();
+  }
+
+  private onSecure(sock: TLSSocket): void {
+    const id = identityFromSocket(sock);
+    const revoked = this.isRevoked(id);
+    if (revoked !== undefined) {
+      this.metrics.handshake.revoked.inc();
+      this.log.warn({ audit: 'refused', reason: 'revoked', cn: id.cn, serial: id.serial, remote: id.remote, revocationReason: revoked }, 'revoked certificate refused');
+      sock.destroy();
+      return;
+    }
+    this.metrics.handshake.ok.inc();
+    this.accept(sock, id);
+  }
+
+  private onPlain(sock: Socket): void {
+    this.accept(sock, { cn: '', serial: '', fingerprint: '', remote: remoteOf(sock), plaintext: true });
+  }
+
+  private accept(sock: Socket | TLSSocket, id: ClientIdentity): void {
+    if (this.stopping) { sock.destroy(); return; }
+    const s = new Session(sock, id, this.router, this.limits, this.metrics, this.flusher, this.log);
+    s.log.info({ audit: 'accepted', fingerprint: id.fingerprint, plaintext: id.plaintext || undefined, protocol: (sock as TLSSocket).getProtocol?.() ?? 'tcp' }, 'client connected');
+    this.router.add(s);
+  }
+
+  /**
+   * Load the revocation list before accepting anyone (a corrupt list refuses the start: there is
+   * no last good list yet), then watch it: a change closes the live sessions it revokes.
+   */
+  private startRevocation(): void {
+    const list = new RevocationList({ path: this.cfg.crl, log: this.log });
+    try {
+      list.load();
+    } catch (err) {
+      throw new StartupError(`refusing to start: ${(err as Error).message}`);
+    }
+    const gauges = (): void => {
+      this.metrics.revokedSerials.set(list.size);
+      this.metrics.crlNextUpdate.set(list.nextUpdate ? Math.floor(list.nextUpdate.getTime() / 1000) : 0);
+    };
+    gauges();
+    list.on('reload', gauges);
+    list.on('change', () => this.dropRevoked());
+    list.on('error', () => undefined); // logged by the list; the last good list stays in force
+    list.watch();
+    this.revocations = list;
+    this.isRevoked = (id) => (id.serial ? list.lookup(id.serial)?.reason : undefined);
+  }
+
+  /** Re-read the revocation list now (SIGHUP). */
+  reloadRevocations(): void {
+    this.log.info({ audit: 'reload', crl: this.cfg.crl }, 'reloading the revocation list');
+    this.revocations?.reload();
+  }
+
+  private warnCrlExpired(): void {
+    const list = this.revocations;
+    if (list?.expired) {
+      this.log.warn({ crl: this.cfg.crl, next_update: list.nextUpdate!.toISOString() }, 'revocation list next_update has passed: still enforced; `cotstream crl refresh` renews it');
+    }
+  }
+
+  /** Close every live session whose certificate the list now revokes, one audit line each. */
+  private dropRevoked(): number {
+    return this.closeWhere((id) => {
+      const reason = this.isRevoked(id);
+      if (reason === undefined) return false;
+      this.log.warn({ audit: 'revoked', cn: id.cn, serial: id.serial, remote: id.remote, revocationReason: reason }, 'certificate revoked: closing its session');
+      return true;
+    }, 'revoked');
+  }
+
+  /** Close the sessions of every client that matches (revocation takes effect at once). */
+  closeWhere(pred: (id: ClientIdentity) => boolean, reason: 'revoked'): number {
+    let n = 0;
+    for (const s of [...this.router.sessions]) if (pred(s.identity)) { s.close(reason); n++; }
+    return n;
+  }
+
+  /** Stop accepting, close every session, close the bus. Idempotent. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      this.listening = false;
+      this.revocations?.close();
+      this.stopExpiry?.();
+      const closing: Promise<void>[] = [];
+      for (const srv of [this.tls, this.tcp]) if (srv) closing.push(new Promise((r) => srv.close(() => r())));
+      this.flusher.flush();
+      for (const s of [...this.router.sessions]) s.close('shutdown');
+      this.router.close();
+      await Promise.race([Promise.all(closing), new Promise((r) => setTimeout(r, 2000).unref())]);
+      await this.bus.close();
+      if (this.http) await new Promise<void>((r) => { this.http!.close(() => r()); this.http!.closeAllConnections(); });
+      this.log.info({ audit: 'stopped' }, 'cotstream stopped');
+    })();
+    return this.stopping;
+  }
+}

@@ -1,0 +1,171 @@
+// Issue 3: the server end to end over real mutual TLS with certificates from our own PKI.
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import tls from 'node:tls';
+import { readFileSync } from 'node:fs';
+import { testPki, type SharedPki as TestPki } from '../helpers/pki.ts';
+import { startTestServer, type TestServer } from '../helpers/server.ts';
+import { CotClient, sa, ping, sleep } from '../helpers/client.ts';
+
+describe('e2e: mutual-TLS CoT server', function () {
+  let pki: TestPki;
+  let srv: TestServer;
+  const clients: CotClient[] = [];
+  const connect = async (name: string): Promise<CotClient> => {
+    const c = await CotClient.connect(srv.port, await pki.client(name));
+    clients.push(c);
+    return c;
+  };
+
+  before(async function () {
+    this.timeout(60000);
+    pki = await testPki();
+    srv = await startTestServer(pki.dir, { handshakeTimeout: '800', idleTimeout: '1500' });
+  });
+  afterEach(() => { while (clients.length) clients.pop()!.close(); });
+  after(async () => { await srv?.stop(); });
+
+  it('two clients exchange events both ways and never get their own back', async () => {
+    const a = await connect('alpha');
+    const b = await connect('bravo');
+    await sleep(50);
+    a.send(sa('uid-alpha', 'ALPHA'));
+    b.send(sa('uid-bravo', 'BRAVO'));
+    await b.waitFor((f) => f.some((x) => x.includes('uid="uid-alpha"')), 5000, 'alpha SA at bravo');
+    await a.waitFor((f) => f.some((x) => x.includes('uid="uid-bravo"')), 5000, 'bravo SA at alpha');
+    await sleep(100);
+    assert.equal(a.cot().filter((x) => x.includes('uid="uid-alpha"')).length, 0, 'alpha got its own event');
+    assert.equal(b.cot().filter((x) => x.includes('uid="uid-bravo"')).length, 0, 'bravo got its own event');
+    // the event passes through byte for byte (no marti to strip)
+    const sent = sa('uid-alpha2', 'ALPHA2');
+    a.send(sent);
+    await b.waitFor((f) => f.some((x) => x.includes('uid="uid-alpha2"')));
+    const got = b.cot().find((x) => x.includes('uid="uid-alpha2"'))!;
+    assert.equal(got, sent.slice(sent.indexOf('<event')));
+  });
+
+  it('events written one byte at a time and several per write arrive intact', async () => {
+    const a = await connect('alpha');
+    const b = await connect('bravo');
+    await sleep(50);
+    const one = Buffer.from(sa('bytewise', 'BYTES'));
+    for (let i = 0; i < one.length; i++) {
+      a.sock.write(one.subarray(i, i + 1));
+      if (i % 97 === 0) await sleep(1);
+    }
+    const batch = [1, 2, 3, 4, 5].map((i) => sa(`batch-${i}`, `B${i}`)).join('\n  \n');
+    a.send(batch);
+    await b.waitFor((f) => f.filter((x) => /uid="(bytewise|batch-\d)"/.test(x)).length >= 6, 5000, 'six events');
+    const got = b.cot().filter((x) => /uid="(bytewise|batch-\d)"/.test(x));
+    assert.equal(got.length, 6);
+    assert.equal(got[0], one.toString().slice(one.indexOf('<event')));
+    for (const f of got) assert.match(f, /^<event[\s\S]*<\/event>$/);
+  });
+
+  it('a ping gets exactly one pong and no other client sees it', async () => {
+    const a = await connect('alpha');
+    const b = await connect('bravo');
+    await sleep(50);
+    a.send(ping('alpha-ping'));
+    await a.waitFor((f) => f.some((x) => x.includes('t-x-c-t-r')), 5000, 'pong');
+    await sleep(200);
+    const pongs = a.cot().filter((x) => x.includes('t-x-c-t-r'));
+    assert.equal(pongs.length, 1);
+    assert.match(pongs[0], /uid="takPong"/);
+    assert.match(pongs[0], /how="h-g-i-g-o"/);
+    assert.match(pongs[0], /<point [^>]*ce="9999999(\.0)?"/);
+    const m = /time="([^"]+)"[^>]*stale="([^"]+)"/.exec(pongs[0])!;
+    assert.equal(Date.parse(m[2]) - Date.parse(m[1]), 20000);
+    assert.equal(b.cot().filter((x) => x.includes('t-x-c-t')).length, 0, 'ping or pong leaked to another client');
+  });
+
+  it('a client without a certificate never receives CoT and is counted as no_cert', async () => {
+    const before = await srv.metric('cot_handshakes_total', { result: 'no_cert' });
+    const c = await CotClient.connect(srv.port, { ca: pki.ca }).catch(() => null);
+    // TLS 1.3: the client may think it connected before the server's rejection arrives
+    if (c) { clients.push(c); c.send(sa('intruder', 'X')); await c.waitClosed(5000); assert.equal(c.frames.length, 0); }
+    await waitMetric(srv, 'cot_handshakes_total', { result: 'no_cert' }, before + 1);
+  });
+
+  it('a client whose certificate comes from another CA never receives CoT and is counted as bad_cert', async () => {
+    this.timeout?.(60000);
+    const foreign = await testPki('foreign');
+    const creds = await foreign.client('mallory');
+    const before = await srv.metric('cot_handshakes_total', { result: 'bad_cert' });
+    const c = await CotClient.connect(srv.port, { ...creds, ca: pki.ca }).catch(() => null);
+    if (c) { clients.push(c); c.send(sa('mallory', 'M')); await c.waitClosed(5000); assert.equal(c.frames.length, 0); }
+    await waitMetric(srv, 'cot_handshakes_total', { result: 'bad_cert' }, before + 1);
+    const refused = srv.logs.filter((l) => l.audit === 'refused' && l.reason === 'bad_cert');
+    assert.ok(refused.length >= 1, 'refusal not logged');
+  });
+
+  it('a TCP connection that never starts the handshake is closed after the handshake timeout', async () => {
+    const before = await srv.metric('cot_handshakes_total', { result: 'timeout' });
+    const t0 = Date.now();
+    const sock = net.connect(srv.port, '127.0.0.1');
+    sock.on('error', () => undefined);
+    await new Promise<void>((r) => sock.once('close', () => r()));
+    const took = Date.now() - t0;
+    assert.ok(took >= 700 && took < 4000, `closed after ${took} ms (timeout 800 ms)`);
+    await waitMetric(srv, 'cot_handshakes_total', { result: 'timeout' }, before + 1);
+  });
+
+  it('an authenticated client that stays silent is closed after the idle timeout', async () => {
+    const a = await connect('alpha');
+    const t0 = Date.now();
+    await a.waitClosed(6000);
+    const took = Date.now() - t0;
+    assert.ok(took >= 1300 && took < 5000, `closed after ${took} ms (idle timeout 1500 ms)`);
+    assert.ok(srv.logs.some((l) => l.audit === 'closed' && l.reason === 'idle'));
+  });
+
+  it('counts connections and events in /metrics and writes one accept and one close line per connection', async () => {
+    const a = await connect('alpha');
+    const b = await connect('bravo');
+    await sleep(50);
+    assert.equal(await srv.metric('cot_connections'), 2);
+    const recv0 = await srv.metric('cot_events_received_total');
+    const deliv0 = await srv.metric('cot_events_delivered_total');
+    a.send(sa('m-alpha', 'MA'));
+    await b.waitFor((f) => f.some((x) => x.includes('m-alpha')));
+    assert.equal(await srv.metric('cot_events_received_total'), recv0 + 1);
+    assert.ok((await srv.metric('cot_events_delivered_total')) >= deliv0 + 1);
+    const sid = srv.logs.find((l) => l.audit === 'accepted' && l.cn === 'alpha' && l.sid !== undefined && !srv.logs.some((c) => c.audit === 'closed' && c.sid === l.sid))!.sid;
+    a.close();
+    await waitFor(() => srv.logs.some((l) => l.audit === 'closed' && l.sid === sid));
+    assert.equal(srv.logs.filter((l) => l.audit === 'accepted' && l.sid === sid).length, 1);
+    const closed = srv.logs.filter((l) => l.audit === 'closed' && l.sid === sid);
+    assert.equal(closed.length, 1);
+    assert.equal(closed[0].cn, 'alpha');
+    assert.match(String(closed[0].serial), /^[0-9a-f]+$/);
+    assert.equal(closed[0].eventsIn, 1);
+    b.close();
+  });
+
+  it('negotiates TLS 1.2 or newer only', async () => {
+    const creds = await pki.client('alpha');
+    const err = await new Promise<Error | null>((resolve) => {
+      const s = tls.connect({ host: '127.0.0.1', port: srv.port, ca: readFileSync(creds.ca), cert: readFileSync(creds.cert), key: readFileSync(creds.key), servername: 'localhost', maxVersion: 'TLSv1.1', minVersion: 'TLSv1' });
+      s.on('secureConnect', () => { s.destroy(); resolve(null); });
+      s.on('error', (e) => resolve(e));
+    });
+    assert.ok(err, 'a TLS 1.1 handshake succeeded');
+  });
+});
+
+async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await sleep(20);
+  }
+}
+
+async function waitMetric(srv: TestServer, name: string, labels: Record<string, string>, atLeast: number): Promise<void> {
+  const deadline = Date.now() + 5000;
+  let v = 0;
+  while ((v = await srv.metric(name, labels)) < atLeast) {
+    if (Date.now() > deadline) throw new Error(`${name}${JSON.stringify(labels)} = ${v}, expected >= ${atLeast}`);
+    await sleep(50);
+  }
+}
