@@ -87,9 +87,9 @@ export class Router {
     const now = Date.now();
     for (const e of this.sa.values()) {
       if (e.staleMs <= now) { this.sa.delete(e.uid); continue; }
-      s.send(e.frame);
+      s.sendAlways(e.frame);
     }
-    if (this.opts.announce) s.send(protocolSupport(now));
+    if (this.opts.announce) s.sendAlways(protocolSupport(now));
   }
 
   onClose(s: Session, reason: string): void {
@@ -99,6 +99,7 @@ export class Router {
     s.log.info({
       audit: 'closed', reason, uid: s.uid || undefined, callsign: s.callsign || undefined, durationMs: Date.now() - s.connectedAt,
       eventsIn: s.eventsIn, eventsOut: s.eventsOut, bytesIn: s.bytesIn, bytesOut: s.bytesOut, dropped: s.dropped,
+      droppedRateLimit: s.rateDrops || undefined, droppedSlowConsumer: s.slowDrops || undefined,
     }, 'client disconnected');
     const uid = s.uid;
     if (uid) {

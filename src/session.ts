@@ -70,6 +70,11 @@ export class FlushScheduler {
 
 let nextId = 1;
 
+/** drops closer together than this are one episode: one audit line, however many events */
+const EPISODE_GAP_MS = 1000;
+/** the bytes/s bucket holds this many seconds of the sustained rate (the byte burst) */
+const BYTE_BURST_SECONDS = 5;
+
 export class Session implements FramerSink {
   readonly id = nextId++;
   readonly connectedAt = Date.now();
@@ -110,8 +115,11 @@ export class Session implements FramerSink {
   private chunkEvents = 0;
   private idleTimer: NodeJS.Timeout | null = null;
   private slowTimer: NodeJS.Timeout | null = null;
-  private slowDropped = 0;
-  private rateDropped = 0;
+  /** events dropped because this client was over its send buffer / its rate limit */
+  slowDrops = 0;
+  rateDrops = 0;
+  private slowLastDrop = -Infinity;
+  private rateLastDrop = -Infinity;
   private evTokens: number;
   private byteTokens: number;
   private lastRefill = performance.now();
@@ -130,7 +138,7 @@ export class Session implements FramerSink {
     this.log = log.child({ sid: this.id, cn: identity.cn, serial: identity.serial, remote: identity.remote });
     this.framer = new Framer(this, limits.maxFrameBytes);
     this.evTokens = limits.rateBurst;
-    this.byteTokens = limits.rateBytes * 5;
+    this.byteTokens = limits.rateBytes * BYTE_BURST_SECONDS;
     socket.on('data', this.onData);
     socket.on('end', this.onEnd);
     socket.on('close', this.onSocketClose);
@@ -233,23 +241,24 @@ export class Session implements FramerSink {
     const now = this.t0;
     const dt = (now - this.lastRefill) / 1000;
     this.lastRefill = now;
+    const byteCap = l.rateBytes * BYTE_BURST_SECONDS;
     if (l.rateEvents > 0) this.evTokens = Math.min(l.rateBurst, this.evTokens + dt * l.rateEvents);
-    if (l.rateBytes > 0) this.byteTokens = Math.min(l.rateBytes * 5, this.byteTokens + dt * l.rateBytes);
+    if (l.rateBytes > 0) this.byteTokens = Math.min(byteCap, this.byteTokens + dt * l.rateBytes);
     const evOk = l.rateEvents === 0 || this.evTokens >= 1;
-    const byOk = l.rateBytes === 0 || this.byteTokens >= bytes;
+    // a frame larger than the whole bucket still passes when the bucket is full (and empties it)
+    const byOk = l.rateBytes === 0 || this.byteTokens >= bytes || this.byteTokens >= byteCap;
     if (evOk && byOk) {
       if (l.rateEvents > 0) this.evTokens -= 1;
       if (l.rateBytes > 0) this.byteTokens -= bytes;
-      if (this.rateDropped > 0) {
-        this.log.info({ audit: 'rate_limit_end', dropped: this.rateDropped }, 'client back under its rate limit');
-        this.rateDropped = 0;
-      }
       return true;
     }
-    if (this.rateDropped === 0) {
-      this.log.warn({ audit: 'rate_limit', rateEvents: l.rateEvents, rateBytes: l.rateBytes }, 'client over its rate limit: dropping its excess events');
+    // one audit line per episode: drops closer together than EPISODE_GAP_MS are one episode
+    if (now - this.rateLastDrop >= EPISODE_GAP_MS) {
+      this.log.warn({ audit: 'rate_limit', rateEvents: l.rateEvents, rateBurst: l.rateBurst, rateBytes: l.rateBytes, droppedBefore: this.rateDrops },
+        'client over its rate limit: dropping its excess events (until it slows down; counted in cot_events_dropped_total)');
     }
-    this.rateDropped++;
+    this.rateLastDrop = now;
+    this.rateDrops++;
     this.dropped++;
     this.metrics.drop.rate_limit.inc();
     return false;
@@ -267,10 +276,24 @@ export class Session implements FramerSink {
       this.slowDrop();
       return false;
     }
+    this.enqueue(buf);
+    return true;
+  }
+
+  /**
+   * Queue without the send-buffer bound: for what a newcomer gets before anything else (the
+   * latest-SA replay, the announcement). That is bounded by the SA cache and made of Buffers the
+   * cache holds anyway; cutting it at the bound would hide clients from newcomers on big servers.
+   * Later events still see everything queued here and wait (or drop) behind it.
+   */
+  sendAlways(buf: Buffer): void {
+    if (!this.closed) this.enqueue(buf);
+  }
+
+  private enqueue(buf: Buffer): void {
     this.queue.push(buf);
     this.queuedBytes += buf.length;
     if (!this.dirty) { this.dirty = true; this.flusher.mark(this); }
-    return true;
   }
 
   /** Deliver a routed event in this client's wire format (protobuf encoded once per envelope). */
@@ -316,27 +339,30 @@ export class Session implements FramerSink {
 
   private slowDrop(): void {
     this.dropped++;
+    this.slowDrops++;
     this.metrics.drop.slow_consumer.inc();
-    if (this.slowDropped++ === 0) {
-      this.log.warn({ audit: 'slow_consumer', queued: this.socket.writableLength, limit: this.limits.maxSendBuffer }, 'client not reading: dropping events for it');
-      if (this.limits.slowConsumerTimeout > 0) {
-        if (this.slowTimer) this.slowTimer.refresh();
-        else { this.slowTimer = setTimeout(this.onSlowTimeout, this.limits.slowConsumerTimeout); this.slowTimer.unref(); }
-      }
+    const now = performance.now();
+    if (now - this.slowLastDrop >= EPISODE_GAP_MS) {
+      this.log.warn({ audit: 'slow_consumer', queued: this.socket.writableLength + this.queuedBytes, limit: this.limits.maxSendBuffer, droppedBefore: this.slowDrops - 1 },
+        'client not reading: dropping events for it (counted in cot_events_dropped_total)');
+    }
+    this.slowLastDrop = now;
+    // the deadline runs from the first drop since the client last caught up (drain), not per drop
+    if (this.slowTimer === null && this.limits.slowConsumerTimeout > 0) {
+      this.slowTimer = setTimeout(this.onSlowTimeout, this.limits.slowConsumerTimeout);
+      this.slowTimer.unref();
     }
   }
 
+  /** Everything written so far has left: the client caught up. */
   private readonly onDrain = (): void => {
-    if (this.slowDropped > 0) {
-      this.log.info({ audit: 'slow_consumer_end', dropped: this.slowDropped }, 'client reading again');
-      this.slowDropped = 0;
-      if (this.slowTimer) { clearTimeout(this.slowTimer); this.slowTimer = null; }
-    }
+    if (this.slowTimer) { clearTimeout(this.slowTimer); this.slowTimer = null; }
   };
 
   private readonly onSlowTimeout = (): void => {
     this.slowTimer = null;
-    if (this.slowDropped > 0) this.close('slow_consumer');
+    // still behind (a send buffer below the stream's high-water mark may never emit 'drain')
+    if (this.socket.writableLength > 0) this.close('slow_consumer');
   };
 
   // ---- lifecycle ----------------------------------------------------------------------------
