@@ -4,6 +4,7 @@
 import { performance } from 'node:perf_hooks';
 import type { CotHeader } from '../protocol/scan.ts';
 import { pong, disconnectNotice, protocolSupport } from '../protocol/control.ts';
+import { onProtocolRequest } from './negotiate.ts';
 import { EnvelopeKind, type Bus, type Envelope } from './bus/types.ts';
 import type { Session, FlushScheduler } from './session.ts';
 import type { Logger } from './ops/log.ts';
@@ -116,7 +117,8 @@ export class Router {
   onFrame(s: Session, frame: Buffer, h: CotHeader, t0: number): void {
     if (h.control) {
       // pings are answered to the sender only; every other control type is consumed
-      if (h.type === 't-x-c-t') s.send(pong());
+      if (h.type === 't-x-c-t') s.sendCot(pong());
+      else if (h.type === 't-x-takp-q') onProtocolRequest(s, frame, h, this.opts.announce);
       return;
     }
     // pytak's hello: a delete of nothing
@@ -229,7 +231,7 @@ export class Router {
     if (env.callsigns === null && env.uids === null) {
       for (const s of this.sessions) {
         if (local && s.id === env.session) continue;
-        if (s.send(env.frame)) n++;
+        if (s.deliver(env)) n++;
       }
     } else {
       n = this.deliverDirected(env, local);
@@ -256,7 +258,7 @@ export class Router {
       }
     }
     let n = 0;
-    for (let i = 0; i < seen.length; i++) if (seen[i].send(env.frame)) n++;
+    for (let i = 0; i < seen.length; i++) if (seen[i].deliver(env)) n++;
     seen.length = 0;
     return n;
   }
