@@ -31,6 +31,7 @@ export class Metrics {
   readonly busIn: client.Counter.Internal;
   readonly busOut: client.Counter.Internal;
   readonly busErrors: client.Counter;
+  readonly busGaps: client.Counter;
   readonly revokedSerials: client.Gauge;
   readonly certExpiry: client.Gauge<'cert'>;
   readonly crlNextUpdate: client.Gauge;
@@ -60,6 +61,7 @@ export class Metrics {
     this.busIn = this.busMessages.labels('in');
     this.busOut = this.busMessages.labels('out');
     this.busErrors = new client.Counter({ name: 'cot_bus_publish_errors_total', help: 'Bus publishes that failed or were discarded while the bus was down', registers });
+    this.busGaps = new client.Counter({ name: 'cot_bus_gaps_total', help: 'Bus batches from other nodes that never arrived here (sequence gaps: outages, reconnects)', registers });
     this.revokedSerials = new client.Gauge({ name: 'cot_revoked_serials', help: 'Certificate serials in the revocation list in force', registers });
     this.certExpiry = new client.Gauge({ name: 'cot_certificate_expiry_timestamp_seconds', help: 'notAfter of the CA and server certificates (unix seconds)', labelNames: ['cert'], registers });
     this.crlNextUpdate = new client.Gauge({ name: 'cot_crl_next_update_timestamp_seconds', help: 'next_update of the revocation list in force (unix seconds; 0 when none)', registers });
