@@ -14,11 +14,18 @@ node_modules/.installed: package-lock.json
 
 deps: node_modules/.installed
 
-# Debian packages the test-suite drives for real (redis-server for scale-out tests).
+# Debian packages the test-suite drives for real: redis-server (scale-out tests) and prometheus
+# (scrapes a live server; its promtool checks /metrics and the alert rules). apt-get update runs
+# only when something is missing.
+SYSTEM_PKGS := redis-server:redis-server prometheus:prometheus promtool:prometheus
 system-deps:
-	@if ! command -v redis-server >/dev/null; then \
-	  echo "installing redis-server (Debian package)"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server >/dev/null; \
+	@missing=""; for pair in $(SYSTEM_PKGS); do \
+	  cmd=$${pair%%:*}; pkg=$${pair#*:}; \
+	  command -v $$cmd >/dev/null || case " $$missing " in *" $$pkg "*) ;; *) missing="$$missing $$pkg";; esac; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing (Debian packages)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
 # Dev PKI: CA + server certificate + two client certificates, only when missing. The dev client

@@ -27,6 +27,9 @@ export interface CotHeader {
   /** byte range [martiStart, martiEnd) of the first whole <marti>…</marti> or <marti/> element
    *  in the frame; -1 when absent */
   martiStart: number; martiEnd: number;
+  /** further detail/<marti> elements after the first, as flat [start, end, start, end, …] byte
+   *  ranges (undefined in the usual case of at most one) — recipients must see none of them */
+  martiMore?: number[];
   /** detail/link uid of the first <link>, if any */
   linkUid?: string;
   /** there is at least one detail/link element (with or without uid) */
@@ -160,7 +163,7 @@ function newHeader(): CotHeader {
     ok: true, uid: '', type: '', how: undefined, time: undefined, start: undefined,
     stale: undefined, version: undefined, staleMs: NaN, point: undefined, callsign: undefined,
     endpoint: undefined, groupName: undefined, groupRole: undefined, dests: [],
-    martiStart: -1, martiEnd: -1, linkUid: undefined, hasLink: false, control: false,
+    martiStart: -1, martiEnd: -1, martiMore: undefined, linkUid: undefined, hasLink: false, control: false,
   };
 }
 
@@ -342,7 +345,11 @@ function scanInto(b: Buffer): CotHeader | null {
       if (q >= n || b[q] !== GT) { fail(ScanReason.endTag, p); return null; }
       p = q + 1;
       depth--;
-      if (depth === martiDepth) { h.martiEnd = p; martiDepth = -1; }
+      if (depth === martiDepth) {
+        if (h.martiEnd < 0) h.martiEnd = p;
+        else h.martiMore!.push(p);
+        martiDepth = -1;
+      }
       if (depth === 0) break;
     } else if (c1 === BANG) {
       if (p + 3 < n && b[p + 2] === DASH && b[p + 3] === DASH) {
@@ -475,10 +482,16 @@ function scanInto(b: Buffer): CotHeader | null {
         if (kind !== K_OTHER) capture(h, kind, b, as, ae, vs, ve, flags);
       }
       attrSet = undefined;
-      if (kind === K_MARTI && h.martiStart < 0) {
-        h.martiStart = tagStart;
-        if (selfClose) h.martiEnd = q;
-        else martiDepth = depth;
+      if (kind === K_MARTI) {
+        if (h.martiStart < 0) {
+          h.martiStart = tagStart;
+          if (selfClose) h.martiEnd = q;
+          else martiDepth = depth;
+        } else {
+          (h.martiMore ??= []).push(tagStart);
+          if (selfClose) h.martiMore.push(q);
+          else martiDepth = depth;
+        }
       }
       p = q;
       if (selfClose) {

@@ -6,6 +6,7 @@ import { OPTIONS, buildConfig, ConfigError } from './config.ts';
 import { createLogger } from './ops/log.ts';
 import { CotServer, StartupError } from './server.ts';
 import { registerCertsCommands } from './pki/index.ts';
+import { registerRevocationCommands } from './auth/revocation-commands.ts';
 
 export function buildProgram(): Command {
   const program = new Command('cotstream')
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
     start.addOption(new Option(spec.flag, `${spec.help}${def} (env ${envs})`));
   }
   registerCertsCommands(program);
+  registerRevocationCommands(program);
   start.action(async (flags: Record<string, unknown>) => {
     await runServer(flags, flags.config as string | undefined);
   });
@@ -55,6 +57,7 @@ async function runServer(flags: Record<string, unknown>, configFile?: string): P
   };
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGHUP', () => server.reloadRevocations());
   process.on('uncaughtException', (err) => {
     // a bug must not take every client down silently: log it loudly, keep serving
     log.error({ audit: 'bug', err: err.message, stack: err.stack }, 'uncaught exception');

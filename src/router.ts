@@ -11,6 +11,31 @@ import type { Metrics } from './ops/metrics.ts';
 
 /** Directed to this callsign means everyone (ATAK's broadcast pseudo-contact). */
 const ALL_STREAMING = 'All Streaming';
+/** callsign changes logged per session; later ones only change the routing */
+const MAX_RENAME_LOGS = 10;
+
+/** frame without bytes [s, e) */
+function cut(frame: Buffer, s: number, e: number): Buffer {
+  const out = Buffer.allocUnsafe(frame.length - (e - s));
+  frame.copy(out, 0, 0, s);
+  frame.copy(out, s, e);
+  return out;
+}
+
+/** frame without [s, e) and the further ranges in `more` (ascending, non-overlapping) */
+function cutAll(frame: Buffer, s: number, e: number, more: number[]): Buffer {
+  let removed = e - s;
+  for (let i = 0; i < more.length; i += 2) removed += more[i + 1] - more[i];
+  const out = Buffer.allocUnsafe(frame.length - removed);
+  let o = frame.copy(out, 0, 0, s);
+  let from = e;
+  for (let i = 0; i < more.length; i += 2) {
+    o += frame.copy(out, o, from, more[i]);
+    from = more[i + 1];
+  }
+  frame.copy(out, o, from);
+  return out;
+}
 
 interface SaEntry {
   uid: string;
@@ -33,6 +58,8 @@ export class Router implements BusHost {
   private readonly sa = new Map<string, SaEntry>();
   private seq = 0;
   private sweepTimer: NodeJS.Timeout;
+  /** a log line per event only at debug level, decided once here (a no-op branch otherwise) */
+  private readonly debugEvents: boolean;
 
   constructor(
     private readonly bus: Bus,
@@ -41,6 +68,7 @@ export class Router implements BusHost {
     private readonly log: Logger,
     private readonly opts: RouterOptions,
   ) {
+    this.debugEvents = log.isLevelEnabled('debug');
     // stale SAs also leave the cache between newcomers, so memory follows live clients only
     this.sweepTimer = setInterval(() => this.sweep(Date.now()), 10_000);
     this.sweepTimer.unref();
@@ -93,24 +121,34 @@ export class Router implements BusHost {
     // pytak's hello: a delete of nothing
     if (h.type === 't-x-d-d' && h.uid === 'takPing' && h.linkUid === undefined) return;
 
+    // A uid belongs to the connected session it names. Another certificate speaking for it would
+    // move the owner's marker, take its directed traffic and its cache entry, and send a delete
+    // for it on leaving: dropped. The same certificate may take over (a device reconnecting
+    // before its old connection timed out).
+    const owner = this.byUid.get(h.uid);
+    if (owner !== undefined && owner !== s && owner.identity.serial !== s.identity.serial) {
+      this.uidConflict(s, h.uid, owner);
+      return;
+    }
+
     let kind: EnvelopeKind = EnvelopeKind.event;
     if (h.endpoint !== undefined && h.callsign !== undefined) {
-      if (!s.uid) this.identify(s, h.uid, h.callsign);
+      if (!s.uid) this.identify(s, h.uid, h.callsign, owner);
       if (h.uid === s.uid) {
         if (h.callsign !== s.callsign) this.rename(s, h.callsign);
         s.saType = h.type;
-        kind = EnvelopeKind.sa;
+        // already stale on arrival: routed (the recipients judge), but never cached, so it cannot
+        // evict a good SA nor be replayed
+        if (!(h.staleMs <= Date.now())) kind = EnvelopeKind.sa;
       }
     }
 
     let callsigns: string[] | null = null;
     let uids: string[] | null = null;
-    let out = frame;
+    let out: Buffer;
     if (h.martiStart >= 0) {
       // strip <marti> so recipients never see routing metadata; one new Buffer shared by all
-      out = Buffer.allocUnsafe(frame.length - (h.martiEnd - h.martiStart));
-      frame.copy(out, 0, 0, h.martiStart);
-      frame.copy(out, h.martiStart, h.martiEnd);
+      out = h.martiMore === undefined ? cut(frame, h.martiStart, h.martiEnd) : cutAll(frame, h.martiStart, h.martiEnd, h.martiMore);
       const d = h.dests;
       let broadcast = d.length === 0;
       for (let i = 0; i < d.length && !broadcast; i++) {
@@ -123,11 +161,22 @@ export class Router implements BusHost {
         if (u !== undefined) (uids ??= []).push(u);
       }
       if (broadcast) { callsigns = null; uids = null; }
+      // dests that name nobody (<dest/>) still make the event directed: to no one
+      else if (callsigns === null && uids === null) uids = [];
     } else {
       // the framer's slice may point into a buffer it reuses: recipients get a stable copy
       out = Buffer.from(frame);
     }
+    if (this.debugEvents) s.log.debug({ type: h.type, uid: h.uid, bytes: out.length, callsigns, uids }, 'event');
     this.publish(kind, s.id, h.uid, h.type, h.staleMs, callsigns, uids, out, t0);
+  }
+
+  private uidConflict(s: Session, uid: string, owner: Session): void {
+    s.dropped++;
+    this.metrics.drop.uid_conflict.inc();
+    if (s.loggedConflict) return;
+    s.loggedConflict = true;
+    s.log.warn({ audit: 'uid_conflict', uid, ownerSid: owner.id, ownerCn: owner.identity.cn }, 'client sent events under the uid of another connected client: dropped (further ones are only counted)');
   }
 
   private publish(kind: EnvelopeKind, session: number, uid: string, type: string, staleMs: number,
@@ -135,10 +184,11 @@ export class Router implements BusHost {
     this.bus.publish({ kind, node: this.bus.nodeId, session, seq: ++this.seq, uid, type, staleMs, callsigns, uids, frame, t0 });
   }
 
-  private identify(s: Session, uid: string, callsign: string): void {
+  private identify(s: Session, uid: string, callsign: string, prev: Session | undefined): void {
     s.uid = uid;
-    const prev = this.byUid.get(uid);
     this.byUid.set(uid, s);
+    // a takeover (same certificate, same uid): directed traffic goes to the new connection only
+    if (prev !== undefined && prev !== s) this.unindexCallsign(prev);
     this.indexCallsign(s, callsign);
     s.log.info({ audit: 'identified', uid, callsign, replaced: prev ? prev.id : undefined }, 'client identified');
   }
@@ -146,11 +196,13 @@ export class Router implements BusHost {
   private rename(s: Session, callsign: string): void {
     this.unindexCallsign(s);
     this.indexCallsign(s, callsign);
-    s.log.info({ audit: 'callsign', uid: s.uid, callsign }, 'client changed callsign');
+    // a client cycling callsigns must not flood the log
+    if (s.renames++ < MAX_RENAME_LOGS) s.log.info({ audit: 'callsign', uid: s.uid, callsign, last: s.renames === MAX_RENAME_LOGS || undefined }, 'client changed callsign');
   }
 
   private indexCallsign(s: Session, callsign: string): void {
     s.callsign = callsign;
+    if (callsign === '') return; // <dest callsign=""/> names nobody
     let set = this.byCallsign.get(callsign);
     if (!set) { set = new Set(); this.byCallsign.set(callsign, set); }
     set.add(s);

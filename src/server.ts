@@ -15,7 +15,9 @@ import { Router } from './router.ts';
 import { FlushScheduler, Session, type SessionLimits } from './session.ts';
 import { ConnectionLimiter, createTlsListener, createTcpListener, listen } from './net/tls.ts';
 import { assertKeyPrivate as assertPrivate } from './pki/index.ts';
+import { watchCertificateExpiry } from './pki/expiry.ts';
 import { identityFromSocket, remoteOf, type ClientIdentity } from './auth/identity.ts';
+import { RevocationList } from './auth/revocation.ts';
 
 export class StartupError extends Error {}
 
@@ -53,6 +55,9 @@ export class CotServer {
   metricsPort = 0;
   /** consulted for every new TLS client before it may exchange CoT (revocation) */
   isRevoked: (id: ClientIdentity) => string | undefined = () => undefined;
+  /** the revocation list in force (watched; SIGHUP calls reloadRevocations) */
+  revocations: RevocationList | null = null;
+  private stopExpiry: (() => void) | null = null;
 
   constructor(readonly cfg: Config, readonly log: Logger, metrics?: Metrics) {
     this.metrics = metrics ?? new Metrics();
@@ -80,6 +85,8 @@ export class CotServer {
     const key = readPem(cfg.key, 'server private key');
     assertKeyPrivate(cfg.key);
     this.log.info({ audit: 'start', config: redactedConfig(cfg), bus: this.bus.kind }, `cotstream starting (bus: ${this.bus.kind})`);
+    this.startRevocation();
+    this.stopExpiry = watchCertificateExpiry({ ca: cfg.ca, server: cfg.cert }, this.metrics.certExpiry, this.log, () => this.warnCrlExpired());
     await this.bus.start(this.router.deliver, this.router);
 
     this.tls = createTlsListener(
@@ -132,6 +139,53 @@ export class CotServer {
     this.router.add(s);
   }
 
+  /**
+   * Load the revocation list before accepting anyone (a corrupt list refuses the start: there is
+   * no last good list yet), then watch it: a change closes the live sessions it revokes.
+   */
+  private startRevocation(): void {
+    const list = new RevocationList({ path: this.cfg.crl, log: this.log });
+    try {
+      list.load();
+    } catch (err) {
+      throw new StartupError(`refusing to start: ${(err as Error).message}`);
+    }
+    const gauges = (): void => {
+      this.metrics.revokedSerials.set(list.size);
+      this.metrics.crlNextUpdate.set(list.nextUpdate ? Math.floor(list.nextUpdate.getTime() / 1000) : 0);
+    };
+    gauges();
+    list.on('reload', gauges);
+    list.on('change', () => this.dropRevoked());
+    list.on('error', () => undefined); // logged by the list; the last good list stays in force
+    list.watch();
+    this.revocations = list;
+    this.isRevoked = (id) => (id.serial ? list.lookup(id.serial)?.reason : undefined);
+  }
+
+  /** Re-read the revocation list now (SIGHUP). */
+  reloadRevocations(): void {
+    this.log.info({ audit: 'reload', crl: this.cfg.crl }, 'reloading the revocation list');
+    this.revocations?.reload();
+  }
+
+  private warnCrlExpired(): void {
+    const list = this.revocations;
+    if (list?.expired) {
+      this.log.warn({ crl: this.cfg.crl, next_update: list.nextUpdate!.toISOString() }, 'revocation list next_update has passed: still enforced; `cotstream crl refresh` renews it');
+    }
+  }
+
+  /** Close every live session whose certificate the list now revokes, one audit line each. */
+  private dropRevoked(): number {
+    return this.closeWhere((id) => {
+      const reason = this.isRevoked(id);
+      if (reason === undefined) return false;
+      this.log.warn({ audit: 'revoked', cn: id.cn, serial: id.serial, remote: id.remote, revocationReason: reason }, 'certificate revoked: closing its session');
+      return true;
+    }, 'revoked');
+  }
+
   /** Close the sessions of every client that matches (revocation takes effect at once). */
   closeWhere(pred: (id: ClientIdentity) => boolean, reason: 'revoked'): number {
     let n = 0;
@@ -143,6 +197,8 @@ export class CotServer {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.listening = false;
+      this.revocations?.close();
+      this.stopExpiry?.();
       const closing: Promise<void>[] = [];
       for (const srv of [this.tls, this.tcp]) if (srv) closing.push(new Promise((r) => srv.close(() => r())));
       this.flusher.flush();

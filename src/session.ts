@@ -84,6 +84,10 @@ export class Session implements FramerSink {
   dropped = 0;
   /** the router may attach per-session state here */
   wantsAnnouncement = true;
+  /** callsign changes so far (the router logs only the first few) */
+  renames = 0;
+  /** the router logged this client's first uid conflict */
+  loggedConflict = false;
 
   private readonly framer: Framer;
   private readonly queue: Buffer[] = [];

@@ -4,6 +4,8 @@
 //                     at the first load there is no good list, so load() throws and the server
 //                     refuses to start rather than run with an unknown list;
 //  - next_update in the past → a warning; revocations stay enforced and nobody is locked out.
+// Events: 'change' ({added, removed}) when the revoked set changed; 'reload' after every good
+// read (dates may change without the set); 'error' for a rejected file (only if listened to).
 // watch() reloads within a second of a change: fs.watch on the directory (editors and our own
 // writer replace the file by rename, which a watch on the file itself would miss) plus a stat poll
 // for filesystems where fs.watch says nothing (NFS, some containers).
@@ -126,7 +128,9 @@ export class RevocationList extends EventEmitter {
         this.lastBad = undefined;
         this.haveGood = true;
         this.fmt = undefined;
-        return this.replace(new Map(), undefined);
+        const changed = this.replace(new Map(), undefined);
+        this.emit('reload');
+        return changed;
       }
       return this.fail(err as Error, undefined);
     }
@@ -145,6 +149,7 @@ export class RevocationList extends EventEmitter {
     this.haveGood = true;
     this.fmt = parsed.format;
     const changed = this.replace(parsed.entries, parsed.nextUpdate);
+    this.emit('reload');
     this.log.info({ revoked: this.entries.size, format: parsed.format, next_update: parsed.nextUpdate?.toISOString() }, 'revocation list loaded');
     if (this.expired) {
       this.log.warn(

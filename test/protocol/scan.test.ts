@@ -152,6 +152,17 @@ describe('scan: fields', () => {
     assert.deepEqual(e.dests, []);
   });
 
+  it('several <marti> elements: the first in martiStart/End, the others in martiMore; all dests count', () => {
+    const buf = Buffer.from(ev('<detail><marti><dest callsign="A"/></marti><x/><marti/><marti>\n<dest uid="U"/></marti></detail>'));
+    const h = ok(buf);
+    assert.equal(buf.toString('latin1', h.martiStart, h.martiEnd), '<marti><dest callsign="A"/></marti>');
+    assert.deepEqual(h.martiMore!.length, 4);
+    assert.equal(buf.toString('latin1', h.martiMore![0], h.martiMore![1]), '<marti/>');
+    assert.equal(buf.toString('latin1', h.martiMore![2], h.martiMore![3]), '<marti>\n<dest uid="U"/></marti>');
+    assert.deepEqual(h.dests, [{ callsign: 'A' }, { uid: 'U' }]);
+    assert.equal(ok(ev('<detail><marti/></detail>')).martiMore, undefined);
+  });
+
   it('accepts a leading declaration, comments, PIs and CDATA anywhere legal', () => {
     const h = ok('<?xml version="1.0"?>\n<!-- hi --><event uid="u" type="t"><!-- </event> --><detail><remarks><![CDATA[ </event> <x> & ]]></remarks><?pi data?></detail></event>\n<!-- bye -->\n');
     assert.equal(h.uid, 'u');
