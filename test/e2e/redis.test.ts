@@ -178,7 +178,8 @@ describe('e2e: two nodes on one Redis', function () {
     await D.stop('SIGKILL');
     // heartbeat 500 ms: lost after 3 silent beats, checked every beat
     await b.waitFor(() => b.frames.some((f) => f.includes('t-x-d-d') && f.includes('uid="uid-delta"')), 6000, 't-x-d-d for the dead node\'s client');
-    assert.ok(B.lines.some((l) => l.audit === 'bus' && l.peer === 'node-d' && String(l.msg).includes('silent')));
+    // (logs are written asynchronously: the line may trail the notice)
+    await until(() => B.lines.some((l) => l.audit === 'bus' && l.peer === 'node-d' && String(l.msg).includes('silent')), 3000, 'the node-lost log line');
     const nb = await cl.client(B, 'newcomer');
     await nb.waitFor((f) => f.some((x) => x.includes('t-x-takp-v')), 5000, 'announcement');
     assert.equal(count(nb, 'uid="uid-delta"'), 0, 'a dead node\'s client was replayed');
@@ -240,6 +241,7 @@ describe('e2e: Redis outage', function () {
     // the ring holds at most 4 MiB (~4000 of these): everything beyond is discarded and counted
     assert.ok(errors >= N - 5000, `only ${errors} of ${N} events counted as discarded`);
     assert.ok(live < 64 << 20, `${(live / 1048576).toFixed(0)} MiB of heap and buffers in use after a ${floodMiB.toFixed(0)} MiB flood`);
+    await until(() => busLines(A, 'down').length > 0, 3000, 'the error line (logs are asynchronous)');
     await sleep(1500); // reconnect attempts go on meanwhile
     assert.equal(busLines(A, 'down').length, 1, 'exactly one error line for the outage');
     assert.equal(A.lines.filter((l) => Number(l.level) >= 50).length, 1, 'no other error lines');
@@ -247,7 +249,7 @@ describe('e2e: Redis outage', function () {
     await redis.restart();
     await until(async () => (await readyz(A)) === 200 && (await readyz(B)) === 200, 8000, '/readyz 200 again');
     assert.equal(await metric(B, 'cot_bus_up'), 1);
-    assert.equal(busLines(A, 'up').length, 2);
+    await until(() => busLines(A, 'up').length === 2, 3000, 'the reconnected line');
     const t = Date.now();
     a1.send(chat('alpha', 'after-restart;'));
     b.send(chat('bravo', 'after-restart-b;'));
@@ -264,6 +266,7 @@ describe('e2e: Redis outage', function () {
     const c1 = await cl.member(C, 'alpha');
     const c2 = await cl.member(C, 'bravo');
     await c2.waitFor(() => count(c2, 'uid="uid-alpha"') === 1, 5000, 'local delivery without Redis');
+    await until(() => busLines(C, 'down').length > 0, 3000, 'the error line');
     await sleep(1500);
     assert.equal(busLines(C, 'down').length, 1, 'one error line, not one per retry');
     assert.equal(C.lines.filter((l) => Number(l.level) >= 50).length, 1);
@@ -309,6 +312,7 @@ describe('e2e: Redis with a password, and over TLS (rediss://)', function () {
     await crossNode(X, Y);
     const W = await cl.node(r.url.replace('s3cr3t', 'wrong'), 'pw-w');
     assert.equal(await readyz(W), 503);
+    await until(() => busLines(W, 'down').length > 0, 3000, 'the error line');
     await sleep(1000);
     assert.equal(busLines(W, 'down').length, 1);
     assert.match(String(busLines(W, 'down')[0].err), /WRONGPASS|invalid|auth/i);
@@ -328,6 +332,7 @@ describe('e2e: Redis with a password, and over TLS (rediss://)', function () {
     await crossNode(X, Y);
     const U = await cl.node(r.url, 'tls-u');
     assert.equal(await readyz(U), 503);
+    await until(() => busLines(U, 'down').length > 0, 3000, 'the error line');
     assert.match(String(busLines(U, 'down')[0]?.err), /certificate/i);
   });
 });
