@@ -4,7 +4,8 @@
 import { performance } from 'node:perf_hooks';
 import type { CotHeader } from '../protocol/scan.ts';
 import { pong, disconnectNotice, protocolSupport } from '../protocol/control.ts';
-import { EnvelopeKind, type Bus, type Envelope } from './bus/types.ts';
+import { onProtocolRequest } from './negotiate.ts';
+import { EnvelopeKind, type Bus, type BusHost, type Envelope } from './bus/types.ts';
 import type { Session, FlushScheduler } from './session.ts';
 import type { Logger } from './ops/log.ts';
 import type { Metrics } from './ops/metrics.ts';
@@ -51,7 +52,7 @@ export interface RouterOptions {
   announce: boolean;
 }
 
-export class Router {
+export class Router implements BusHost {
   readonly sessions = new Set<Session>();
   private readonly byUid = new Map<string, Session>();
   private readonly byCallsign = new Map<string, Set<Session>>();
@@ -116,7 +117,8 @@ export class Router {
   onFrame(s: Session, frame: Buffer, h: CotHeader, t0: number): void {
     if (h.control) {
       // pings are answered to the sender only; every other control type is consumed
-      if (h.type === 't-x-c-t') s.send(pong());
+      if (h.type === 't-x-c-t') s.sendCot(pong());
+      else if (h.type === 't-x-takp-q') onProtocolRequest(s, frame, h, this.opts.announce);
       return;
     }
     // pytak's hello: a delete of nothing
@@ -132,15 +134,13 @@ export class Router {
       return;
     }
 
-    let kind: EnvelopeKind = EnvelopeKind.event;
+    let isSa = false;
     if (h.endpoint !== undefined && h.callsign !== undefined) {
       if (!s.uid) this.identify(s, h.uid, h.callsign, owner);
       if (h.uid === s.uid) {
         if (h.callsign !== s.callsign) this.rename(s, h.callsign);
         s.saType = h.type;
-        // already stale on arrival: routed (the recipients judge), but never cached, so it cannot
-        // evict a good SA nor be replayed
-        if (!(h.staleMs <= Date.now())) kind = EnvelopeKind.sa;
+        isSa = true;
       }
     }
 
@@ -168,6 +168,10 @@ export class Router {
       // the framer's slice may point into a buffer it reuses: recipients get a stable copy
       out = Buffer.from(frame);
     }
+    // The SA cache holds what every newcomer may see: broadcast SAs only (a directed one would
+    // leak to whoever connects next). One already stale on arrival is routed (the recipients
+    // judge) but never cached, so it can neither evict a good SA nor be replayed.
+    const kind = isSa && callsigns === null && uids === null && !(h.staleMs <= Date.now()) ? EnvelopeKind.sa : EnvelopeKind.event;
     if (this.debugEvents) s.log.debug({ type: h.type, uid: h.uid, bytes: out.length, callsigns, uids }, 'event');
     this.publish(kind, s.id, h.uid, h.type, h.staleMs, callsigns, uids, out, t0);
   }
@@ -218,16 +222,20 @@ export class Router {
 
   private onEnvelope(env: Envelope): void {
     const local = env.node === this.bus.nodeId;
-    if (env.kind === EnvelopeKind.sa) {
+    if (env.kind === EnvelopeKind.sa || env.kind === EnvelopeKind.replay) {
       this.sa.set(env.uid, { uid: env.uid, type: env.type, staleMs: Number.isNaN(env.staleMs) ? Infinity : env.staleMs, frame: env.frame, node: env.node, session: env.session });
+      if (env.kind === EnvelopeKind.replay) return; // cache only: its clients saw it when it was new
     } else if (env.kind === EnvelopeKind.gone) {
+      // the client already reconnected through another node (its SA came from there): not gone
+      const e = this.sa.get(env.uid);
+      if (e !== undefined && e.node !== env.node) return;
       this.sa.delete(env.uid);
     }
     let n = 0;
     if (env.callsigns === null && env.uids === null) {
       for (const s of this.sessions) {
         if (local && s.id === env.session) continue;
-        if (s.send(env.frame)) n++;
+        if (s.deliver(env)) n++;
       }
     } else {
       n = this.deliverDirected(env, local);
@@ -254,9 +262,32 @@ export class Router {
       }
     }
     let n = 0;
-    for (let i = 0; i < seen.length; i++) if (seen[i].send(env.frame)) n++;
+    for (let i = 0; i < seen.length; i++) if (seen[i].deliver(env)) n++;
     seen.length = 0;
     return n;
+  }
+
+  // ---- multi-node state (BusHost) -----------------------------------------------------------
+
+  /** The latest non-stale SAs of this node's own clients, for a node that joined the bus. */
+  localState(): Envelope[] {
+    const out: Envelope[] = [];
+    const node = this.bus.nodeId;
+    const now = Date.now();
+    for (const e of this.sa.values()) {
+      if (e.node !== node || e.staleMs <= now) continue;
+      out.push({ kind: EnvelopeKind.replay, node, session: e.session, seq: ++this.seq, uid: e.uid, type: e.type, staleMs: e.staleMs === Infinity ? NaN : e.staleMs, callsigns: null, uids: null, frame: e.frame, t0: 0 });
+    }
+    return out;
+  }
+
+  /** A node went silent (crashed, cut off): its clients are gone for ours — drop and announce. */
+  nodeLost(node: string): void {
+    const t0 = performance.now();
+    for (const e of [...this.sa.values()]) {
+      if (e.node !== node) continue;
+      this.onEnvelope({ kind: EnvelopeKind.gone, node, session: e.session, seq: 0, uid: e.uid, type: e.type, staleMs: NaN, callsigns: null, uids: null, frame: disconnectNotice(e.uid, e.type), t0 });
+    }
   }
 
   private sweep(now: number): void {

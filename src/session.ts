@@ -4,6 +4,9 @@ import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import { Framer, type FramerSink, type FrameRejectReason } from '../protocol/framer.ts';
 import { scan, type CotHeader } from '../protocol/scan.ts';
+import { ProtoFramer } from '../protocol/protoframer.ts';
+import type { Envelope } from './bus/types.ts';
+import { envelopeProto, frameProto } from './wire.ts';
 import type { ClientIdentity } from './auth/identity.ts';
 import type { Metrics } from './ops/metrics.ts';
 import type { Logger } from './ops/log.ts';
@@ -94,7 +97,17 @@ export class Session implements FramerSink {
   /** the router logged this client's first uid conflict */
   loggedConflict = false;
 
+  /** wire format: XML until the client negotiates TAK Protocol v1, then protobuf both ways */
+  protobuf = false;
+
   private readonly framer: Framer;
+  /** replaces the XML framer once protobuf is negotiated */
+  private protoFramer: ProtoFramer | null = null;
+  /** while the XML framer is still inside the push that carried the request: where the request
+   *  ended in that chunk (-1: no switch pending) and the skipped-byte count at that point */
+  private switchAt = -1;
+  private skippedAtSwitch = 0;
+  private chunkLen = 0;
   private readonly queue: Buffer[] = [];
   private queuedBytes = 0;
   private dirty = false;
@@ -146,16 +159,54 @@ export class Session implements FramerSink {
     this.metrics.bytesReceived.inc(chunk.length);
     this.idleTimer?.refresh();
     this.chunkEvents = 0;
-    const skippedBefore = this.framer.skippedBytes;
-    this.framer.push(chunk);
+    let junk: number;
+    const pf = this.protoFramer;
+    if (pf) {
+      const skippedBefore = pf.skippedBytes;
+      pf.push(chunk);
+      junk = pf.skippedBytes - skippedBefore;
+    } else {
+      const skippedBefore = this.framer.skippedBytes;
+      this.chunkLen = chunk.length;
+      this.framer.push(chunk);
+      if (this.switchAt < 0) {
+        junk = this.framer.skippedBytes - skippedBefore;
+      } else {
+        // negotiated inside this chunk: what follows the request is protobuf
+        junk = this.skippedAtSwitch - skippedBefore;
+        const rest = chunk.subarray(this.switchAt);
+        this.switchAt = -1;
+        const next = this.protoFramer!;
+        if (rest.length > 0) { next.push(rest); junk += next.skippedBytes; }
+      }
+    }
     if (this.chunkEvents > 0) this.metrics.eventsReceived.inc(this.chunkEvents);
-    const junk = this.framer.skippedBytes - skippedBefore;
     if (junk > 0) this.metrics.junkBytes.inc(junk);
+    if (this.protoFramer?.fatal) this.close('protocol');
   };
 
-  /** FramerSink: one complete event. */
+  /**
+   * Switch both directions to TAK Protocol v1, now. Called by the router while it handles the
+   * client's t-x-takp-q, after it queued the XML response: everything queued later goes out as
+   * protobuf, and the bytes after the request are read as protobuf (the client sends nothing
+   * between its request and our answer, but a chunk boundary must not matter).
+   */
+  useProtobuf(): void {
+    if (this.protobuf) return;
+    this.protobuf = true;
+    this.protoFramer = new ProtoFramer(this, this.limits.maxFrameBytes);
+    const f = this.framer;
+    // every byte pushed so far is framed, ignored or skipped (nothing is buffered right after a
+    // frame): the request ended this far into the current chunk
+    const consumed = f.framedBytes + f.ignoredBytes + f.skippedBytes;
+    const before = this.bytesIn - this.chunkLen;
+    this.switchAt = Math.min(Math.max(consumed - before, 0), this.chunkLen);
+    this.skippedAtSwitch = f.skippedBytes;
+  }
+
+  /** FramerSink: one complete event (from either framer; always XML). */
   frame(frame: Buffer): void {
-    if (this.closed) return;
+    if (this.closed || this.switchAt >= 0) return; // switchAt: XML framer reading protobuf bytes
     this.eventsIn++;
     this.chunkEvents++;
     const h = scan(frame);
@@ -171,15 +222,16 @@ export class Session implements FramerSink {
 
   /** FramerSink: a frame discarded by the framer (oversize, DOCTYPE …). */
   reject(reason: FrameRejectReason, detail: string): void {
+    if (this.switchAt >= 0) return;
     this.dropped++;
     this.metrics.drop[reason].inc();
     this.logOnce(reason, { detail });
   }
 
-  private logOnce(kind: string, extra: Record<string, unknown>): void {
+  private logOnce(kind: string, extra: Record<string, unknown>, msg = `dropped ${kind} input from client (further ones are only counted)`): void {
     if (this.loggedReject.has(kind)) return;
     this.loggedReject.add(kind);
-    this.log.warn({ audit: 'bad_input', kind, ...extra }, `dropped ${kind} input from client (further ones are only counted)`);
+    this.log.warn({ audit: kind === 'oversize_out' ? 'dropped_output' : 'bad_input', kind, ...extra }, msg);
   }
 
   /** Token buckets on events/s and bytes/s; 0 disables a bucket. */
@@ -242,6 +294,28 @@ export class Session implements FramerSink {
     this.queue.push(buf);
     this.queuedBytes += buf.length;
     if (!this.dirty) { this.dirty = true; this.flusher.mark(this); }
+  }
+
+  /** Deliver a routed event in this client's wire format (protobuf encoded once per envelope). */
+  deliver(env: Envelope): boolean {
+    if (!this.protobuf) return this.send(env.frame);
+    const b = envelopeProto(env);
+    return b !== null ? this.send(b) : this.notEncodable();
+  }
+
+  /** Send an XML event the server made (pong …) in this client's wire format. */
+  sendCot(xml: Buffer): boolean {
+    if (!this.protobuf) return this.send(xml);
+    const b = frameProto(xml);
+    return b !== null ? this.send(b) : this.notEncodable();
+  }
+
+  /** An event too large for a protobuf client (ATAK drops messages of 64 KiB and more). */
+  private notEncodable(): boolean {
+    this.dropped++;
+    this.metrics.drop.oversize.inc();
+    this.logOnce('oversize_out', { limit: 65535 }, 'event too large for TAK protocol (64 KiB): not sent to this client (further ones are only counted)');
+    return false;
   }
 
   /** Write everything queued this tick in one go (called by the FlushScheduler). */
