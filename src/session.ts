@@ -108,6 +108,7 @@ export class Session implements FramerSink {
   private switchAt = -1;
   private skippedAtSwitch = 0;
   private chunkLen = 0;
+  private inXmlPush = false;
   private readonly queue: Buffer[] = [];
   private queuedBytes = 0;
   private dirty = false;
@@ -168,7 +169,9 @@ export class Session implements FramerSink {
     } else {
       const skippedBefore = this.framer.skippedBytes;
       this.chunkLen = chunk.length;
+      this.inXmlPush = true;
       this.framer.push(chunk);
+      this.inXmlPush = false;
       if (this.switchAt < 0) {
         junk = this.framer.skippedBytes - skippedBefore;
       } else {
@@ -195,6 +198,7 @@ export class Session implements FramerSink {
     if (this.protobuf) return;
     this.protobuf = true;
     this.protoFramer = new ProtoFramer(this, this.limits.maxFrameBytes);
+    if (!this.inXmlPush) return; // not inside a chunk: the next one is read as protobuf whole
     const f = this.framer;
     // every byte pushed so far is framed, ignored or skipped (nothing is buffered right after a
     // frame): the request ended this far into the current chunk
