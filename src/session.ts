@@ -221,7 +221,17 @@ export class Session implements FramerSink {
       return;
     }
     if (!this.takeTokens(frame.length)) return;
-    this.host.onFrame(this, frame, h, this.t0);
+    try {
+      this.host.onFrame(this, frame, h, this.t0);
+    } catch (err) {
+      // a bug on some odd input must cost that event, not the process and every other client
+      this.metrics.drop.malformed.inc();
+      this.dropped++;
+      if (!this.loggedReject.has('internal')) {
+        this.loggedReject.add('internal');
+        this.log.error({ audit: 'bad_input', kind: 'internal', err: (err as Error).stack ?? String(err), uid: h.uid, type: h.type }, 'event could not be routed (internal error): dropped');
+      }
+    }
   }
 
   /** FramerSink: a frame discarded by the framer (oversize, DOCTYPE …). */
