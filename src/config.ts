@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { hostname } from 'node:os';
+import { parseAllowList } from './ops/http.ts';
 
 type Kind = 'string' | 'int' | 'port' | 'bytes' | 'ms' | 'bool';
 
@@ -136,6 +137,11 @@ export function buildConfig(flags: Record<string, unknown>, env: NodeJS.ProcessE
   }
   if (cfg.maxFrameBytes < 1024) throw new ConfigError('--max-frame-bytes: must be at least 1024');
   if (cfg.redis && !/^rediss?:\/\//.test(cfg.redis)) throw new ConfigError('--redis: expected a redis:// or rediss:// URL');
+  try {
+    parseAllowList(cfg.metricsAllow); // refuse a bad allowlist before anything listens
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
   return Object.freeze(cfg);
 }
 
