@@ -275,8 +275,9 @@ export async function issueClient(o: ClientOptions): Promise<ClientResult> {
     serial: canonicalSerial(cert.serialNumber),
   };
   if (o.package) {
-    // the truststore holds the CA certificate and nothing else: no key, no server certificate
-    const truststorePassword = o.password ?? randomPassword();
+    // the truststore holds the CA certificate and nothing else: no key, no server certificate.
+    // Its password guards only public data, so it is the client's: one password per device to type.
+    const truststorePassword = password;
     const trustDer = p12(null, [ca.cert], truststorePassword, 'cotstream-ca');
     writeFileAtomic(files.truststore, trustDer, SECRET_MODE);
     const zip = buildDataPackage({

@@ -53,7 +53,7 @@ export function registerCertsCommands(program: Command, io: CommandIO = stdio): 
     .argument('<name>', 'client name, used as certificate CN and file name (letters, digits, . _ -)')
     .addOption(certsDirOption())
     .option('--out <dir>', 'output directory (default: <certs-dir>/clients)')
-    .option('--password <pw>', 'PKCS#12 password (default: a random one, printed once; it is never stored except inside the data package)')
+    .option('--password <pw>', 'password of NAME.p12 and the truststore (default: a random one, printed once; stored nowhere but inside the data package)')
     .option('--package', 'also write NAME-truststore.p12 (CA certificate only) and the data package NAME.zip', false)
     .option('--host <host>', 'server address written into the data package (default: this machine\'s first non-loopback IPv4 address)')
     .option('--port <port>', `server TLS port written into the data package (default: ${DEFAULTS.port})`, parsePositiveInt('--port'))
@@ -84,9 +84,8 @@ export function registerCertsCommands(program: Command, io: CommandIO = stdio): 
           `  ${r.cert}\n  ${r.key}\n  ${r.p12}\n`;
         if (r.package) s += `  ${r.truststore}\n  ${r.package}   <- import this one file in ATAK / WinTAK\n`;
         if (!o.password) {
-          s += `PKCS#12 password: ${r.password}\n`;
-          if (r.truststorePassword) s += `truststore password: ${r.truststorePassword}\n`;
-          s += 'These passwords are shown only now.\n';
+          s += `PKCS#12 password${r.truststore ? ' (client and truststore)' : ''}: ${r.password}\n`;
+          s += 'It is shown only now.\n';
         }
         io.out(s);
       },
