@@ -52,4 +52,4 @@ bench-parser: deps
 	$(TSX) bench/parser.ts
 
 bench: deps
-	$(TSX) bench/run.ts
+	$(TSX) bench/run.ts $(BENCH_ARGS)

@@ -1,0 +1,69 @@
+// CPU time and resident memory of another process, from /proc (Linux). Elsewhere the numbers are
+// reported as unavailable rather than guessed.
+import fs from 'node:fs';
+import { execFileSync } from 'node:child_process';
+
+let clkTck = 0;
+function ticksPerSecond(): number {
+  if (clkTck === 0) {
+    try { clkTck = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100; } catch { clkTck = 100; }
+  }
+  return clkTck;
+}
+
+/** user + system CPU seconds used so far by pid, or NaN. */
+export function cpuSeconds(pid: number): number {
+  try {
+    const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // fields after the parenthesised command name (which may contain spaces)
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / ticksPerSecond(); // utime, stime (fields 14, 15)
+  } catch {
+    return NaN;
+  }
+}
+
+/** resident set size of pid in bytes, or NaN. */
+export function rssBytes(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+/** Samples a process's RSS every `ms` and keeps the peak since the last reset. */
+export class ProcWatch {
+  private peak = NaN;
+  private timer: NodeJS.Timeout | null = null;
+  constructor(readonly pid: number, ms = 100) {
+    if (pid > 0) {
+      this.timer = setInterval(() => this.sample(), ms);
+      this.timer.unref();
+    }
+  }
+
+  sample(): number {
+    const r = rssBytes(this.pid);
+    if (!(r <= this.peak)) this.peak = r; // NaN-safe max
+    return r;
+  }
+
+  /** peak RSS since the previous call, then start over */
+  takePeak(): number {
+    this.sample();
+    const p = this.peak;
+    this.peak = NaN;
+    return p;
+  }
+
+  cpu(): number {
+    return this.pid > 0 ? cpuSeconds(this.pid) : NaN;
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+}

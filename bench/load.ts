@@ -1,0 +1,400 @@
+#!/usr/bin/env -S node --import tsx
+// Load generator: N mutual-TLS clients against a running server (cotstream, the relay, anything
+// that speaks streaming CoT), S of them senders at R events/s each, open loop. Every client reads
+// and counts what it gets; each event carries a marker (generator, sender, step, sequence, send
+// time) so loss, duplicates and latency are exact. See bench/README.md.
+import tls from 'node:tls';
+import { randomInt } from 'node:crypto';
+import { pathToFileURL } from 'node:url';
+import { Command, Option } from 'commander';
+import { benchCreds } from './lib/certs.ts';
+import { EventMaker, MARK, nowUs, readMark, type Mark } from './lib/event.ts';
+import { Histogram } from './lib/hist.ts';
+import { ProcWatch } from './lib/proc.ts';
+import { fmt, textTable } from './lib/table.ts';
+
+export interface LoadOptions {
+  host: string;
+  port: number;
+  certsDir: string;
+  /** client certificates in the pool (connections use them round-robin) */
+  certs: number;
+  clients: number;
+  senders: number;
+  /** events/s per sender, one step per entry */
+  rates: number[];
+  /** seconds of sending per step */
+  duration: number;
+  /** seconds to wait for stragglers after a step before counting loss */
+  grace: number;
+  size: number;
+  concurrency: number;
+  serverPid: number;
+  metricsUrl: string;
+  /** seconds to hold the connections idle before measuring server RSS (connection runs) */
+  hold: number;
+  /** epoch ms at which the first step starts (to line up several generator processes) */
+  startAt: number;
+  genId: number;
+  /** stop after the first step that is saturated (delivered < 85% of offered, or any loss) */
+  stopWhenSaturated: boolean;
+}
+
+export interface StepResult {
+  step: number;
+  ratePerSender: number;
+  offeredEvents: number;
+  offeredDeliveries: number;
+  sent: number;
+  notSent: number;
+  deliveries: number;
+  deliveriesPerSec: number;
+  expected: number;
+  received: number;
+  loss: number;
+  lossPct: number;
+  dupes: number;
+  echoes: number;
+  late: number;
+  p50Ms: number;
+  p90Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  serverCpuPct: number;
+  serverPeakRssMiB: number;
+  genCpuPct: number;
+  sendLagMaxMs: number;
+  serverDropsSlow: number;
+  serverDropsRate: number;
+  closed: number;
+}
+
+export interface LoadResult {
+  host: string;
+  port: number;
+  clients: number;
+  senders: number;
+  receivers: number;
+  size: number;
+  connectSeconds: number;
+  handshakesPerSec: number;
+  connectFailures: number;
+  serverCpuConnectPct: number;
+  genCpuConnectPct: number;
+  serverRssBeforeMiB: number;
+  serverRssConnectedMiB: number;
+  serverRssPerConnKiB: number;
+  steps: StepResult[];
+}
+
+const SENDER_BACKLOG_LIMIT = 16 * 1024 * 1024;
+
+/** per receiver, per source (generator, sender): delivery count and last sequence */
+interface SrcState { n: number; last: number }
+
+class Run {
+  step = -1;
+  sending = false;
+  winDeliveries = 0;
+  deliveries = 0;
+  dupes = 0;
+  echoes = 0;
+  late = 0;
+  /** distinct deliveries of this generator's own events in this step */
+  ownReceived = 0;
+  readonly hist = new Histogram();
+  constructor(readonly genId: number) {}
+}
+
+class BenchClient {
+  readonly sources = new Map<number, SrcState>();
+  private rest: Buffer | null = null;
+  private readonly m: Mark = { gen: 0, sender: 0, step: 0, seq: 0, tUs: 0 };
+  closed = false;
+  /** sender state */
+  maker: EventMaker | null = null;
+  seq = 0;
+  sentThisStep = 0;
+  notSent = 0;
+
+  constructor(readonly idx: number, readonly sock: tls.TLSSocket, private readonly run: Run) {
+    sock.on('data', this.onData);
+    sock.on('close', () => { this.closed = true; });
+    sock.on('error', () => { this.closed = true; });
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    const run = this.run;
+    const b = this.rest ? Buffer.concat([this.rest, chunk]) : chunk;
+    this.rest = null;
+    const now = nowUs();
+    const m = this.m;
+    let p = 0;
+    let i: number;
+    while ((i = b.indexOf(MARK, p)) >= 0) {
+      const end = readMark(b, i, m);
+      if (end < 0) { this.rest = b.subarray(i); return; }
+      p = end;
+      if (m.step !== run.step) { run.late++; continue; }
+      if (m.gen === run.genId && m.sender === this.idx) { run.echoes++; continue; }
+      run.deliveries++;
+      if (run.sending) run.winDeliveries++;
+      run.hist.add(now - m.tUs);
+      const key = m.gen * 65536 + m.sender;
+      let s = this.sources.get(key);
+      if (!s) { s = { n: 0, last: -1 }; this.sources.set(key, s); }
+      if (m.seq <= s.last) { run.dupes++; continue; }
+      s.last = m.seq;
+      s.n++;
+      if (m.gen === run.genId) run.ownReceived++;
+    }
+    // keep a tail that may be the start of a marker cut by the chunk boundary
+    const keep = Math.min(b.length - p, MARK.length - 1);
+    if (keep > 0) this.rest = Buffer.from(b.subarray(b.length - keep));
+  };
+}
+
+function connectOne(o: LoadOptions, ctx: tls.SecureContext): Promise<tls.TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const sock = tls.connect({ host: o.host, port: o.port, servername: 'localhost', secureContext: ctx });
+    const fail = (e: Error) => reject(e);
+    sock.once('error', fail);
+    sock.once('secureConnect', () => { sock.off('error', fail); sock.setNoDelay(true); resolve(sock); });
+  });
+}
+
+async function metricSum(url: string, reason: string): Promise<number> {
+  if (!url) return NaN;
+  try {
+    const text = await (await fetch(url)).text();
+    const m = new RegExp(`^cot_events_dropped_total\\{reason="${reason}"\\} (\\S+)`, 'm').exec(text);
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return NaN;
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const MiB = 1024 * 1024;
+
+export async function runLoad(o: LoadOptions, progress: (s: string) => void = () => {}): Promise<LoadResult> {
+  if (o.senders > o.clients) throw new Error(`--senders (${o.senders}) cannot exceed --clients (${o.clients})`);
+  const creds = await benchCreds(o.certsDir, o.certs, progress);
+  const ctxs = creds.clients.map((c) => tls.createSecureContext({ ca: creds.ca, cert: c.cert, key: c.key }));
+  const watch = new ProcWatch(o.serverPid);
+  const run = new Run(o.genId);
+  const clients: BenchClient[] = [];
+
+  // ---- connect ----------------------------------------------------------------------------
+  const rssBefore = watch.sample();
+  const sc0 = watch.cpu();
+  const gc0 = process.cpuUsage();
+  const t0 = performance.now();
+  let next = 0;
+  let failures = 0;
+  let lastReport = t0;
+  const worker = async () => {
+    while (next < o.clients) {
+      const i = next++;
+      try {
+        clients[i] = new BenchClient(i, await connectOne(o, ctxs[i % ctxs.length]), run);
+      } catch (err) {
+        failures++;
+        if (failures === 1) progress(`connect failed: ${(err as Error).message}`);
+      }
+      const now = performance.now();
+      if (now - lastReport > 1000) { lastReport = now; progress(`connecting: ${clients.filter(Boolean).length}/${o.clients}`); }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(o.concurrency, o.clients) }, worker));
+  const connectSec = (performance.now() - t0) / 1000;
+  const serverCpuConnect = (watch.cpu() - sc0) / connectSec * 100;
+  const gcu = process.cpuUsage(gc0);
+  const live = clients.filter(Boolean);
+  if (failures > 0) throw new Error(`${failures} of ${o.clients} connections failed (ulimit -n? server limits such as --max-clients-per-ip?)`);
+  progress(`connected ${live.length} clients in ${connectSec.toFixed(2)} s (${fmt(live.length / connectSec)} handshakes/s)`);
+  await sleep(o.hold * 1000);
+  const rssConnected = watch.sample();
+
+  // ---- steps ------------------------------------------------------------------------------
+  const senders = live.slice(0, o.senders);
+  for (const s of senders) {
+    s.maker = new EventMaker({ gen: o.genId, sender: s.idx, uid: `bench-${o.genId}-${s.idx}`, callsign: `B${o.genId % 1000}-${s.idx}`, size: o.size });
+  }
+  if (o.startAt > 0 && o.rates.length) await sleep(Math.max(0, o.startAt - Date.now()));
+  const steps: StepResult[] = [];
+  for (let k = 0; k < o.rates.length; k++) {
+    const rate = o.rates[k];
+    run.step = k;
+    run.winDeliveries = run.deliveries = run.dupes = run.echoes = run.late = run.ownReceived = 0;
+    run.hist.reset();
+    for (const c of live) { c.sources.clear(); c.sentThisStep = 0; c.notSent = 0; }
+    const drop0 = [await metricSum(o.metricsUrl, 'slow_consumer'), await metricSum(o.metricsUrl, 'rate_limit')];
+    watch.takePeak();
+    const scpu0 = watch.cpu();
+    const gcpu0 = process.cpuUsage();
+    const start = performance.now();
+    let lagMax = 0;
+    run.sending = true;
+    // open loop: every millisecond each sender writes whatever its schedule says is due by now
+    await new Promise<void>((resolve) => {
+      let lastProgress = start;
+      const tick = () => {
+        const now = performance.now();
+        const el = Math.min(now - start, o.duration * 1000);
+        const tUs = nowUs();
+        const iso = new Date(tUs / 1000).toISOString();
+        const stale = new Date(tUs / 1000 + 60_000).toISOString();
+        for (const s of senders) {
+          const due = Math.floor(el * rate / 1000) - s.sentThisStep - s.notSent;
+          if (due <= 0 || s.closed) continue;
+          // the schedule slipped by this much when the oldest due event goes out now
+          const lag = el - (s.sentThisStep + s.notSent) * 1000 / rate;
+          if (lag > lagMax) lagMax = lag;
+          if (s.sock.writableLength > SENDER_BACKLOG_LIMIT) { s.notSent += due; continue; }
+          let out = '';
+          for (let j = 0; j < due; j++) out += s.maker!.event(iso, stale, k, s.seq++, tUs);
+          s.sock.write(out);
+          s.sentThisStep += due;
+        }
+        if (now - lastProgress >= 1000) {
+          lastProgress = now;
+          progress(`step ${k + 1}/${o.rates.length} ${fmt(rate * senders.length)} ev/s: delivered ${fmt(run.winDeliveries / ((now - start) / 1000))}/s, p99 ${fmt(run.hist.quantile(0.99) / 1000, 2)} ms`);
+        }
+        if (now - start >= o.duration * 1000) { clearInterval(timer); resolve(); }
+      };
+      const timer = setInterval(tick, 1);
+    });
+    run.sending = false;
+    const wall = (performance.now() - start) / 1000;
+    const scpu = (watch.cpu() - scpu0) / wall * 100;
+    const gcpu = process.cpuUsage(gcpu0);
+    const winDeliveries = run.winDeliveries;
+    const sent = senders.reduce((a, s) => a + s.sentThisStep, 0);
+    const notSent = senders.reduce((a, s) => a + s.notSent, 0);
+    const expected = sent * (live.length - 1);
+    // grace: stragglers still in flight; stop early once everything arrived
+    const graceEnd = performance.now() + o.grace * 1000;
+    while (performance.now() < graceEnd && run.ownReceived < expected) await sleep(25);
+    const drop1 = [await metricSum(o.metricsUrl, 'slow_consumer'), await metricSum(o.metricsUrl, 'rate_limit')];
+    const h = run.hist;
+    const r: StepResult = {
+      step: k,
+      ratePerSender: rate,
+      offeredEvents: rate * senders.length,
+      offeredDeliveries: rate * senders.length * (live.length - 1),
+      sent,
+      notSent,
+      deliveries: run.deliveries,
+      deliveriesPerSec: winDeliveries / wall,
+      expected,
+      received: run.ownReceived,
+      loss: expected - run.ownReceived,
+      lossPct: expected > 0 ? (expected - run.ownReceived) / expected * 100 : 0,
+      dupes: run.dupes,
+      echoes: run.echoes,
+      late: run.late,
+      p50Ms: h.quantile(0.5) / 1000,
+      p90Ms: h.quantile(0.9) / 1000,
+      p99Ms: h.quantile(0.99) / 1000,
+      maxMs: h.max / 1000,
+      serverCpuPct: scpu,
+      serverPeakRssMiB: watch.takePeak() / MiB,
+      genCpuPct: (gcpu.user + gcpu.system) / 1000 / (wall * 1000) * 100,
+      sendLagMaxMs: lagMax,
+      serverDropsSlow: drop1[0] - drop0[0],
+      serverDropsRate: drop1[1] - drop0[1],
+      closed: live.filter((c) => c.closed).length,
+    };
+    steps.push(r);
+    progress(`step ${k + 1}/${o.rates.length} done: ${fmt(r.deliveriesPerSec)} deliveries/s, loss ${fmt(r.loss)}, dupes ${r.dupes}, p99 ${fmt(r.p99Ms, 2)} ms, server CPU ${fmt(r.serverCpuPct)}%, generator CPU ${fmt(r.genCpuPct)}%`);
+    const saturated = r.deliveriesPerSec < 0.85 * r.offeredDeliveries || r.loss > 0;
+    if (r.genCpuPct > 90) progress('warning: the generator used over 90% of a core: it may be the bottleneck (spread it over processes, see bench/README.md)');
+    if (saturated && o.stopWhenSaturated) { progress('saturated: remaining steps skipped'); break; }
+  }
+
+  watch.stop();
+  for (const c of live) c.sock.destroy();
+  return {
+    host: o.host,
+    port: o.port,
+    clients: live.length,
+    senders: senders.length,
+    receivers: live.length - senders.length,
+    size: o.size,
+    connectSeconds: connectSec,
+    handshakesPerSec: live.length / connectSec,
+    connectFailures: failures,
+    serverCpuConnectPct: serverCpuConnect,
+    genCpuConnectPct: (gcu.user + gcu.system) / 1000 / (connectSec * 1000) * 100,
+    serverRssBeforeMiB: rssBefore / MiB,
+    serverRssConnectedMiB: rssConnected / MiB,
+    serverRssPerConnKiB: (rssConnected - rssBefore) / 1024 / live.length,
+    steps,
+  };
+}
+
+export function resultTable(r: LoadResult): string {
+  const rows = [['ev/s offered', 'deliv/s', 'loss', 'dupes', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'srv CPU%', 'srv RSS MiB', 'gen CPU%', 'srv drops']];
+  for (const s of r.steps) {
+    rows.push([fmt(s.offeredEvents), fmt(s.deliveriesPerSec), fmt(s.loss), fmt(s.dupes), fmt(s.p50Ms, 2), fmt(s.p90Ms, 2), fmt(s.p99Ms, 2), fmt(s.maxMs, 1),
+      fmt(s.serverCpuPct), fmt(s.serverPeakRssMiB, 1), fmt(s.genCpuPct), fmt(s.serverDropsSlow + s.serverDropsRate)]);
+  }
+  const head = `${r.clients} clients (${r.senders} senders, ${r.receivers} receivers), ${r.size}-byte events: ` +
+    `connected in ${fmt(r.connectSeconds, 2)} s = ${fmt(r.handshakesPerSec)} handshakes/s; server RSS ${fmt(r.serverRssBeforeMiB, 1)} -> ${fmt(r.serverRssConnectedMiB, 1)} MiB ` +
+    `(${fmt(r.serverRssPerConnKiB, 1)} KiB/connection)\n`;
+  return head + (r.steps.length ? textTable(rows) : '');
+}
+
+function num(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0) throw new Error(`${name}: expected a non-negative number, got "${v}"`);
+    return n;
+  };
+}
+
+export function buildProgram(): Command {
+  return new Command('load')
+    .description('open N mutual-TLS CoT clients, make S of them send at R events/s each (open loop), measure deliveries, loss, duplicates and latency')
+    .option('--host <addr>', 'server address', '127.0.0.1')
+    .requiredOption('--port <n>', 'server TLS port', num('--port'))
+    .option('--certs-dir <dir>', 'dev PKI (CA + server cert; created when missing); bench client certs go in <dir>/bench-clients', 'certs')
+    .option('--certs <n>', 'client certificates in the pool, used round-robin (issued when missing)', num('--certs'), 8)
+    .option('-n, --clients <n>', 'connections to open', num('--clients'), 11)
+    .option('-s, --senders <n>', 'how many of them send (the others only receive; senders receive too)', num('--senders'), 1)
+    .addOption(new Option('-r, --rate <list>', 'events/s per sender; a comma-separated list runs one step per rate').default([100]).argParser((v) => v.split(',').map(num('--rate'))))
+    .option('-d, --duration <s>', 'seconds of sending per step', num('--duration'), 5)
+    .option('--grace <s>', 'seconds to wait for late events before counting loss', num('--grace'), 2)
+    .option('--size <bytes>', 'event size', num('--size'), 600)
+    .option('--concurrency <n>', 'handshakes in flight while connecting', num('--concurrency'), 32)
+    .option('--server-pid <pid>', 'server process to report CPU % and peak RSS of (Linux /proc)', num('--server-pid'), 0)
+    .option('--metrics-url <url>', 'cotstream /metrics URL: report the server-counted drops per step', '')
+    .option('--hold <s>', 'seconds to hold the connections before measuring server RSS', num('--hold'), 0.5)
+    .option('--start-at <epoch-ms>', 'start the first step at this time (lines up several generator processes)', num('--start-at'), 0)
+    .option('--gen-id <n>', 'generator id in the markers (default random; give each process its own)', num('--gen-id'))
+    .option('--stop-when-saturated', 'skip the remaining steps after one that delivered under 85% of the offered load or lost events', false)
+    .option('--json', 'print the result as JSON on stdout instead of a table', false)
+    .option('-q, --quiet', 'no progress lines on stderr', false);
+}
+
+async function main(): Promise<void> {
+  const cmd = buildProgram();
+  cmd.parse(process.argv);
+  const f = cmd.opts();
+  const o: LoadOptions = {
+    host: f.host, port: f.port, certsDir: f.certsDir, certs: Math.max(1, f.certs), clients: f.clients, senders: f.senders,
+    rates: f.rate, duration: f.duration, grace: f.grace, size: f.size, concurrency: Math.max(1, f.concurrency), serverPid: f.serverPid,
+    metricsUrl: f.metricsUrl, hold: f.hold, startAt: f.startAt, genId: f.genId ?? randomInt(1, 2 ** 31),
+    stopWhenSaturated: f.stopWhenSaturated,
+  };
+  if (o.senders === 0) o.rates = [];
+  const t = process.hrtime.bigint();
+  const progress = f.quiet ? () => {} : (s: string) => process.stderr.write(`[load ${(Number(process.hrtime.bigint() - t) / 1e9).toFixed(1)}s] ${s}\n`);
+  const r = await runLoad(o, progress);
+  process.stdout.write(f.json ? JSON.stringify(r) + '\n' : resultTable(r));
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  main().then(() => process.exit(0), (err: Error) => { process.stderr.write(`load: ${err.message}\n`); process.exit(1); });
+}

@@ -1,0 +1,94 @@
+#!/usr/bin/env -S node --import tsx
+// The yardstick, not the product: a bare Node mutual-TLS relay with the same certificates and TLS
+// settings as cotstream. It cuts frames with indexOf('</event>') and writes each one to every other
+// socket, batched per tick (one write per socket per turn of the event loop). No parsing, no
+// limits, no metrics, no logs: what the platform can do, for bench/run.ts to compare against.
+//
+// Also the bare node:tls server of the handshake comparison: with no data flowing it is exactly a
+// mutual-TLS server that accepts and holds connections.
+import tls from 'node:tls';
+import { pathToFileURL } from 'node:url';
+import { Command } from 'commander';
+import { benchCreds } from './lib/certs.ts';
+
+const END = Buffer.from('</event>');
+
+class Peer {
+  rest: Buffer | null = null;
+  readonly out: Buffer[] = [];
+  outBytes = 0;
+  dirty = false;
+  constructor(readonly sock: tls.TLSSocket) {}
+}
+
+export function startRelay(o: { host: string; port: number; ca: Buffer; cert: Buffer; key: Buffer }): Promise<tls.Server> {
+  const peers = new Set<Peer>();
+  const dirty: Peer[] = [];
+  let scheduled = false;
+  const flush = () => {
+    scheduled = false;
+    for (const p of dirty) {
+      p.dirty = false;
+      if (p.out.length === 1) p.sock.write(p.out[0]);
+      else p.sock.write(Buffer.concat(p.out, p.outBytes));
+      p.out.length = 0;
+      p.outBytes = 0;
+    }
+    dirty.length = 0;
+  };
+  const relay = (from: Peer, frame: Buffer) => {
+    for (const p of peers) {
+      if (p === from) continue;
+      p.out.push(frame);
+      p.outBytes += frame.length;
+      if (!p.dirty) { p.dirty = true; dirty.push(p); }
+    }
+    if (!scheduled) { scheduled = true; setImmediate(flush); }
+  };
+  const server = tls.createServer({
+    key: o.key, cert: o.cert, ca: o.ca, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2', sessionTimeout: 0,
+  }, (sock) => {
+    const peer = new Peer(sock);
+    peers.add(peer);
+    sock.setNoDelay(true);
+    sock.on('data', (chunk: Buffer) => {
+      const b = peer.rest ? Buffer.concat([peer.rest, chunk]) : chunk;
+      let p = 0;
+      let i: number;
+      while ((i = b.indexOf(END, p)) >= 0) {
+        relay(peer, b.subarray(p, i + END.length));
+        p = i + END.length;
+      }
+      peer.rest = p < b.length ? b.subarray(p) : null;
+    });
+    const gone = () => { peers.delete(peer); peer.out.length = 0; };
+    sock.on('close', gone);
+    sock.on('error', gone);
+  });
+  server.on('tlsClientError', () => {});
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(o.port, o.host, () => resolve(server));
+  });
+}
+
+async function main(): Promise<void> {
+  const f = new Command('relay')
+    .description('bare mutual-TLS CoT relay: the ceiling bench/run.ts compares cotstream with')
+    .option('--host <addr>', 'address to bind', '127.0.0.1')
+    .option('--port <n>', 'TLS port (0: any free port)', '0')
+    .option('--certs-dir <dir>', 'dev PKI with ca.pem, server.pem, server.key', 'certs')
+    .parse(process.argv)
+    .opts();
+  const c = await benchCreds(f.certsDir, 0);
+  const server = await startRelay({ host: f.host, port: Number(f.port), ca: c.ca, cert: c.cert, key: c.key });
+  const addr = server.address() as { port: number };
+  // one JSON line, like cotstream's 'listening' audit line, so bench/run.ts reads the port the same way
+  process.stdout.write(JSON.stringify({ audit: 'listening', tls: `${f.host}:${addr.port}` }) + '\n');
+  process.once('SIGTERM', () => process.exit(0));
+  process.once('SIGINT', () => process.exit(0));
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  main().catch((err: Error) => { process.stderr.write(`relay: ${err.message}\n`); process.exit(1); });
+}
