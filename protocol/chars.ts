@@ -190,3 +190,16 @@ export function decodeAttr(b: Buffer, s: number, e: number): string {
   if (run < e) out += b.toString('utf8', run, e);
   return out;
 }
+
+/** 1 for ASCII name characters (the tight loop); bytes >= 0x80 are handled apart as UTF-8. */
+export const nameAsciiTab = new Uint8Array(256);
+for (let c = 0; c < 0x80; c++) nameAsciiTab[c] = nameTab[c] & NAME_CHAR ? 1 : 0;
+
+/** Buffer's own slice functions: Buffer#toString(enc, s, e) without its argument handling. */
+interface Slices { latin1Slice(s: number, e: number): string; utf8Slice(s: number, e: number): string }
+export function latin1(b: Buffer, s: number, e: number): string {
+  return (b as unknown as Slices).latin1Slice(s, e);
+}
+export function utf8(b: Buffer, s: number, e: number): string {
+  return (b as unknown as Slices).utf8Slice(s, e);
+}

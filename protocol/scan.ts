@@ -1,12 +1,14 @@
 // Hot-path header scan of one XML CoT frame: one pass over the bytes, no DOM, no regex, no
-// per-byte allocation. It reads the few facts the router needs and, in the same pass, checks that
-// the frame is well-formed XML an ATAK parser will accept (see protocol/README.md for the rules
+// per-byte allocation. In the same pass it checks that the frame is well-formed XML an ATAK parser
+// will accept and records where the few values the router needs are; strings and numbers are
+// made from those byte ranges only once the frame has passed (protocol/README.md has the rules
 // and the deliberate differences from fast-xml-parser).
 import {
   AMP, BANG, CR, DASH, DQ, GT, LF, LSQB, LT, QM, RSQB, SLASH, SQ, TAB, EQ,
   NAME_CHAR, NAME_START, attrDqTab, attrSqTab, cdataTab, commentTab, decodeAttr, isWs,
-  nameTab, parseRef, piTab, textTab, utf8Next,
+  latin1, nameAsciiTab, nameTab, parseRef, piTab, textTab, utf8, utf8Next,
 } from './chars.ts';
+import { numberOf, parseDecimal, parseIsoMs } from './values.ts';
 
 export interface CotDest { callsign?: string; uid?: string }
 export interface CotPoint { lat: number; lon: number; hae: number; ce: number; le: number }
@@ -16,13 +18,13 @@ export interface CotHeader {
   how?: string; time?: string; start?: string; stale?: string; version?: string;
   /** stale parsed to epoch ms; NaN when absent or unparseable */
   staleMs: number;
-  /** first event/point; a missing or unparseable coordinate is NaN */
+  /** the first event/point; a missing or unparseable coordinate is NaN */
   point?: CotPoint;
-  /** detail/contact (first) */
+  /** detail/contact (the first one) */
   callsign?: string; endpoint?: string;
-  /** detail/__group (first) */
+  /** detail/__group (the first one) */
   groupName?: string; groupRole?: string;
-  /** detail/marti/dest entries in document order (of every marti), [] when none */
+  /** detail/marti/dest entries of every marti, in document order, [] when none */
   dests: CotDest[];
   /** byte range [martiStart, martiEnd) of the first whole <marti>…</marti> or <marti/> element
    *  in the frame; -1 when absent */
@@ -68,52 +70,36 @@ export const ScanReason = {
   doctype: 'DOCTYPE / ENTITY declarations are not allowed',
   noUid: 'event has no uid',
   noType: 'event has no type',
+  nestedEvent: 'nested <event> element',
 } as const;
 
 // Element kinds: only these are looked at; everything else is validated and skipped.
 const K_OTHER = 0, K_EVENT = 1, K_POINT = 2, K_DETAIL = 3, K_CONTACT = 4, K_GROUP = 5,
   K_MARTI = 6, K_DEST = 7, K_LINK = 8;
 
-const bytes = (s: string) => Uint8Array.from(Buffer.from(s, 'latin1'));
-const N_EVENT = bytes('event'), N_POINT = bytes('point'), N_DETAIL = bytes('detail'),
-  N_CONTACT = bytes('contact'), N_GROUP = bytes('__group'), N_MARTI = bytes('marti'),
-  N_DEST = bytes('dest'), N_LINK = bytes('link');
+// Fields recorded as byte ranges during the pass.
+const F_UID = 0, F_TYPE = 1, F_HOW = 2, F_TIME = 3, F_START = 4, F_STALE = 5, F_VERSION = 6,
+  F_LAT = 7, F_LON = 8, F_HAE = 9, F_CE = 10, F_LE = 11, F_CALLSIGN = 12, F_ENDPOINT = 13,
+  F_GNAME = 14, F_GROLE = 15, F_LINK = 16, NF = 17;
+// Value flags: plain ASCII, contains UTF-8, needs decoding (references or literal tab/LF/CR).
+const V_UTF8 = 1, V_DECODE = 2;
 
-function nameIs(b: Uint8Array, s: number, e: number, name: Uint8Array): boolean {
-  const len = name.length;
-  if (e - s !== len) return false;
-  for (let i = 0; i < len; i++) if (b[s + i] !== name[i]) return false;
-  return true;
-}
+const fStart = new Int32Array(NF);
+const fEnd = new Int32Array(NF);
+const fFlags = new Uint8Array(NF);
+// dests: 6 ints each (callsign start, end, flags, uid start, end, flags); start -1 = absent
+let dests = new Int32Array(60);
+let ndests = 0;
 
-// Attribute-name ids for the elements we read (0 = not interesting).
-const A_NONE = 0, A_UID = 1, A_TYPE = 2, A_HOW = 3, A_TIME = 4, A_START = 5, A_STALE = 6,
-  A_VERSION = 7, A_LAT = 8, A_LON = 9, A_HAE = 10, A_CE = 11, A_LE = 12, A_CALLSIGN = 13,
-  A_ENDPOINT = 14, A_NAME = 15, A_ROLE = 16;
-const attrNames: [Uint8Array, number][] = [
-  ['uid', A_UID], ['type', A_TYPE], ['how', A_HOW], ['time', A_TIME], ['start', A_START],
-  ['stale', A_STALE], ['version', A_VERSION], ['lat', A_LAT], ['lon', A_LON], ['hae', A_HAE],
-  ['ce', A_CE], ['le', A_LE], ['callsign', A_CALLSIGN], ['endpoint', A_ENDPOINT],
-  ['name', A_NAME], ['role', A_ROLE],
-].map(([s, id]) => [bytes(s as string), id as number]);
-
-function attrId(b: Uint8Array, s: number, e: number): number {
-  for (let i = 0; i < attrNames.length; i++) {
-    const [name, id] = attrNames[i];
-    if (nameIs(b, s, e, name)) return id;
-  }
-  return A_NONE;
-}
-
-// Scratch reused by every call (scan is synchronous and never re-entered): the open-element stack
-// and the current element's attribute names, grown on demand, so hostile depth or attribute
-// counts cost memory linear in the frame and nothing per ordinary event.
+// Open-element stack and the current element's attribute names, grown on demand: hostile depth
+// or attribute counts cost memory linear in the frame and nothing per ordinary event. Scan is
+// synchronous and never re-entered, so module-level scratch is safe.
 let stackStart = new Int32Array(64);
 let stackEnd = new Int32Array(64);
 let stackKind = new Uint8Array(64);
-let attrStart = new Int32Array(16);
-let attrEnd = new Int32Array(16);
 const ATTR_LINEAR_MAX = 8; // beyond this many attributes, duplicate checks use a Set
+const attrStart = new Int32Array(ATTR_LINEAR_MAX);
+const attrEnd = new Int32Array(ATTR_LINEAR_MAX);
 
 function growStack(): void {
   const len = stackStart.length * 2;
@@ -124,7 +110,7 @@ function growStack(): void {
 
 let errReason = '';
 let errOffset = 0;
-/** records the first error; always returns -1 so callers can `return fail(...)` */
+/** records the error; returns -1 so callers can `return fail(...)` */
 function fail(reason: string, offset: number): number {
   errReason = reason;
   errOffset = offset;
@@ -147,187 +133,151 @@ export function scan(frame: Buffer): CotHeader | ScanError {
   return scanFrame(frame);
 }
 
-function value(b: Buffer, s: number, e: number, flags: number): string {
-  if (flags === 0) return b.toString('latin1', s, e);
-  if (flags === F_UTF8) return b.toString('utf8', s, e);
-  return decodeAttr(b, s, e);
-}
-const F_UTF8 = 1, F_DECODE = 2;
-
-function num(s: string | undefined): number {
-  return s === undefined || s.length === 0 ? NaN : Number(s);
+/** @internal the scan proper, without the framer's memo */
+export function scanFrame(b: Buffer): CotHeader | ScanError {
+  const end = scanBytes(b, 0, b.length, false);
+  if (end < 0) return { ok: false, reason: errReason, offset: errOffset };
+  return build(b, 0, end);
 }
 
-function newHeader(): CotHeader {
-  return {
-    ok: true, uid: '', type: '', how: undefined, time: undefined, start: undefined,
-    stale: undefined, version: undefined, staleMs: NaN, point: undefined, callsign: undefined,
-    endpoint: undefined, groupName: undefined, groupRole: undefined, dests: [],
-    martiStart: -1, martiEnd: -1, martiMore: undefined, linkUid: undefined, hasLink: false, control: false,
-  };
+/** @internal End (exclusive) of the element read by the last successful scanAt(). */
+export let scanEnd = 0;
+
+/** @internal For the framer: reads the <event> element that starts at b[s] within b[s, limit),
+ *  stopping where it closes (scanEnd). undefined when there is no complete well-formed event
+ *  there, including when the limit cuts it (the framer then lexes the frame exactly). */
+export function scanAt(b: Buffer, s: number, limit: number): CotHeader | undefined {
+  const end = scanBytes(b, s, limit, true);
+  if (end < 0) return undefined;
+  scanEnd = end;
+  return build(b, s, end);
 }
 
-let hasUid = false;
-let hasType = false;
-let seenContact = false;
-let seenGroup = false;
-let curDest: CotDest | undefined;
-const pointStrs: (string | undefined)[] = [undefined, undefined, undefined, undefined, undefined];
+/** t-x-c-* (ping t-x-c-t, pong t-x-c-t-r) and t-x-takp-* (protocol negotiation). */
+export function isControlType(type: string): boolean {
+  return type.startsWith('t-x-c-') || type.startsWith('t-x-takp-');
+}
 
-/** Stores an attribute of an element we read. */
-function capture(h: CotHeader, kind: number, b: Buffer, as: number, ae: number, vs: number, ve: number, flags: number): void {
-  const id = attrId(b, as, ae);
-  if (id === A_NONE) return;
+// ---- the pass ---------------------------------------------------------------------------------
+
+/** Which field an attribute of an element of `kind` is, or -1. */
+function fieldOf(kind: number, b: Buffer, s: number, len: number): number {
+  const c0 = b[s];
   switch (kind) {
     case K_EVENT:
-      switch (id) {
-        case A_UID: h.uid = value(b, vs, ve, flags); hasUid = true; break;
-        case A_TYPE: h.type = value(b, vs, ve, flags); hasType = true; break;
-        case A_HOW: h.how = value(b, vs, ve, flags); break;
-        case A_TIME: h.time = value(b, vs, ve, flags); break;
-        case A_START: h.start = value(b, vs, ve, flags); break;
-        case A_STALE: h.stale = value(b, vs, ve, flags); break;
-        case A_VERSION: h.version = value(b, vs, ve, flags); break;
+      if (len === 3) {
+        if (c0 === 0x75 && b[s + 1] === 0x69 && b[s + 2] === 0x64) return F_UID; // uid
+        if (c0 === 0x68 && b[s + 1] === 0x6f && b[s + 2] === 0x77) return F_HOW; // how
+      } else if (len === 4) {
+        if (c0 === 0x74) {
+          if (b[s + 1] === 0x79 && b[s + 2] === 0x70 && b[s + 3] === 0x65) return F_TYPE; // type
+          if (b[s + 1] === 0x69 && b[s + 2] === 0x6d && b[s + 3] === 0x65) return F_TIME; // time
+        }
+      } else if (len === 5) {
+        if (c0 === 0x73 && b[s + 1] === 0x74 && b[s + 2] === 0x61) {
+          if (b[s + 3] === 0x72 && b[s + 4] === 0x74) return F_START; // start
+          if (b[s + 3] === 0x6c && b[s + 4] === 0x65) return F_STALE; // stale
+        }
+      } else if (len === 7) {
+        if (c0 === 0x76 && b[s + 1] === 0x65 && b[s + 2] === 0x72 && b[s + 3] === 0x73 &&
+          b[s + 4] === 0x69 && b[s + 5] === 0x6f && b[s + 6] === 0x6e) return F_VERSION; // version
       }
-      break;
+      return -1;
     case K_POINT:
-      if (id >= A_LAT && id <= A_LE) pointStrs[id - A_LAT] = value(b, vs, ve, flags);
-      break;
+      if (len === 3) {
+        if (c0 === 0x6c) {
+          if (b[s + 1] === 0x61 && b[s + 2] === 0x74) return F_LAT; // lat
+          if (b[s + 1] === 0x6f && b[s + 2] === 0x6e) return F_LON; // lon
+        } else if (c0 === 0x68 && b[s + 1] === 0x61 && b[s + 2] === 0x65) return F_HAE; // hae
+      } else if (len === 2 && b[s + 1] === 0x65) {
+        if (c0 === 0x63) return F_CE; // ce
+        if (c0 === 0x6c) return F_LE; // le
+      }
+      return -1;
     case K_CONTACT:
-      if (id === A_CALLSIGN) h.callsign = value(b, vs, ve, flags);
-      else if (id === A_ENDPOINT) h.endpoint = value(b, vs, ve, flags);
-      break;
+      if (len === 8) {
+        if (isCallsign(b, s)) return F_CALLSIGN;
+        if (c0 === 0x65 && b[s + 1] === 0x6e && b[s + 2] === 0x64 && b[s + 3] === 0x70 && b[s + 4] === 0x6f &&
+          b[s + 5] === 0x69 && b[s + 6] === 0x6e && b[s + 7] === 0x74) return F_ENDPOINT; // endpoint
+      }
+      return -1;
     case K_GROUP:
-      if (id === A_NAME) h.groupName = value(b, vs, ve, flags);
-      else if (id === A_ROLE) h.groupRole = value(b, vs, ve, flags);
-      break;
-    case K_DEST:
-      if (id === A_CALLSIGN) curDest!.callsign = value(b, vs, ve, flags);
-      else if (id === A_UID) curDest!.uid = value(b, vs, ve, flags);
-      break;
+      if (len === 4) {
+        if (c0 === 0x6e && b[s + 1] === 0x61 && b[s + 2] === 0x6d && b[s + 3] === 0x65) return F_GNAME; // name
+        if (c0 === 0x72 && b[s + 1] === 0x6f && b[s + 2] === 0x6c && b[s + 3] === 0x65) return F_GROLE; // role
+      }
+      return -1;
     case K_LINK:
-      if (id === A_UID) h.linkUid = value(b, vs, ve, flags);
-      break;
+      if (len === 3 && c0 === 0x75 && b[s + 1] === 0x69 && b[s + 2] === 0x64) return F_LINK;
+      return -1;
+    case K_DEST: // 0 = callsign, 3 = uid: offsets into the dest's six ints
+      if (len === 8 && isCallsign(b, s)) return 0;
+      if (len === 3 && c0 === 0x75 && b[s + 1] === 0x69 && b[s + 2] === 0x64) return 3;
+      return -1;
   }
+  return -1;
 }
 
-/** Skips character data of a comment / CDATA / PI body up to its terminator. Returns the index
- *  after the terminator or -1. `tab` flags the terminator's first byte. */
-function skipComment(b: Buffer, p: number, n: number): number {
-  // p is just after "<!--"
-  const start = p - 4;
-  while (p < n) {
-    const c = b[p];
-    if (commentTab[c] === 0) { p++; continue; }
-    if (c === DASH) {
-      if (p + 1 < n && b[p + 1] === DASH) {
-        if (p + 2 < n && b[p + 2] === GT) return p + 3;
-        return fail(ScanReason.comment, p); // "--" inside a comment
+function isCallsign(b: Buffer, s: number): boolean {
+  return b[s] === 0x63 && b[s + 1] === 0x61 && b[s + 2] === 0x6c && b[s + 3] === 0x6c && b[s + 4] === 0x73 &&
+    b[s + 5] === 0x69 && b[s + 6] === 0x67 && b[s + 7] === 0x6e;
+}
+
+/** Kind of a child element named b[s, e) of an element of kind `parent`. */
+function kindOf(parent: number, b: Buffer, s: number, e: number): number {
+  const len = e - s;
+  const c0 = b[s];
+  switch (parent) {
+    case K_EVENT:
+      if (len === 5 && c0 === 0x70 && b[s + 1] === 0x6f && b[s + 2] === 0x69 && b[s + 3] === 0x6e && b[s + 4] === 0x74) {
+        return fStart[F_LAT] === -2 ? K_POINT : K_OTHER; // point (the first)
       }
-      p++;
-      continue;
-    }
-    if (c >= 0x80) { p = utf8Next(b, p, n); if (p < 0) return fail(ScanReason.utf8, start); continue; }
-    return fail(ScanReason.char, p);
-  }
-  return fail(ScanReason.comment, start);
-}
-
-function skipCdata(b: Buffer, p: number, n: number): number {
-  // p is just after "<![CDATA["
-  const start = p - 9;
-  while (p < n) {
-    const c = b[p];
-    if (cdataTab[c] === 0) { p++; continue; }
-    if (c === RSQB) {
-      if (p + 2 < n && b[p + 1] === RSQB && b[p + 2] === GT) return p + 3;
-      p++;
-      continue;
-    }
-    if (c >= 0x80) { p = utf8Next(b, p, n); if (p < 0) return fail(ScanReason.utf8, start); continue; }
-    return fail(ScanReason.char, p);
-  }
-  return fail(ScanReason.cdata, start);
-}
-
-/** A processing instruction at b[p] === '<', b[p+1] === '?'. `decl` allows the XML declaration. */
-function skipPi(b: Buffer, p: number, n: number, decl: boolean): number {
-  const start = p;
-  p += 2;
-  if (p >= n || (nameTab[b[p]] & NAME_START) === 0) return fail(ScanReason.pi, start);
-  const ts = p;
-  while (p < n && (nameTab[b[p]] & NAME_CHAR) !== 0) {
-    if (b[p] >= 0x80) { p = utf8Next(b, p, n); if (p < 0) return fail(ScanReason.utf8, ts); } else p++;
-  }
-  if (p - ts === 3 && (b[ts] | 0x20) === 0x78 && (b[ts + 1] | 0x20) === 0x6d && (b[ts + 2] | 0x20) === 0x6c) {
-    if (!decl) return fail(ScanReason.xmlDecl, start);
-  }
-  if (p < n && b[p] === QM) {
-    if (p + 1 < n && b[p + 1] === GT) return p + 2;
-    return fail(ScanReason.pi, start);
-  }
-  if (p >= n || !isWs(b[p])) return fail(ScanReason.pi, start);
-  while (p < n) {
-    const c = b[p];
-    if (piTab[c] === 0) { p++; continue; }
-    if (c === QM) {
-      if (p + 1 < n && b[p + 1] === GT) return p + 2;
-      p++;
-      continue;
-    }
-    if (c >= 0x80) { p = utf8Next(b, p, n); if (p < 0) return fail(ScanReason.utf8, start); continue; }
-    return fail(ScanReason.char, p);
-  }
-  return fail(ScanReason.pi, start);
-}
-
-/** Prolog / epilog: white space, comments and PIs (the XML declaration only at offset 0). */
-function skipMisc(b: Buffer, p: number, n: number): number {
-  while (p < n) {
-    const c = b[p];
-    if (isWs(c)) { p++; continue; }
-    if (c !== LT || p + 1 >= n) return p;
-    const c1 = b[p + 1];
-    if (c1 === QM) {
-      p = skipPi(b, p, n, p === 0);
-      if (p < 0) return -1;
-    } else if (c1 === BANG) {
-      if (p + 3 < n && b[p + 2] === DASH && b[p + 3] === DASH) {
-        p = skipComment(b, p + 4, n);
-        if (p < 0) return -1;
-      } else {
-        return fail(ScanReason.doctype, p);
+      if (len === 6 && c0 === 0x64 && b[s + 1] === 0x65 && b[s + 2] === 0x74 && b[s + 3] === 0x61 &&
+        b[s + 4] === 0x69 && b[s + 5] === 0x6c) return K_DETAIL; // detail
+      return K_OTHER;
+    case K_DETAIL:
+      if (len === 7) {
+        if (c0 === 0x63 && b[s + 1] === 0x6f && b[s + 2] === 0x6e && b[s + 3] === 0x74 && b[s + 4] === 0x61 &&
+          b[s + 5] === 0x63 && b[s + 6] === 0x74) return seenContact ? K_OTHER : K_CONTACT; // contact
+        if (c0 === 0x5f && b[s + 1] === 0x5f && b[s + 2] === 0x67 && b[s + 3] === 0x72 && b[s + 4] === 0x6f &&
+          b[s + 5] === 0x75 && b[s + 6] === 0x70) return seenGroup ? K_OTHER : K_GROUP; // __group
+      } else if (len === 5) {
+        if (c0 === 0x6d && b[s + 1] === 0x61 && b[s + 2] === 0x72 && b[s + 3] === 0x74 && b[s + 4] === 0x69) return K_MARTI;
+      } else if (len === 4) {
+        if (c0 === 0x6c && b[s + 1] === 0x69 && b[s + 2] === 0x6e && b[s + 3] === 0x6b) return hasLink ? K_OTHER : K_LINK;
       }
-    } else {
-      return p;
-    }
+      return K_OTHER;
+    case K_MARTI:
+      if (len === 4 && c0 === 0x64 && b[s + 1] === 0x65 && b[s + 2] === 0x73 && b[s + 3] === 0x74) return K_DEST;
+      return K_OTHER;
   }
-  return p;
+  return K_OTHER;
 }
 
-function scanFrame(b: Buffer): CotHeader | ScanError {
-  const r = scanInto(b);
-  if (r === null) return { ok: false, reason: errReason, offset: errOffset };
-  return r;
-}
+let seenContact = false;
+let seenGroup = false;
+let hasLink = false;
+let martiStart = -1;
+let martiEnd = -1;
+/** ranges of the second and later <marti> elements (rare: a plain array is fine) */
+const martiMore: number[] = [];
+let attrSet: Set<string> | undefined;
 
-function scanInto(b: Buffer): CotHeader | null {
-  const n = b.length;
-  const h = newHeader();
-  hasUid = hasType = seenContact = seenGroup = false;
-  let hasPoint = false;
-  curDest = undefined;
-  pointStrs[0] = pointStrs[1] = pointStrs[2] = pointStrs[3] = pointStrs[4] = undefined;
+/** Scans the whole frame. Returns its length, or -1 with errReason / errOffset set. */
+function scanBytes(b: Buffer, s: number, n: number, framing: boolean): number {
+  for (let i = 0; i < NF; i++) fStart[i] = -2;
+  ndests = 0;
+  seenContact = seenGroup = hasLink = false;
+  martiStart = martiEnd = -1;
+  martiMore.length = 0;
 
-  let p = skipMisc(b, 0, n);
-  if (p < 0) return null;
-  if (p >= n) { fail(ScanReason.empty, p); return null; }
-  if (b[p] !== LT) { fail(ScanReason.textOutside, p); return null; }
+  let p = framing ? s : skipMisc(b, s, n);
+  if (p < 0) return -1;
+  if (p >= n) return fail(ScanReason.empty, p);
+  if (b[p] !== LT) return fail(ScanReason.textOutside, p);
 
   let depth = 0;
   let martiDepth = -1;
-  let attrSet: Set<string> | undefined;
-
   // Invariant at the top of the loop: b[p] === '<'.
   for (;;) {
     const c1 = p + 1 < n ? b[p + 1] : -1;
@@ -336,162 +286,79 @@ function scanInto(b: Buffer): CotHeader | null {
       const s = stackStart[depth - 1];
       const len = stackEnd[depth - 1] - s;
       let q = p + 2;
-      if (q + len > n) { fail(ScanReason.endTag, p); return null; }
-      for (let i = 0; i < len; i++) {
-        if (b[q + i] !== b[s + i]) { fail(ScanReason.endTag, p); return null; }
-      }
+      if (q + len > n) return fail(ScanReason.endTag, p);
+      for (let i = 0; i < len; i++) if (b[q + i] !== b[s + i]) return fail(ScanReason.endTag, p);
       q += len;
-      while (q < n && isWs(b[q])) q++;
-      if (q >= n || b[q] !== GT) { fail(ScanReason.endTag, p); return null; }
+      let c = q < n ? b[q] : -1;
+      while (c === 0x20 || c === LF || c === TAB || c === CR) c = ++q < n ? b[q] : -1;
+      if (c !== GT) return fail(ScanReason.endTag, p);
       p = q + 1;
       depth--;
       if (depth === martiDepth) {
-        if (h.martiEnd < 0) h.martiEnd = p;
-        else h.martiMore!.push(p);
+        if (martiEnd < 0) martiEnd = p;
+        else martiMore.push(p);
         martiDepth = -1;
       }
       if (depth === 0) break;
     } else if (c1 === BANG) {
       if (p + 3 < n && b[p + 2] === DASH && b[p + 3] === DASH) {
         p = skipComment(b, p + 4, n);
-        if (p < 0) return null;
       } else if (p + 8 < n && b[p + 2] === LSQB && b[p + 3] === 0x43 && b[p + 4] === 0x44 &&
         b[p + 5] === 0x41 && b[p + 6] === 0x54 && b[p + 7] === 0x41 && b[p + 8] === LSQB) {
         p = skipCdata(b, p + 9, n);
-        if (p < 0) return null;
       } else {
-        fail(ScanReason.doctype, p);
-        return null;
+        return fail(ScanReason.doctype, p);
       }
+      if (p < 0) return -1;
     } else if (c1 === QM) {
       p = skipPi(b, p, n, false);
-      if (p < 0) return null;
+      if (p < 0) return -1;
     } else {
-      // start tag
+      // start tag: name
       const tagStart = p;
       let q = p + 1;
-      if (q >= n || (nameTab[b[q]] & NAME_START) === 0) { fail(ScanReason.tagName, q); return null; }
+      if (q >= n || (nameTab[b[q]] & NAME_START) === 0) return fail(ScanReason.tagName, q);
       const ns = q;
-      while (q < n && (nameTab[b[q]] & NAME_CHAR) !== 0) {
-        if (b[q] >= 0x80) { q = utf8Next(b, q, n); if (q < 0) { fail(ScanReason.utf8, ns); return null; } } else q++;
-      }
+      q = skipName(b, q, n);
+      if (q < 0) return fail(ScanReason.utf8, ns);
       const ne = q;
-      let kind = K_OTHER;
+      let kind: number;
       if (depth === 0) {
-        if (!nameIs(b, ns, ne, N_EVENT)) { fail(ScanReason.notEvent, ns); return null; }
+        if (ne - ns !== 5 || b[ns] !== 0x65 || b[ns + 1] !== 0x76 || b[ns + 2] !== 0x65 || b[ns + 3] !== 0x6e ||
+          b[ns + 4] !== 0x74) return fail(ScanReason.notEvent, ns);
         kind = K_EVENT;
       } else {
-        switch (stackKind[depth - 1]) {
-          case K_EVENT:
-            if (!hasPoint && nameIs(b, ns, ne, N_POINT)) { kind = K_POINT; hasPoint = true; }
-            else if (nameIs(b, ns, ne, N_DETAIL)) kind = K_DETAIL;
+        const parent = stackKind[depth - 1];
+        kind = parent === K_OTHER ? K_OTHER : kindOf(parent, b, ns, ne);
+        switch (kind) {
+          case K_POINT: fStart[F_LAT] = -1; break; // -1: the element exists
+          case K_CONTACT: seenContact = true; break;
+          case K_GROUP: seenGroup = true; break;
+          case K_LINK: hasLink = true; break;
+          case K_DEST: {
+            const o = ndests * 6;
+            if (o === dests.length) { const d = new Int32Array(o * 2); d.set(dests); dests = d; }
+            dests[o] = dests[o + 3] = -1;
+            ndests++;
             break;
-          case K_DETAIL:
-            if (!seenContact && nameIs(b, ns, ne, N_CONTACT)) { kind = K_CONTACT; seenContact = true; }
-            else if (!seenGroup && nameIs(b, ns, ne, N_GROUP)) { kind = K_GROUP; seenGroup = true; }
-            else if (nameIs(b, ns, ne, N_MARTI)) kind = K_MARTI;
-            else if (nameIs(b, ns, ne, N_LINK)) {
-              if (!h.hasLink) { kind = K_LINK; h.hasLink = true; }
-            }
-            break;
-          case K_MARTI:
-            if (nameIs(b, ns, ne, N_DEST)) { kind = K_DEST; curDest = {}; h.dests.push(curDest); }
-            break;
+          }
         }
       }
-      // attributes
-      let nattr = 0;
-      let selfClose = false;
-      attrSet = undefined;
-      for (;;) {
-        if (q >= n) { fail(ScanReason.tagUnterminated, tagStart); return null; }
-        let c = b[q];
-        let ws = false;
-        while (c === 0x20 || c === LF || c === TAB || c === CR) {
-          ws = true;
-          if (++q >= n) { fail(ScanReason.tagUnterminated, tagStart); return null; }
-          c = b[q];
-        }
-        if (c === GT) { q++; break; }
-        if (c === SLASH) {
-          if (q + 1 < n && b[q + 1] === GT) { q += 2; selfClose = true; break; }
-          fail(ScanReason.badSlash, q); return null;
-        }
-        if (!ws) { fail(ScanReason.attrSpace, q); return null; }
-        if ((nameTab[c] & NAME_START) === 0) { fail(ScanReason.attrName, q); return null; }
-        const as = q;
-        while (q < n && (nameTab[b[q]] & NAME_CHAR) !== 0) {
-          if (b[q] >= 0x80) { q = utf8Next(b, q, n); if (q < 0) { fail(ScanReason.utf8, as); return null; } } else q++;
-        }
-        const ae = q;
-        while (q < n && isWs(b[q])) q++;
-        if (q >= n || b[q] !== EQ) { fail(ScanReason.attrEq, q); return null; }
-        q++;
-        while (q < n && isWs(b[q])) q++;
-        if (q >= n) { fail(ScanReason.attrQuote, q); return null; }
-        const quote = b[q];
-        if (quote !== DQ && quote !== SQ) { fail(ScanReason.attrQuote, q); return null; }
-        const tab = quote === DQ ? attrDqTab : attrSqTab;
-        const vs = ++q;
-        let flags = 0;
-        for (;;) {
-          if (q >= n) { fail(ScanReason.attrUnterminated, vs - 1); return null; }
-          c = b[q];
-          if (tab[c] === 0) { q++; continue; }
-          if (c === quote) break;
-          if (c === AMP) {
-            q = parseRef(b, q, n);
-            if (q < 0) { fail(ScanReason.reference, vs); return null; }
-            flags |= F_DECODE;
-          } else if (c >= 0x80) {
-            q = utf8Next(b, q, n);
-            if (q < 0) { fail(ScanReason.utf8, vs); return null; }
-            flags |= F_UTF8;
-          } else if (c === LT) {
-            fail(ScanReason.attrLt, q); return null;
-          } else if (c === TAB || c === LF || c === CR) {
-            flags |= F_DECODE;
-            q++;
-          } else {
-            fail(ScanReason.char, q); return null;
-          }
-        }
-        const ve = q++;
-        // duplicate attribute names: pairwise for the usual handful, a Set beyond that
-        const alen = ae - as;
-        if (nattr < ATTR_LINEAR_MAX) {
-          for (let j = 0; j < nattr; j++) {
-            const js = attrStart[j];
-            if (attrEnd[j] - js !== alen) continue;
-            let k = 0;
-            while (k < alen && b[js + k] === b[as + k]) k++;
-            if (k === alen) { fail(ScanReason.attrDuplicate, as); return null; }
-          }
-          attrStart[nattr] = as;
-          attrEnd[nattr] = ae;
-        } else {
-          if (attrSet === undefined) {
-            attrSet = new Set();
-            for (let j = 0; j < nattr; j++) attrSet.add(b.toString('latin1', attrStart[j], attrEnd[j]));
-          }
-          const key = b.toString('latin1', as, ae);
-          if (attrSet.has(key)) { fail(ScanReason.attrDuplicate, as); return null; }
-          attrSet.add(key);
-        }
-        nattr++;
-        if (kind !== K_OTHER) capture(h, kind, b, as, ae, vs, ve, flags);
-      }
-      attrSet = undefined;
+      q = scanAttributes(b, q, n, kind, tagStart);
+      if (q < 0) return -1;
+      const selfClose = b[q - 2] === SLASH;
+      // A nested <event>…</event> would end the frame early for the framer: never well-formed CoT.
+      if (depth > 0 && !selfClose && ne - ns === 5 && b[ns] === 0x65 && b[ns + 1] === 0x76 && b[ns + 2] === 0x65 &&
+        b[ns + 3] === 0x6e && b[ns + 4] === 0x74) return fail(ScanReason.nestedEvent, tagStart);
       if (kind === K_MARTI) {
-        if (h.martiStart < 0) {
-          h.martiStart = tagStart;
-          if (selfClose) h.martiEnd = q;
-          else martiDepth = depth;
+        if (martiStart < 0) {
+          martiStart = tagStart;
+          if (selfClose) martiEnd = q;
         } else {
-          (h.martiMore ??= []).push(tagStart);
-          if (selfClose) h.martiMore.push(q);
-          else martiDepth = depth;
+          martiMore.push(tagStart);
+          if (selfClose) martiMore.push(q);
         }
+        if (!selfClose) martiDepth = depth;
       }
       p = q;
       if (selfClose) {
@@ -506,45 +373,315 @@ function scanInto(b: Buffer): CotHeader | null {
     }
     // character data up to the next '<'
     for (;;) {
-      if (p >= n) {
-        fail(ScanReason.unclosed, stackStart[depth - 1] - 1);
-        return null;
-      }
+      while (p < n && textTab[b[p]] === 0) p++;
+      if (p >= n) return fail(ScanReason.unclosed, stackStart[depth - 1] - 1);
       const c = b[p];
-      if (textTab[c] === 0) { p++; continue; }
       if (c === LT) break;
       if (c === AMP) {
         const q = parseRef(b, p, n);
-        if (q < 0) { fail(ScanReason.reference, p); return null; }
+        if (q < 0) return fail(ScanReason.reference, p);
         p = q;
       } else if (c >= 0x80) {
         const q = utf8Next(b, p, n);
-        if (q < 0) { fail(ScanReason.utf8, p); return null; }
+        if (q < 0) return fail(ScanReason.utf8, p);
         p = q;
       } else if (c === GT) {
-        if (b[p - 1] === RSQB && b[p - 2] === RSQB) { fail(ScanReason.cdataEnd, p - 2); return null; }
+        if (b[p - 1] === RSQB && b[p - 2] === RSQB) return fail(ScanReason.cdataEnd, p - 2);
         p++;
       } else {
-        fail(ScanReason.char, p);
-        return null;
+        return fail(ScanReason.char, p);
       }
     }
   }
-  // root closed at p
+  // the root is closed at p
+  if (fStart[F_UID] < 0 || fEnd[F_UID] === fStart[F_UID]) return fail(ScanReason.noUid, s);
+  if (fStart[F_TYPE] < 0 || fEnd[F_TYPE] === fStart[F_TYPE]) return fail(ScanReason.noType, s);
+  if (framing) return p;
   const end = skipMisc(b, p, n);
-  if (end < 0) return null;
-  if (end < n) { fail(ScanReason.trailing, end); return null; }
-  if (!hasUid || h.uid.length === 0) { fail(ScanReason.noUid, 0); return null; }
-  if (!hasType || h.type.length === 0) { fail(ScanReason.noType, 0); return null; }
-  if (hasPoint) {
-    h.point = { lat: num(pointStrs[0]), lon: num(pointStrs[1]), hae: num(pointStrs[2]), ce: num(pointStrs[3]), le: num(pointStrs[4]) };
-  }
-  if (h.stale !== undefined) h.staleMs = Date.parse(h.stale);
-  h.control = isControlType(h.type);
-  return h;
+  if (end < 0) return -1;
+  if (end < n) return fail(ScanReason.trailing, end);
+  return p;
 }
 
-/** t-x-c-* (ping t-x-c-t, pong t-x-c-t-r) and t-x-takp-* (protocol negotiation). */
-export function isControlType(type: string): boolean {
-  return type.startsWith('t-x-c-') || type.startsWith('t-x-takp-');
+/** Name characters from b[q]; returns the index after the name or -1 for bad UTF-8. */
+function skipName(b: Buffer, q: number, n: number): number {
+  for (;;) {
+    while (q < n && nameAsciiTab[b[q]] !== 0) q++;
+    if (q >= n || b[q] < 0x80) return q;
+    q = utf8Next(b, q, n);
+    if (q < 0) return -1;
+  }
+}
+
+/** Attributes of a start tag from b[q] (just after the name) through '>' or '/>'. Records the
+ *  ranges of interesting ones. Returns the index after the tag or -1. */
+function scanAttributes(b: Buffer, q: number, n: number, kind: number, tagStart: number): number {
+  let nattr = 0;
+  let sig = 0;
+  attrSet = undefined;
+  for (;;) {
+    let c = q < n ? b[q] : -1;
+    if (c === GT) return q + 1;
+    let ws = false;
+    while (c === 0x20 || c === LF || c === TAB || c === CR) { ws = true; c = ++q < n ? b[q] : -1; }
+    if (c === GT) return q + 1;
+    if (c === SLASH) {
+      if (q + 1 < n && b[q + 1] === GT) return q + 2;
+      return fail(q + 1 < n ? ScanReason.badSlash : ScanReason.tagUnterminated, q);
+    }
+    if (c < 0) return fail(ScanReason.tagUnterminated, tagStart);
+    if (!ws) return fail(ScanReason.attrSpace, q);
+    if ((nameTab[c] & NAME_START) === 0) return fail(ScanReason.attrName, q);
+    // name
+    const as = q++;
+    while (q < n && nameAsciiTab[b[q]] !== 0) q++;
+    if (q < n && b[q] >= 0x80) {
+      q = skipName(b, q, n);
+      if (q < 0) return fail(ScanReason.utf8, as);
+    }
+    const ae = q;
+    c = q < n ? b[q] : -1;
+    while (c === 0x20 || c === LF || c === TAB || c === CR) c = ++q < n ? b[q] : -1;
+    if (c !== EQ) return fail(c < 0 ? ScanReason.tagUnterminated : ScanReason.attrEq, c < 0 ? tagStart : q);
+    c = ++q < n ? b[q] : -1;
+    while (c === 0x20 || c === LF || c === TAB || c === CR) c = ++q < n ? b[q] : -1;
+    if (c !== DQ && c !== SQ) return fail(c < 0 ? ScanReason.tagUnterminated : ScanReason.attrQuote, c < 0 ? tagStart : q);
+    // value
+    const vs = ++q;
+    let flags = 0;
+    for (;;) {
+      if (c === DQ) while (q < n && attrDqTab[b[q]] === 0) q++;
+      else while (q < n && attrSqTab[b[q]] === 0) q++;
+      if (q >= n) return fail(ScanReason.attrUnterminated, vs - 1);
+      const v = b[q];
+      if (v === c) break;
+      if (v === AMP) {
+        q = parseRef(b, q, n);
+        if (q < 0) return fail(ScanReason.reference, vs);
+        flags |= V_DECODE;
+      } else if (v >= 0x80) {
+        q = utf8Next(b, q, n);
+        if (q < 0) return fail(ScanReason.utf8, vs);
+        flags |= V_UTF8;
+      } else if (v === LT) {
+        return fail(ScanReason.attrLt, q);
+      } else if (v === TAB || v === LF || v === CR) {
+        flags |= V_DECODE;
+        q++;
+      } else if (v === DQ || v === SQ) {
+        q++; // the other quote
+      } else {
+        return fail(ScanReason.char, q);
+      }
+    }
+    const ve = q++;
+    // duplicate names: a 32-bit signature of (length, first, last byte) rules most out at once;
+    // else pairwise for the usual handful, a Set beyond that (linear for hostile tags)
+    const alen = ae - as;
+    const bit = 1 << ((alen * 7 + b[as] + b[ae - 1] * 3) & 31);
+    const maybeDup = (sig & bit) !== 0;
+    sig |= bit;
+    if (nattr < ATTR_LINEAR_MAX) {
+      if (maybeDup) for (let j = 0; j < nattr; j++) {
+        const js = attrStart[j];
+        if (attrEnd[j] - js !== alen) continue;
+        let k = 0;
+        while (k < alen && b[js + k] === b[as + k]) k++;
+        if (k === alen) return fail(ScanReason.attrDuplicate, as);
+      }
+      attrStart[nattr] = as;
+      attrEnd[nattr] = ae;
+    } else {
+      if (attrSet === undefined) {
+        attrSet = new Set();
+        for (let j = 0; j < nattr; j++) attrSet.add(latin1(b, attrStart[j], attrEnd[j]));
+      }
+      const key = latin1(b, as, ae);
+      if (attrSet.has(key)) return fail(ScanReason.attrDuplicate, as);
+      attrSet.add(key);
+    }
+    nattr++;
+    if (kind !== K_OTHER) {
+      const f = fieldOf(kind, b, as, alen);
+      if (f >= 0) {
+        if (kind === K_DEST) {
+          const o = (ndests - 1) * 6 + f;
+          dests[o] = vs; dests[o + 1] = ve; dests[o + 2] = flags;
+        } else {
+          fStart[f] = vs; fEnd[f] = ve; fFlags[f] = flags;
+        }
+      }
+    }
+  }
+}
+
+function skipComment(b: Buffer, p: number, n: number): number {
+  // p is just after "<!--"; "--" may only appear as part of the closing "-->"
+  const start = p - 4;
+  for (;;) {
+    while (p < n && commentTab[b[p]] === 0) p++;
+    if (p >= n) return fail(ScanReason.comment, start);
+    const c = b[p];
+    if (c === DASH) {
+      if (p + 1 < n && b[p + 1] === DASH) {
+        if (p + 2 < n && b[p + 2] === GT) return p + 3;
+        return fail(ScanReason.comment, p);
+      }
+      p++;
+    } else if (c >= 0x80) {
+      p = utf8Next(b, p, n);
+      if (p < 0) return fail(ScanReason.utf8, start);
+    } else {
+      return fail(ScanReason.char, p);
+    }
+  }
+}
+
+function skipCdata(b: Buffer, p: number, n: number): number {
+  // p is just after "<![CDATA["
+  const start = p - 9;
+  for (;;) {
+    while (p < n && cdataTab[b[p]] === 0) p++;
+    if (p >= n) return fail(ScanReason.cdata, start);
+    const c = b[p];
+    if (c === RSQB) {
+      if (p + 2 < n && b[p + 1] === RSQB && b[p + 2] === GT) return p + 3;
+      p++;
+    } else if (c >= 0x80) {
+      p = utf8Next(b, p, n);
+      if (p < 0) return fail(ScanReason.utf8, start);
+    } else {
+      return fail(ScanReason.char, p);
+    }
+  }
+}
+
+/** A processing instruction at b[p] === '<', b[p+1] === '?'. `decl` allows the XML declaration. */
+function skipPi(b: Buffer, p: number, n: number, decl: boolean): number {
+  const start = p;
+  p += 2;
+  if (p >= n || (nameTab[b[p]] & NAME_START) === 0) return fail(ScanReason.pi, start);
+  const ts = p;
+  p = skipName(b, p, n);
+  if (p < 0) return fail(ScanReason.utf8, ts);
+  if (p - ts === 3 && (b[ts] | 0x20) === 0x78 && (b[ts + 1] | 0x20) === 0x6d && (b[ts + 2] | 0x20) === 0x6c && !decl) {
+    return fail(ScanReason.xmlDecl, start);
+  }
+  if (p < n && b[p] === QM) {
+    if (p + 1 < n && b[p + 1] === GT) return p + 2;
+    return fail(ScanReason.pi, start);
+  }
+  if (p >= n || !isWs(b[p])) return fail(ScanReason.pi, start);
+  for (;;) {
+    while (p < n && piTab[b[p]] === 0) p++;
+    if (p >= n) return fail(ScanReason.pi, start);
+    const c = b[p];
+    if (c === QM) {
+      if (p + 1 < n && b[p + 1] === GT) return p + 2;
+      p++;
+    } else if (c >= 0x80) {
+      p = utf8Next(b, p, n);
+      if (p < 0) return fail(ScanReason.utf8, start);
+    } else {
+      return fail(ScanReason.char, p);
+    }
+  }
+}
+
+/** Prolog / epilog: white space, comments and PIs (the XML declaration only at offset 0). */
+function skipMisc(b: Buffer, p: number, n: number): number {
+  while (p < n) {
+    const c = b[p];
+    if (isWs(c)) { p++; continue; }
+    if (c !== LT || p + 1 >= n) return p;
+    const c1 = b[p + 1];
+    if (c1 === QM) {
+      p = skipPi(b, p, n, p === 0);
+    } else if (c1 === BANG) {
+      if (p + 3 < n && b[p + 2] === DASH && b[p + 3] === DASH) p = skipComment(b, p + 4, n);
+      else return fail(ScanReason.doctype, p);
+    } else {
+      return p;
+    }
+    if (p < 0) return -1;
+  }
+  return p;
+}
+
+// ---- values, made once the frame has passed ----------------------------------------------------
+
+/** Small frames are decoded to one latin1 string and fields are substrings of it (one native call
+ *  instead of one per field); bigger frames decode field by field so a kept uid never pins a
+ *  large string. */
+const WHOLE_FRAME_MAX = 4096;
+let frameStr: string | undefined;
+let frameBase = 0;
+let frameEnd = 0;
+
+function text(b: Buffer, s: number, e: number, flags: number): string {
+  if (flags === 0) {
+    if (frameEnd - frameBase <= WHOLE_FRAME_MAX) {
+      if (frameStr === undefined) frameStr = latin1(b, frameBase, frameEnd);
+      return frameStr.substring(s - frameBase, e - frameBase);
+    }
+    return latin1(b, s, e);
+  }
+  if (flags === V_UTF8) return utf8(b, s, e);
+  return decodeAttr(b, s, e);
+}
+
+function field(b: Buffer, f: number): string | undefined {
+  const s = fStart[f];
+  return s < 0 ? undefined : text(b, s, fEnd[f], fFlags[f]);
+}
+
+function coord(b: Buffer, f: number): number {
+  const s = fStart[f];
+  if (s < 0) return NaN;
+  if (fFlags[f] === 0) return parseDecimal(b, s, fEnd[f]);
+  return numberOf(text(b, s, fEnd[f], fFlags[f]));
+}
+
+function build(b: Buffer, base: number, end: number): CotHeader {
+  frameStr = undefined;
+  frameBase = base;
+  frameEnd = end;
+  const type = field(b, F_TYPE)!;
+  const stale = field(b, F_STALE);
+  let staleMs = NaN;
+  if (stale !== undefined) staleMs = fFlags[F_STALE] === 0 ? parseIsoMs(b, fStart[F_STALE], fEnd[F_STALE]) : Date.parse(stale);
+  const list: CotDest[] = [];
+  for (let i = 0; i < ndests; i++) {
+    const o = i * 6;
+    const d: CotDest = {};
+    if (dests[o] >= 0) d.callsign = text(b, dests[o], dests[o + 1], dests[o + 2]);
+    if (dests[o + 3] >= 0) d.uid = text(b, dests[o + 3], dests[o + 4], dests[o + 5]);
+    list.push(d);
+  }
+  const h: CotHeader = {
+    ok: true,
+    uid: field(b, F_UID)!,
+    type,
+    how: field(b, F_HOW),
+    time: field(b, F_TIME),
+    start: field(b, F_START),
+    stale,
+    version: field(b, F_VERSION),
+    staleMs,
+    point: fStart[F_LAT] === -2 ? undefined
+      : { lat: coord(b, F_LAT), lon: coord(b, F_LON), hae: coord(b, F_HAE), ce: coord(b, F_CE), le: coord(b, F_LE) },
+    callsign: field(b, F_CALLSIGN),
+    endpoint: field(b, F_ENDPOINT),
+    groupName: field(b, F_GNAME),
+    groupRole: field(b, F_GROLE),
+    dests: list,
+    martiStart: martiStart < 0 ? -1 : martiStart - base,
+    martiEnd: martiEnd < 0 ? -1 : martiEnd - base,
+    martiMore: martiMore.length === 0 ? undefined : martiMore.map((x) => x - base),
+    linkUid: field(b, F_LINK),
+    hasLink,
+    control: isControlType(type),
+  };
+  frameStr = undefined;
+  return h;
 }

@@ -4,6 +4,7 @@
 import { performance } from 'node:perf_hooks';
 import type { CotHeader } from '../protocol/scan.ts';
 import { pong, disconnectNotice, protocolSupport } from '../protocol/control.ts';
+import { onProtocolRequest } from './negotiate.ts';
 import { EnvelopeKind, type Bus, type Envelope } from './bus/types.ts';
 import type { Session, FlushScheduler } from './session.ts';
 import type { Logger } from './ops/log.ts';
@@ -86,9 +87,9 @@ export class Router {
     const now = Date.now();
     for (const e of this.sa.values()) {
       if (e.staleMs <= now) { this.sa.delete(e.uid); continue; }
-      s.send(e.frame);
+      s.sendAlways(e.frame);
     }
-    if (this.opts.announce) s.send(protocolSupport(now));
+    if (this.opts.announce) s.sendAlways(protocolSupport(now));
   }
 
   onClose(s: Session, reason: string): void {
@@ -98,6 +99,7 @@ export class Router {
     s.log.info({
       audit: 'closed', reason, uid: s.uid || undefined, callsign: s.callsign || undefined, durationMs: Date.now() - s.connectedAt,
       eventsIn: s.eventsIn, eventsOut: s.eventsOut, bytesIn: s.bytesIn, bytesOut: s.bytesOut, dropped: s.dropped,
+      droppedRateLimit: s.rateDrops || undefined, droppedSlowConsumer: s.slowDrops || undefined,
     }, 'client disconnected');
     const uid = s.uid;
     if (uid) {
@@ -115,7 +117,8 @@ export class Router {
   onFrame(s: Session, frame: Buffer, h: CotHeader, t0: number): void {
     if (h.control) {
       // pings are answered to the sender only; every other control type is consumed
-      if (h.type === 't-x-c-t') s.send(pong());
+      if (h.type === 't-x-c-t') s.sendCot(pong());
+      else if (h.type === 't-x-takp-q') onProtocolRequest(s, frame, h, this.opts.announce);
       return;
     }
     // pytak's hello: a delete of nothing
@@ -226,7 +229,7 @@ export class Router {
     if (env.callsigns === null && env.uids === null) {
       for (const s of this.sessions) {
         if (local && s.id === env.session) continue;
-        if (s.send(env.frame)) n++;
+        if (s.deliver(env)) n++;
       }
     } else {
       n = this.deliverDirected(env, local);
@@ -253,7 +256,7 @@ export class Router {
       }
     }
     let n = 0;
-    for (let i = 0; i < seen.length; i++) if (seen[i].send(env.frame)) n++;
+    for (let i = 0; i < seen.length; i++) if (seen[i].deliver(env)) n++;
     seen.length = 0;
     return n;
   }

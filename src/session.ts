@@ -4,6 +4,9 @@ import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import { Framer, type FramerSink, type FrameRejectReason } from '../protocol/framer.ts';
 import { scan, type CotHeader } from '../protocol/scan.ts';
+import { ProtoFramer } from '../protocol/protoframer.ts';
+import type { Envelope } from './bus/types.ts';
+import { envelopeProto, frameProto } from './wire.ts';
 import type { ClientIdentity } from './auth/identity.ts';
 import type { Metrics } from './ops/metrics.ts';
 import type { Logger } from './ops/log.ts';
@@ -67,6 +70,11 @@ export class FlushScheduler {
 
 let nextId = 1;
 
+/** drops closer together than this are one episode: one audit line, however many events */
+const EPISODE_GAP_MS = 1000;
+/** the bytes/s bucket holds this many seconds of the sustained rate (the byte burst) */
+const BYTE_BURST_SECONDS = 5;
+
 export class Session implements FramerSink {
   readonly id = nextId++;
   readonly connectedAt = Date.now();
@@ -89,7 +97,17 @@ export class Session implements FramerSink {
   /** the router logged this client's first uid conflict */
   loggedConflict = false;
 
+  /** wire format: XML until the client negotiates TAK Protocol v1, then protobuf both ways */
+  protobuf = false;
+
   private readonly framer: Framer;
+  /** replaces the XML framer once protobuf is negotiated */
+  private protoFramer: ProtoFramer | null = null;
+  /** while the XML framer is still inside the push that carried the request: where the request
+   *  ended in that chunk (-1: no switch pending) and the skipped-byte count at that point */
+  private switchAt = -1;
+  private skippedAtSwitch = 0;
+  private chunkLen = 0;
   private readonly queue: Buffer[] = [];
   private queuedBytes = 0;
   private dirty = false;
@@ -97,8 +115,11 @@ export class Session implements FramerSink {
   private chunkEvents = 0;
   private idleTimer: NodeJS.Timeout | null = null;
   private slowTimer: NodeJS.Timeout | null = null;
-  private slowDropped = 0;
-  private rateDropped = 0;
+  /** events dropped because this client was over its send buffer / its rate limit */
+  slowDrops = 0;
+  rateDrops = 0;
+  private slowLastDrop = -Infinity;
+  private rateLastDrop = -Infinity;
   private evTokens: number;
   private byteTokens: number;
   private lastRefill = performance.now();
@@ -117,7 +138,7 @@ export class Session implements FramerSink {
     this.log = log.child({ sid: this.id, cn: identity.cn, serial: identity.serial, remote: identity.remote });
     this.framer = new Framer(this, limits.maxFrameBytes);
     this.evTokens = limits.rateBurst;
-    this.byteTokens = limits.rateBytes * 5;
+    this.byteTokens = limits.rateBytes * BYTE_BURST_SECONDS;
     socket.on('data', this.onData);
     socket.on('end', this.onEnd);
     socket.on('close', this.onSocketClose);
@@ -138,16 +159,54 @@ export class Session implements FramerSink {
     this.metrics.bytesReceived.inc(chunk.length);
     this.idleTimer?.refresh();
     this.chunkEvents = 0;
-    const skippedBefore = this.framer.skippedBytes;
-    this.framer.push(chunk);
+    let junk: number;
+    const pf = this.protoFramer;
+    if (pf) {
+      const skippedBefore = pf.skippedBytes;
+      pf.push(chunk);
+      junk = pf.skippedBytes - skippedBefore;
+    } else {
+      const skippedBefore = this.framer.skippedBytes;
+      this.chunkLen = chunk.length;
+      this.framer.push(chunk);
+      if (this.switchAt < 0) {
+        junk = this.framer.skippedBytes - skippedBefore;
+      } else {
+        // negotiated inside this chunk: what follows the request is protobuf
+        junk = this.skippedAtSwitch - skippedBefore;
+        const rest = chunk.subarray(this.switchAt);
+        this.switchAt = -1;
+        const next = this.protoFramer!;
+        if (rest.length > 0) { next.push(rest); junk += next.skippedBytes; }
+      }
+    }
     if (this.chunkEvents > 0) this.metrics.eventsReceived.inc(this.chunkEvents);
-    const junk = this.framer.skippedBytes - skippedBefore;
     if (junk > 0) this.metrics.junkBytes.inc(junk);
+    if (this.protoFramer?.fatal) this.close('protocol');
   };
 
-  /** FramerSink: one complete event. */
+  /**
+   * Switch both directions to TAK Protocol v1, now. Called by the router while it handles the
+   * client's t-x-takp-q, after it queued the XML response: everything queued later goes out as
+   * protobuf, and the bytes after the request are read as protobuf (the client sends nothing
+   * between its request and our answer, but a chunk boundary must not matter).
+   */
+  useProtobuf(): void {
+    if (this.protobuf) return;
+    this.protobuf = true;
+    this.protoFramer = new ProtoFramer(this, this.limits.maxFrameBytes);
+    const f = this.framer;
+    // every byte pushed so far is framed, ignored or skipped (nothing is buffered right after a
+    // frame): the request ended this far into the current chunk
+    const consumed = f.framedBytes + f.ignoredBytes + f.skippedBytes;
+    const before = this.bytesIn - this.chunkLen;
+    this.switchAt = Math.min(Math.max(consumed - before, 0), this.chunkLen);
+    this.skippedAtSwitch = f.skippedBytes;
+  }
+
+  /** FramerSink: one complete event (from either framer; always XML). */
   frame(frame: Buffer): void {
-    if (this.closed) return;
+    if (this.closed || this.switchAt >= 0) return; // switchAt: XML framer reading protobuf bytes
     this.eventsIn++;
     this.chunkEvents++;
     const h = scan(frame);
@@ -163,15 +222,16 @@ export class Session implements FramerSink {
 
   /** FramerSink: a frame discarded by the framer (oversize, DOCTYPE …). */
   reject(reason: FrameRejectReason, detail: string): void {
+    if (this.switchAt >= 0) return;
     this.dropped++;
     this.metrics.drop[reason].inc();
     this.logOnce(reason, { detail });
   }
 
-  private logOnce(kind: string, extra: Record<string, unknown>): void {
+  private logOnce(kind: string, extra: Record<string, unknown>, msg = `dropped ${kind} input from client (further ones are only counted)`): void {
     if (this.loggedReject.has(kind)) return;
     this.loggedReject.add(kind);
-    this.log.warn({ audit: 'bad_input', kind, ...extra }, `dropped ${kind} input from client (further ones are only counted)`);
+    this.log.warn({ audit: kind === 'oversize_out' ? 'dropped_output' : 'bad_input', kind, ...extra }, msg);
   }
 
   /** Token buckets on events/s and bytes/s; 0 disables a bucket. */
@@ -181,23 +241,24 @@ export class Session implements FramerSink {
     const now = this.t0;
     const dt = (now - this.lastRefill) / 1000;
     this.lastRefill = now;
+    const byteCap = l.rateBytes * BYTE_BURST_SECONDS;
     if (l.rateEvents > 0) this.evTokens = Math.min(l.rateBurst, this.evTokens + dt * l.rateEvents);
-    if (l.rateBytes > 0) this.byteTokens = Math.min(l.rateBytes * 5, this.byteTokens + dt * l.rateBytes);
+    if (l.rateBytes > 0) this.byteTokens = Math.min(byteCap, this.byteTokens + dt * l.rateBytes);
     const evOk = l.rateEvents === 0 || this.evTokens >= 1;
-    const byOk = l.rateBytes === 0 || this.byteTokens >= bytes;
+    // a frame larger than the whole bucket still passes when the bucket is full (and empties it)
+    const byOk = l.rateBytes === 0 || this.byteTokens >= bytes || this.byteTokens >= byteCap;
     if (evOk && byOk) {
       if (l.rateEvents > 0) this.evTokens -= 1;
       if (l.rateBytes > 0) this.byteTokens -= bytes;
-      if (this.rateDropped > 0) {
-        this.log.info({ audit: 'rate_limit_end', dropped: this.rateDropped }, 'client back under its rate limit');
-        this.rateDropped = 0;
-      }
       return true;
     }
-    if (this.rateDropped === 0) {
-      this.log.warn({ audit: 'rate_limit', rateEvents: l.rateEvents, rateBytes: l.rateBytes }, 'client over its rate limit: dropping its excess events');
+    // one audit line per episode: drops closer together than EPISODE_GAP_MS are one episode
+    if (now - this.rateLastDrop >= EPISODE_GAP_MS) {
+      this.log.warn({ audit: 'rate_limit', rateEvents: l.rateEvents, rateBurst: l.rateBurst, rateBytes: l.rateBytes, droppedBefore: this.rateDrops },
+        'client over its rate limit: dropping its excess events (until it slows down; counted in cot_events_dropped_total)');
     }
-    this.rateDropped++;
+    this.rateLastDrop = now;
+    this.rateDrops++;
     this.dropped++;
     this.metrics.drop.rate_limit.inc();
     return false;
@@ -215,10 +276,46 @@ export class Session implements FramerSink {
       this.slowDrop();
       return false;
     }
+    this.enqueue(buf);
+    return true;
+  }
+
+  /**
+   * Queue without the send-buffer bound: for what a newcomer gets before anything else (the
+   * latest-SA replay, the announcement). That is bounded by the SA cache and made of Buffers the
+   * cache holds anyway; cutting it at the bound would hide clients from newcomers on big servers.
+   * Later events still see everything queued here and wait (or drop) behind it.
+   */
+  sendAlways(buf: Buffer): void {
+    if (!this.closed) this.enqueue(buf);
+  }
+
+  private enqueue(buf: Buffer): void {
     this.queue.push(buf);
     this.queuedBytes += buf.length;
     if (!this.dirty) { this.dirty = true; this.flusher.mark(this); }
-    return true;
+  }
+
+  /** Deliver a routed event in this client's wire format (protobuf encoded once per envelope). */
+  deliver(env: Envelope): boolean {
+    if (!this.protobuf) return this.send(env.frame);
+    const b = envelopeProto(env);
+    return b !== null ? this.send(b) : this.notEncodable();
+  }
+
+  /** Send an XML event the server made (pong …) in this client's wire format. */
+  sendCot(xml: Buffer): boolean {
+    if (!this.protobuf) return this.send(xml);
+    const b = frameProto(xml);
+    return b !== null ? this.send(b) : this.notEncodable();
+  }
+
+  /** An event too large for a protobuf client (ATAK drops messages of 64 KiB and more). */
+  private notEncodable(): boolean {
+    this.dropped++;
+    this.metrics.drop.oversize.inc();
+    this.logOnce('oversize_out', { limit: 65535 }, 'event too large for TAK protocol (64 KiB): not sent to this client (further ones are only counted)');
+    return false;
   }
 
   /** Write everything queued this tick in one go (called by the FlushScheduler). */
@@ -242,27 +339,30 @@ export class Session implements FramerSink {
 
   private slowDrop(): void {
     this.dropped++;
+    this.slowDrops++;
     this.metrics.drop.slow_consumer.inc();
-    if (this.slowDropped++ === 0) {
-      this.log.warn({ audit: 'slow_consumer', queued: this.socket.writableLength, limit: this.limits.maxSendBuffer }, 'client not reading: dropping events for it');
-      if (this.limits.slowConsumerTimeout > 0) {
-        if (this.slowTimer) this.slowTimer.refresh();
-        else { this.slowTimer = setTimeout(this.onSlowTimeout, this.limits.slowConsumerTimeout); this.slowTimer.unref(); }
-      }
+    const now = performance.now();
+    if (now - this.slowLastDrop >= EPISODE_GAP_MS) {
+      this.log.warn({ audit: 'slow_consumer', queued: this.socket.writableLength + this.queuedBytes, limit: this.limits.maxSendBuffer, droppedBefore: this.slowDrops - 1 },
+        'client not reading: dropping events for it (counted in cot_events_dropped_total)');
+    }
+    this.slowLastDrop = now;
+    // the deadline runs from the first drop since the client last caught up (drain), not per drop
+    if (this.slowTimer === null && this.limits.slowConsumerTimeout > 0) {
+      this.slowTimer = setTimeout(this.onSlowTimeout, this.limits.slowConsumerTimeout);
+      this.slowTimer.unref();
     }
   }
 
+  /** Everything written so far has left: the client caught up. */
   private readonly onDrain = (): void => {
-    if (this.slowDropped > 0) {
-      this.log.info({ audit: 'slow_consumer_end', dropped: this.slowDropped }, 'client reading again');
-      this.slowDropped = 0;
-      if (this.slowTimer) { clearTimeout(this.slowTimer); this.slowTimer = null; }
-    }
+    if (this.slowTimer) { clearTimeout(this.slowTimer); this.slowTimer = null; }
   };
 
   private readonly onSlowTimeout = (): void => {
     this.slowTimer = null;
-    if (this.slowDropped > 0) this.close('slow_consumer');
+    // still behind (a send buffer below the stream's high-water mark may never emit 'drain')
+    if (this.socket.writableLength > 0) this.close('slow_consumer');
   };
 
   // ---- lifecycle ----------------------------------------------------------------------------

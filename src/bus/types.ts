@@ -32,6 +32,9 @@ export interface Envelope {
   frame: Buffer;
   /** receive time on the origin node (performance.now(); only meaningful on that node) */
   t0: number;
+  /** local only, never on the bus: the TAK protobuf encoding of `frame`, made on the first protobuf
+   *  recipient (an empty Buffer: it cannot go out as protobuf) — see src/wire.ts */
+  proto?: Buffer;
 }
 
 export type DeliverFn = (env: Envelope) => void;

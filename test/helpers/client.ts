@@ -29,10 +29,12 @@ export class CotClient {
     sock.on('error', (e) => { this.error = e; });
   }
 
-  static connect(port: number, creds: Partial<ClientCreds> & { ca: string }, host = '127.0.0.1'): Promise<CotClient> {
+  static connect(port: number, creds: Partial<ClientCreds> & { ca: string }, host = '127.0.0.1', localAddress?: string): Promise<CotClient> {
     return new Promise((resolve, reject) => {
       const sock = tls.connect({
         host, port, servername: 'localhost',
+        // passed through to net.connect (the TLS option type does not list it)
+        ...(localAddress ? { localAddress } : {}),
         ca: readFileSync(creds.ca),
         cert: creds.cert ? readFileSync(creds.cert) : undefined,
         key: creds.key ? readFileSync(creds.key) : undefined,

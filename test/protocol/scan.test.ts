@@ -152,6 +152,10 @@ describe('scan: fields', () => {
     assert.deepEqual(e.dests, []);
   });
 
+  it('a nested self-closing <event/> is just an element', () => {
+    assert.equal(ok(ev('<detail><event uid="x" type="y"/></detail>')).uid, 'u1');
+  });
+
   it('several <marti> elements: the first in martiStart/End, the others in martiMore; all dests count', () => {
     const buf = Buffer.from(ev('<detail><marti><dest callsign="A"/></marti><x/><marti/><marti>\n<dest uid="U"/></marti></detail>'));
     const h = ok(buf);
@@ -212,6 +216,7 @@ describe('scan: rejections', () => {
     ['slash not before >', ev('<a / >'), ScanReason.badSlash],
     ['bad tag name', ev('<1a/>'), ScanReason.tagName],
     ['bad attribute name', ev('<a 1="x"/>'), ScanReason.attrName],
+    ['nested event', ev('<detail><event uid="x" type="y"></event></detail>'), ScanReason.nestedEvent],
   ];
   for (const [name, xml, reason] of cases) {
     it(name, () => assert.equal(bad(xml).reason, reason));

@@ -1,7 +1,5 @@
 import assert from 'node:assert/strict';
-import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
-import protobuf from 'protobufjs';
 import CoT from '@tak-ps/node-cot';
 import {
   decodeTakMessage, encodeStreamMessage, encodeTakMessage, formatDouble, MAX_STREAM_MESSAGE, TAK_MAGIC, TakProtoError,
@@ -10,7 +8,10 @@ import { scan } from '../../protocol/scan.ts';
 import { escapeAttr } from '../../protocol/xml.ts';
 import { loadSamples } from '../helpers/samples.ts';
 import { normCot } from '../helpers/cotnorm.ts';
+import { ours, pbjsToXml, TYPED, upstream } from '../helpers/pbjs.ts';
 
+// Two independent protobuf codecs in ../helpers/pbjs.ts: protobufjs with the upstream TAK .proto
+// files that node-cot ships, and with our protocol/proto files (checks the schemas we publish).
 // The spec samples carry the literal placeholder TIME; give them a real time.
 const samples = [...loadSamples()].map(([name, b]) => [name, b.toString('utf8').replaceAll("'TIME'", "'2024-05-06T07:08:09.123Z'")] as const);
 
@@ -20,43 +21,7 @@ function roundTrip(xml: string): Buffer {
   return back;
 }
 
-// Two independent protobuf codecs: protobufjs with the upstream TAK .proto files that node-cot
-// ships (not ours), and with our protocol/proto files (checks the schemas we publish).
-const upstream = protobuf.loadSync(fileURLToPath(new URL('../../node_modules/@tak-ps/node-cot/dist/lib/proto/takmessage.proto', import.meta.url)))
-  .lookupType('atakmap.commoncommo.protobuf.v1.TakMessage');
-const ours = protobuf.loadSync(fileURLToPath(new URL('../../protocol/proto/takmessage.proto', import.meta.url)))
-  .lookupType('atakmap.commoncommo.protobuf.v1.TakMessage');
-
 type Obj = Record<string, unknown>;
-const TYPED: Record<string, string> = {
-  contact: 'contact', group: '__group', precisionLocation: 'precisionlocation', status: 'status', takv: 'takv', track: 'track',
-};
-
-/** An independent TakMessage -> XML built on protobufjs' decoding (wrap xmlDetail, add typed fields). */
-function pbjsToXml(bytes: Uint8Array, type = upstream): string {
-  const m = type.toObject(type.decode(bytes), { longs: Number, defaults: false }) as Obj;
-  const e = m.cotEvent as Obj;
-  const t = (ms: unknown) => (ms ? new Date(ms as number).toISOString() : undefined);
-  const attrs: Array<[string, unknown]> = [['uid', e.uid ?? ''], ['type', e.type ?? ''], ['access', e.access], ['qos', e.qos], ['opex', e.opex],
-    ['how', e.how], ['time', t(e.sendTime)], ['start', t(e.startTime)], ['stale', t(e.staleTime)]];
-  let x = '<event' + attrs.filter(([, v]) => v !== undefined && v !== '').map(([k, v]) => ` ${k}="${escapeAttr(String(v))}"`).join('') + '>';
-  x += `<point lat="${e.lat ?? 0}" lon="${e.lon ?? 0}" hae="${e.hae ?? 0}" ce="${e.ce ?? 0}" le="${e.le ?? 0}"/>`;
-  const d = e.detail as Obj | undefined;
-  if (d) {
-    x += '<detail>';
-    for (const [field, name] of Object.entries(TYPED)) {
-      const v = d[field] as Obj | undefined;
-      if (!v) continue;
-      const all = { ...v };
-      if (field === 'track') { all.speed ??= 0; all.course ??= 0; }
-      if (field === 'status') all.battery ??= 0;
-      x += `<${name}` + Object.entries(all).map(([k, val]) => ` ${k}="${escapeAttr(String(val))}"`).join('') + '/>';
-    }
-    x += (d.xmlDetail as string | undefined) ?? '';
-    x += '</detail>';
-  }
-  return x + '</event>';
-}
 
 describe('takproto: XML <-> TakMessage', () => {
   describe('every sample in protocol/samples', () => {

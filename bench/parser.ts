@@ -1,0 +1,148 @@
+// Parser benchmark (`make bench-parser`): framer+scan against general XML parsers, all on the same
+// frames in one run, each printed as a ratio to framer+scan.
+//
+// Workloads: a stream of the 677-byte ATAK SA sample as ATAK sends it (declaration + event +
+// newline, repeated), and a stream of the whole sample corpus repeated. framer+scan and the bare
+// indexOf split consume the stream in 16 KiB chunks (a TLS record); the general parsers are given
+// the frames already split (a head start: they do no framing at all).
+import os from 'node:os';
+import { XMLParser, XMLValidator } from 'fast-xml-parser';
+import CoT from '@tak-ps/node-cot';
+import { Framer } from '../protocol/framer.ts';
+import { scan } from '../protocol/scan.ts';
+import { loadSamples } from '../test/helpers/samples.ts';
+
+const CHUNK = 16384;
+const args = process.argv.slice(2);
+const SECONDS = Number(args[args.indexOf('--seconds') + 1]) || 2;
+const ROUNDS = 5;
+
+interface Workload { name: string; stream: Buffer; chunks: Buffer[]; frames: Buffer[] }
+
+function workload(name: string, unit: Buffer[], targetBytes: number): Workload {
+  const parts: Buffer[] = [];
+  let size = 0;
+  while (size < targetBytes) for (const u of unit) { parts.push(u); size += u.length; }
+  const stream = Buffer.concat(parts);
+  const chunks: Buffer[] = [];
+  for (let p = 0; p < stream.length; p += CHUNK) chunks.push(stream.subarray(p, p + CHUNK));
+  const frames: Buffer[] = [];
+  const framer = new Framer({ frame: (f) => frames.push(Buffer.from(f)), reject: (r, d) => { throw new Error(`${r} ${d}`); } });
+  for (const c of chunks) framer.push(c);
+  return { name, stream, chunks, frames };
+}
+
+let sink = 0; // keeps results alive so nothing is optimised away
+
+const variants: { name: string; run: (w: Workload) => number }[] = [
+  {
+    name: 'framer+scan',
+    run: (w) => {
+      let n = 0;
+      const framer = new Framer({
+        frame: (f) => { const h = scan(f); if (h.ok) { n++; sink += h.uid.length; } },
+        reject: () => {},
+      });
+      for (const c of w.chunks) framer.push(c);
+      return n;
+    },
+  },
+  {
+    name: 'indexOf("</event>") split',
+    run: (w) => {
+      let n = 0;
+      let rest: Buffer | undefined;
+      for (let c of w.chunks) {
+        if (rest !== undefined) { c = Buffer.concat([rest, c]); rest = undefined; }
+        let p = 0;
+        for (;;) {
+          const q = c.indexOf('</event>', p, 'latin1');
+          if (q < 0) break;
+          const frame = c.subarray(p, q + 8);
+          sink += frame.length;
+          n++;
+          p = q + 8;
+        }
+        if (p < c.length) rest = c.subarray(p);
+      }
+      return n;
+    },
+  },
+  {
+    name: 'fast-xml-parser XMLParser.parse',
+    run: (w) => {
+      const parser = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '' });
+      let n = 0;
+      for (const f of w.frames) { const o = parser.parse(f); if (o.event) { n++; sink += 1; } }
+      return n;
+    },
+  },
+  {
+    name: 'fast-xml-parser XMLValidator.validate',
+    run: (w) => {
+      let n = 0;
+      for (const f of w.frames) if (XMLValidator.validate(f.toString('utf8')) === true) n++;
+      return n;
+    },
+  },
+  {
+    name: '@tak-ps/node-cot new CoT(xml)',
+    run: (w) => {
+      let n = 0;
+      for (const f of w.frames) { const c = new CoT(f); n++; sink += c.raw.event._attributes.uid.length; }
+      return n;
+    },
+  },
+];
+
+/** CPU seconds of this process (the machine may be shared: other processes' load does not count) */
+function cpuSeconds(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+}
+
+/** Events per CPU second of whole passes over the workload, for about `seconds`. */
+function rate(run: () => number, seconds: number): number {
+  let events = 0;
+  const t0 = cpuSeconds();
+  let t = t0;
+  while (t - t0 < seconds) { events += run(); t = cpuSeconds(); }
+  return events / (t - t0);
+}
+
+const samples = loadSamples();
+const sa = samples.get('01-sa-atak-civ-4.0-streaming.xml')!;
+const workloads = [
+  workload(`ATAK SA (${sa.length} B as sent)`, [sa], 1 << 20),
+  workload(`all ${samples.size} samples`, [...samples.values()], 1 << 20),
+];
+
+const cpu = os.cpus()[0];
+console.log(`cotstream parser bench — node ${process.version}, ${os.platform()} ${os.arch()}, ${os.cpus().length}× ${cpu?.model ?? '?'}`);
+console.log(`stream chunks of ${CHUNK} B for framer+scan and indexOf; the general parsers get the frames pre-split`);
+console.log(`rates are per CPU second of this process, best of ${ROUNDS} interleaved rounds (${SECONDS}s CPU per variant)\n`);
+for (const w of workloads) {
+  const perPass = w.frames.length;
+  console.log(`${w.name}: ${perPass} events, ${(w.stream.length / 1e6).toFixed(2)} MB per pass`);
+  for (const v of variants) {
+    const got = v.run(w);
+    if (got !== perPass) throw new Error(`${v.name} saw ${got} events, expected ${perPass}`);
+    rate(() => v.run(w), 0.2); // warm up
+  }
+  // Rounds interleave the variants so a change in machine load hits all of them; best round counts.
+  const best = variants.map(() => 0);
+  for (let round = 0; round < ROUNDS; round++) {
+    variants.forEach((v, i) => { best[i] = Math.max(best[i], rate(() => v.run(w), SECONDS / ROUNDS)); });
+  }
+  const rows = variants.map((v, i) => ({ name: v.name, evs: best[i], mbs: (best[i] * w.stream.length) / perPass / 1e6 }));
+  const base = rows[0].evs;
+  const pad = Math.max(...rows.map((r) => r.name.length));
+  console.log(`  ${'variant'.padEnd(pad)}  ${'events/s'.padStart(11)}  ${'MB/s'.padStart(8)}  ${'vs framer+scan'.padStart(14)}`);
+  for (const r of rows) {
+    const ratio = r.evs / base;
+    const note = r === rows[0] ? '1.00×' : ratio >= 1 ? `${ratio.toFixed(2)}× (faster)` : `${ratio.toFixed(4)}× (framer+scan ${(1 / ratio).toFixed(1)}× faster)`;
+    console.log(`  ${r.name.padEnd(pad)}  ${Math.round(r.evs).toLocaleString('en-US').padStart(11)}  ${r.mbs.toFixed(1).padStart(8)}  ${note}`);
+  }
+  console.log();
+}
+if (sink === -1) console.log(sink);

@@ -1,0 +1,288 @@
+// Issue 6: no client can hurt another — a client that never reads, a client that floods, and the
+// connection limits, over real mutual TLS. The memory test runs the server as its own process and
+// reads its resident set from /proc, the honest measure of what a non-reader costs.
+import assert from 'node:assert/strict';
+import tls from 'node:tls';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { testPki, type SharedPki } from '../helpers/pki.ts';
+import { startTestServer, spawnServer, metricValue, type TestServer, type SpawnedServer } from '../helpers/server.ts';
+import { CotClient, sa, sleep } from '../helpers/client.ts';
+
+const END = Buffer.from('</event>');
+
+/** A TLS client that only counts the events it receives (50,000 strings would be the test's own memory). */
+class Counter {
+  events = 0;
+  closed = false;
+  private tail = Buffer.alloc(0);
+  private constructor(readonly sock: tls.TLSSocket) {}
+
+  static connect(port: number, creds: { cert: string; key: string; ca: string }, read = true): Promise<Counter> {
+    return new Promise((resolve, reject) => {
+      const sock = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ca: readFileSync(creds.ca), cert: readFileSync(creds.cert), key: readFileSync(creds.key) });
+      const c = new Counter(sock);
+      sock.on('close', () => { c.closed = true; });
+      sock.on('error', () => undefined);
+      if (read) sock.on('data', (d: Buffer) => c.count(d));
+      else sock.pause(); // never reads a byte: the kernel buffers fill, then the server's
+      sock.once('secureConnect', () => resolve(c));
+      sock.once('error', reject);
+    });
+  }
+
+  private count(d: Buffer): void {
+    const b = this.tail.length ? Buffer.concat([this.tail, d]) : d;
+    let i = 0;
+    while ((i = b.indexOf(END, i)) >= 0) { this.events++; i += END.length; }
+    this.tail = Buffer.from(b.subarray(Math.max(0, b.length - END.length + 1)));
+  }
+
+  async until(n: number, ms: number): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (this.events < n) {
+      if (Date.now() > deadline) throw new Error(`got ${this.events} of ${n} events`);
+      await sleep(20);
+    }
+  }
+
+  /** Write a burst with backpressure, like a real client would. */
+  async write(chunks: Buffer[]): Promise<void> {
+    for (const c of chunks) if (!this.sock.write(c)) await new Promise((r) => this.sock.once('drain', r));
+  }
+
+  close(): void { this.sock.destroy(); }
+}
+
+/** An event of about `size` bytes (padding in <remarks>), no contact: never names a session. */
+function event(i: number, size: number): string {
+  const t = new Date().toISOString();
+  const head = `<event version="2.0" uid="flood-${i}" type="a-f-G" how="m-g" time="${t}" start="${t}" stale="${t}"><point lat="1" lon="2" hae="0" ce="1" le="1"/><detail><remarks>`;
+  const tail = '</remarks></detail></event>';
+  return head + 'x'.repeat(Math.max(0, size - head.length - tail.length)) + tail;
+}
+
+/** `n` events starting at `from`, batched into writes of `per` events. */
+function burst(from: number, n: number, size: number, per = 100): Buffer[] {
+  const out: Buffer[] = [];
+  for (let i = 0; i < n; i += per) {
+    let s = '';
+    for (let j = i; j < Math.min(n, i + per); j++) s += event(from + j, size);
+    out.push(Buffer.from(s));
+  }
+  return out;
+}
+
+function kib(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (!m) throw new Error(`no ${field} for ${pid}`);
+  return Number(m[1]);
+}
+
+async function waitUntil(cond: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+    await sleep(25);
+  }
+}
+
+describe('e2e: flow control', function () {
+  this.timeout(60000);
+  let pki: SharedPki;
+  before(async function () {
+    pki = await testPki();
+  });
+
+  describe('a client that never reads (server as its own process)', () => {
+    const BOUND = 2 * 1024 * 1024;
+    const TIMEOUT_MS = 6000;
+    let srv: SpawnedServer;
+    const open: Counter[] = [];
+    before(async () => {
+      srv = await spawnServer(['--certs-dir', pki.dir, '--rate-events', '0', '--rate-bytes', '0', '--max-send-buffer', String(BOUND),
+        '--slow-consumer-timeout', String(TIMEOUT_MS), '--idle-timeout', '0']);
+    });
+    after(async () => { for (const c of open) c.close(); await srv?.stop(); });
+
+    it('50,000 events: RSS grows by less than the bound plus a constant, readers get every event, the non-reader is cut off', async () => {
+      const mk = async (name: string, read = true): Promise<Counter> => { const c = await Counter.connect(srv.port, await pki.client(name), read); open.push(c); return c; };
+      const stuck = await mk('alpha', false);
+      const r1 = await mk('bravo');
+      const r2 = await mk('charlie');
+      const sender = await mk('delta');
+      const SIZE = 2048;
+      // warm up: JIT, pools, TLS buffers, and the non-reader's kernel buffers fill
+      const WARM = 10_000;
+      // The sender goes in windows the readers keep up with: the test process decrypts for two
+      // readers and encrypts for the sender on one thread, slower than the server fans out, and
+      // a reader that falls a send buffer behind is (rightly) dropped too.
+      const WINDOW = 500;
+      const send = async (from: number, n: number): Promise<void> => {
+        for (let i = 0; i < n; i += WINDOW) {
+          const k = Math.min(WINDOW, n - i);
+          await sender.write(burst(from + i, k, SIZE));
+          await r1.until(1 + from + i + k, 20000);
+          await r2.until(1 + from + i + k, 20000);
+        }
+      };
+      await send(0, WARM);
+      await sleep(300);
+      const base = kib(srv.proc.pid!, 'VmRSS');
+      writeFileSync(`/proc/${srv.proc.pid}/clear_refs`, '5'); // reset VmHWM: from here on it is this test's peak
+      const N = 50_000;
+      const t0 = Date.now();
+      await send(WARM, N);
+      const stuckAtEnd = stuck.closed;
+      const took = Date.now() - t0;
+      const peak = kib(srv.proc.pid!, 'VmHWM');
+      const growthMiB = (peak - base) / 1024;
+      const constMiB = 32;
+      console.log(`      ${N} events x ${SIZE} B (${(N * SIZE / 1048576).toFixed(0)} MiB) in ${took} ms; server RSS ${(base / 1024).toFixed(1)} MiB -> peak ${(peak / 1024).toFixed(1)} MiB (+${growthMiB.toFixed(1)} MiB; bound ${BOUND / 1048576} MiB); non-reader ${stuckAtEnd ? 'already cut off' : 'still connected'}`);
+      assert.ok(growthMiB < BOUND / 1048576 + constMiB, `RSS grew ${growthMiB.toFixed(1)} MiB`);
+      assert.equal(r1.events, 1 + WARM + N, 'a reader lost or gained events');
+      assert.equal(r2.events, 1 + WARM + N);
+
+      // the non-reader: its events were dropped, and it is disconnected once it has been over the
+      // bound for the timeout (seen from the server: a paused socket does not notice the close)
+      await waitUntil(() => srv.lines.some((l) => l.audit === 'closed' && l.cn === 'alpha'), TIMEOUT_MS + 10000, 'the non-reader to be disconnected');
+      const closed = srv.lines.find((l) => l.audit === 'closed' && l.cn === 'alpha')!;
+      assert.equal(closed.reason, 'slow_consumer');
+      const episodes = srv.lines.filter((l) => l.audit === 'slow_consumer');
+      assert.equal(episodes.length, 1, `one audit line per slow-consumer episode, got ${episodes.length}`);
+      assert.equal(episodes[0].cn, 'alpha');
+      const after = Date.parse(String(closed.time)) - Date.parse(String(episodes[0].time));
+      assert.ok(after >= TIMEOUT_MS - 100 && after < TIMEOUT_MS + 3000, `disconnected ${after} ms after its first drop (timeout ${TIMEOUT_MS})`);
+      const text = await (await fetch(`http://127.0.0.1:${srv.metricsPort}/metrics`)).text();
+      const dropped = metricValue(text, 'cot_events_dropped_total', { reason: 'slow_consumer' });
+      assert.ok(dropped > N * 0.8, `only ${dropped} slow_consumer drops`);
+      assert.equal(closed.droppedSlowConsumer, dropped);
+      stuck.sock.resume();
+      await waitUntil(() => stuck.closed, 5000, 'the non-reader to see the close');
+      // the rest of the server is unharmed
+      assert.ok(!r1.closed && !r2.closed && !sender.closed);
+    });
+  });
+
+  describe('a flooding client', () => {
+    let srv: TestServer;
+    const open: CotClient[] = [];
+    before(async () => {
+      srv = await startTestServer(pki.dir, { rateEvents: '100', rateBurst: '200', rateBytes: '0' });
+    });
+    afterEach(() => { while (open.length) open.pop()!.close(); });
+    after(async () => { await srv?.stop(); });
+
+    it('is rate limited (one log line per episode) while a normal client loses nothing', async () => {
+      const connect = async (name: string): Promise<CotClient> => {
+        const c = await CotClient.connect(srv.port, await pki.client(name));
+        open.push(c);
+        await c.waitFor((f) => f.length >= 1, 5000, 'announcement');
+        return c;
+      };
+      const flooder = await connect('alpha');
+      const normal = await connect('bravo');
+      const rx = await connect('charlie');
+      const FLOOD = 2000;
+      const before = await srv.metric('cot_events_dropped_total', { reason: 'rate_limit' });
+      const floodOnce = (from: number): string => { let s = ''; for (let i = 0; i < FLOOD; i++) s += event(from + i, 300); return s; };
+      flooder.send(floodOnce(0));
+      // the normal client talks during the flood, at an ordinary pace (and within its own burst)
+      for (let i = 0; i < 50; i++) { normal.send(sa('uid-normal', 'NORMAL', { lat: i })); if (i % 10 === 9) await sleep(20); }
+      await rx.waitFor((f) => f.filter((x) => x.includes('uid="uid-normal"')).length === 50, 10000, 'all 50 normal events');
+      const got = (): number => rx.frames.filter((x) => x.includes('uid="flood-')).length;
+      let dropped = 0;
+      // every flood event is either delivered or counted as dropped
+      await waitUntil(async () => got() + (dropped = (await srv.metric('cot_events_dropped_total', { reason: 'rate_limit' })) - before) === FLOOD, 10000, 'the flood to be processed');
+      assert.ok(dropped >= FLOOD - 200 - 100 * 5, `only ${dropped} of ${FLOOD} dropped`);
+      assert.equal(rx.frames.filter((x) => x.includes('uid="uid-normal"')).length, 50, 'the normal client lost events');
+      const lines = (): Array<Record<string, unknown>> => srv.logs.filter((l) => l.audit === 'rate_limit');
+      assert.equal(lines().length, 1, 'one audit line for the episode');
+      assert.equal(lines()[0].cn, 'alpha');
+
+      // the flooder keeps working once it slows down
+      await sleep(1200);
+      flooder.send(event(900001, 300) + event(900002, 300));
+      await rx.waitFor((f) => f.some((x) => x.includes('uid="flood-900002"')), 5000, 'flooder events after the flood');
+      assert.equal(lines().length, 1);
+      // a second flood, after a quiet gap, is a second episode
+      flooder.send(floodOnce(10000));
+      await waitUntil(() => lines().length === 2, 5000, 'second episode line');
+      await sleep(300);
+      assert.equal(lines().length, 2);
+      assert.ok(!flooder.closed);
+    });
+
+    it('the bytes/s bucket limits big events; an event larger than the bucket passes when it is full', async () => {
+      const s2 = await startTestServer(pki.dir, { rateEvents: '0', rateBytes: '20000' });
+      try {
+        const a = await CotClient.connect(s2.port, await pki.client('alpha'));
+        const b = await CotClient.connect(s2.port, await pki.client('bravo'));
+        open.push(a, b);
+        await b.waitFor((f) => f.length >= 1);
+        a.send(event(1, 150_000)); // over the 100,000-byte bucket, which is full
+        let s = '';
+        for (let i = 0; i < 100; i++) s += event(100 + i, 2000);
+        a.send(s);
+        await b.waitFor((f) => f.some((x) => x.includes('uid="flood-1"')), 5000, 'the big event');
+        const got = (): number => b.frames.filter((x) => /uid="flood-1\d\d"/.test(x)).length;
+        await waitUntil(async () => got() + await s2.metric('cot_events_dropped_total', { reason: 'rate_limit' }) === 100, 10000, 'the burst to be processed');
+        assert.ok(got() < 20, `${got()} of 100 passed an empty bucket`);
+      } finally {
+        await s2.stop();
+      }
+    });
+  });
+
+  describe('connection limits', () => {
+    const servers: TestServer[] = [];
+    const open: CotClient[] = [];
+    after(async () => { for (const c of open) c.close(); for (const s of servers) await s.stop(); });
+
+    async function attempt(srv: TestServer, name: string, localAddress?: string): Promise<CotClient | null> {
+      const creds = await pki.client(name);
+      try {
+        const c = await CotClient.connect(srv.port, creds, '127.0.0.1', localAddress);
+        open.push(c);
+        // refused connections never complete a handshake; accepted ones get the announcement
+        await c.waitFor((f) => f.length >= 1, 3000, 'announcement');
+        return c;
+      } catch {
+        return null;
+      }
+    }
+
+    it('--max-clients refuses the N+1th connection (counted as "limit") and keeps serving the first N', async () => {
+      const srv = await startTestServer(pki.dir, { maxClients: '3', maxClientsPerIp: '100' });
+      servers.push(srv);
+      const first = [await attempt(srv, 'alpha'), await attempt(srv, 'bravo'), await attempt(srv, 'charlie')];
+      assert.ok(first.every((c) => c !== null), 'one of the first 3 was refused');
+      assert.equal(await attempt(srv, 'delta'), null, 'the 4th connection was accepted');
+      assert.equal(await srv.metric('cot_handshakes_total', { result: 'limit' }), 1);
+      assert.ok(srv.logs.some((l) => l.audit === 'refused' && l.reason === 'limit'));
+      const [a, b, c] = first as CotClient[];
+      a.send(sa('uid-a', 'A'));
+      await b.waitFor((f) => f.some((x) => x.includes('uid="uid-a"')));
+      await c.waitFor((f) => f.some((x) => x.includes('uid="uid-a"')));
+      // a slot frees when a client leaves
+      a.close();
+      await waitUntil(() => srv.server.router.sessions.size === 2, 5000, 'the server to see the close');
+      assert.notEqual(await attempt(srv, 'delta'), null, 'a freed slot was not reusable');
+    });
+
+    it('--max-clients-per-ip refuses the N+1th connection from one address, not from another', async () => {
+      const srv = await startTestServer(pki.dir, { maxClients: '100', maxClientsPerIp: '2' });
+      servers.push(srv);
+      const a = await attempt(srv, 'alpha');
+      const b = await attempt(srv, 'bravo');
+      assert.ok(a && b);
+      assert.equal(await attempt(srv, 'charlie'), null);
+      assert.equal(await srv.metric('cot_handshakes_total', { result: 'limit' }), 1);
+      const other = await attempt(srv, 'charlie', '127.0.0.2');
+      assert.ok(other, 'a client from another address was refused');
+      b.send(sa('uid-b', 'B'));
+      await a.waitFor((f) => f.some((x) => x.includes('uid="uid-b"')));
+      await other.waitFor((f) => f.some((x) => x.includes('uid="uid-b"')));
+      assert.equal(await srv.metric('cot_connections'), 3);
+    });
+  });
+});
