@@ -134,15 +134,13 @@ export class Router {
       return;
     }
 
-    let kind: EnvelopeKind = EnvelopeKind.event;
+    let isSa = false;
     if (h.endpoint !== undefined && h.callsign !== undefined) {
       if (!s.uid) this.identify(s, h.uid, h.callsign, owner);
       if (h.uid === s.uid) {
         if (h.callsign !== s.callsign) this.rename(s, h.callsign);
         s.saType = h.type;
-        // already stale on arrival: routed (the recipients judge), but never cached, so it cannot
-        // evict a good SA nor be replayed
-        if (!(h.staleMs <= Date.now())) kind = EnvelopeKind.sa;
+        isSa = true;
       }
     }
 
@@ -170,6 +168,10 @@ export class Router {
       // the framer's slice may point into a buffer it reuses: recipients get a stable copy
       out = Buffer.from(frame);
     }
+    // The SA cache holds what every newcomer may see: broadcast SAs only (a directed one would
+    // leak to whoever connects next). One already stale on arrival is routed (the recipients
+    // judge) but never cached, so it can neither evict a good SA nor be replayed.
+    const kind = isSa && callsigns === null && uids === null && !(h.staleMs <= Date.now()) ? EnvelopeKind.sa : EnvelopeKind.event;
     if (this.debugEvents) s.log.debug({ type: h.type, uid: h.uid, bytes: out.length, callsigns, uids }, 'event');
     this.publish(kind, s.id, h.uid, h.type, h.staleMs, callsigns, uids, out, t0);
   }

@@ -11,6 +11,7 @@ import forge from 'node-forge';
 import { pkiPaths, type PkiPaths } from './paths.ts';
 import { assertNoneExist, writeFileAtomic, PUBLIC_MODE, SECRET_MODE } from './files.ts';
 import { buildDataPackage } from './package.ts';
+import { truststoreP12 } from './truststore.ts';
 import { canonicalSerial } from '../auth/serial.ts';
 
 const generateKeyPairAsync = promisify(generateKeyPair);
@@ -214,10 +215,8 @@ export function loadCa(certsDir: string): LoadedCa {
 const CLIENT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 /** PKCS#12 with 3DES: the one PBE every ATAK/WinTAK/Java/OpenSSL 3 reads without a legacy provider. */
-function p12(key: forge.pki.rsa.PrivateKey | null, certs: forge.pki.Certificate[], password: string, friendlyName: string): Buffer {
-  // a certificate-only store (truststore) gets no localKeyId: with one, Java/BouncyCastle keystores
-  // look for a matching key instead of treating the certificate as a trusted entry
-  const asn1 = forge.pkcs12.toPkcs12Asn1(key, certs, password, { algorithm: '3des', friendlyName, generateLocalKeyId: key !== null });
+function p12(key: forge.pki.rsa.PrivateKey, certs: forge.pki.Certificate[], password: string, friendlyName: string): Buffer {
+  const asn1 = forge.pkcs12.toPkcs12Asn1(key, certs, password, { algorithm: '3des', friendlyName });
   return Buffer.from(forge.asn1.toDer(asn1).getBytes(), 'binary');
 }
 
@@ -278,7 +277,7 @@ export async function issueClient(o: ClientOptions): Promise<ClientResult> {
     // the truststore holds the CA certificate and nothing else: no key, no server certificate.
     // Its password guards only public data, so it is the client's: one password per device to type.
     const truststorePassword = password;
-    const trustDer = p12(null, [ca.cert], truststorePassword, 'cotstream-ca');
+    const trustDer = truststoreP12(ca.cert, truststorePassword, 'cotstream-ca');
     writeFileAtomic(files.truststore, trustDer, SECRET_MODE);
     const zip = buildDataPackage({
       name: o.name,

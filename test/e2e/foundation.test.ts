@@ -88,7 +88,8 @@ describe('e2e: mutual-TLS CoT server', function () {
   });
 
   it('a client whose certificate comes from another CA never receives CoT and is counted as bad_cert', async function () {
-    // on the test, not the suite: mocha 12's Suite#timeout restarts the timers of finished tests
+    // a function, not an arrow: in an arrow `this` is the suite, and changing the suite's timeout
+    // mid-run re-arms the timers of tests that already passed (they fail 60 s later)
     this.timeout(60000);
     const foreign = await testPki('foreign');
     const creds = await foreign.client('mallory');

@@ -327,6 +327,20 @@ describe('e2e: TAK routing semantics', function () {
       assert.ok(!saA[0].includes('lat="55"'));
     });
 
+    it('an SA directed at one client reaches only it and is never replayed to newcomers', async () => {
+      const a = await identified('alpha', 'uid-A', 'ALPHA');
+      const b = await identified('bravo', 'uid-B', 'BRAVO', [a]);
+      const c = await identified('charlie', 'uid-C', 'CHARLIE', [a, b]);
+      a.send(sa('uid-A', 'ALPHA', { lat: 77 }).replace('</detail>', `${dests(['callsign', 'BRAVO'])}</detail>`));
+      await sentinel(a, [b, c]);
+      assert.equal(has(b, 'lat="77"'), 1);
+      assert.equal(has(c, 'lat="77"'), 0);
+      const n = await connect('delta');
+      const saA = n.frames.filter((f) => f.includes('uid="uid-A"'));
+      assert.equal(saA.length, 1);
+      assert.ok(!saA[0].includes('lat="77"'), 'a directed SA was replayed to a newcomer');
+    });
+
     it('a callsign and uid full of entities: identity, directed delivery and the notice all work', async () => {
       const a = await identified('alpha', 'uid-A', 'ALPHA');
       const uid = 'ent&amp;&lt;&quot;&#x27;&#65;';

@@ -5,6 +5,7 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { once } from 'node:events';
 import { X509Certificate } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import { Command, CommanderError } from 'commander';
 import { unzipSync, strFromU8 } from 'fflate';
 import { assertKeyPrivate, certificateExpiry, initPki, issueClient, pkiPaths, registerCertsCommands } from '../../src/pki/index.ts';
@@ -241,6 +242,19 @@ describe('ATAK data package', function () {
     assert.equal(inStore.fingerprint256, new X509Certificate(fs.readFileSync(pki.paths.ca)).fingerprint256);
     const info = openssl(['pkcs12', '-in', r.truststore, '-passin', `pass:${r.truststorePassword}`, '-info', '-noout']);
     assert.doesNotMatch(info, /Keybag/i);
+    // marked as a trusted CA for every keystore: an alias (BouncyCastle/Android) and Oracle's
+    // trusted-key-usage attribute (Java's PKCS12 keystore lists nothing without it)
+    const bag = openssl(['pkcs12', '-in', r.truststore, '-passin', `pass:${r.truststorePassword}`, '-info', '-nokeys']);
+    assert.match(bag, /friendlyName: cotstream-ca/);
+    assert.match(bag, /2\.16\.840\.1\.113894\.746875\.1\.1/);
+    assert.doesNotMatch(bag, /localKeyID/);
+    assert.notEqual(opensslStatus(['pkcs12', '-in', r.truststore, '-passin', 'pass:wrong-password', '-noout']).code, 0, 'the MAC checks the password');
+    if (spawnSync('keytool', ['-help']).status === 0) {
+      // where a JDK is installed, ask Java itself
+      const kt = spawnSync('keytool', ['-list', '-storetype', 'PKCS12', '-keystore', r.truststore, '-storepass', r.truststorePassword!], { encoding: 'utf8' });
+      assert.match(kt.stdout, /contains 1 entry/);
+      assert.match(kt.stdout, /cotstream-ca, .*trustedCertEntry/);
+    }
 
     // client PKCS#12 opens and holds the client key
     const cl = openssl(['pkcs12', '-in', r.p12, '-passin', `pass:${r.password}`, '-nodes']);
