@@ -20,7 +20,7 @@ export interface OptionSpec {
 export interface RawOptions {
   host: string; port: number; tcpPort: number; metricsHost: string; metricsPort: number;
   certsDir: string; ca: string; cert: string; key: string; crl: string;
-  handshakeTimeout: number; idleTimeout: number; redis: string; maxFrameBytes: number;
+  handshakeTimeout: number; idleTimeout: number; redis: string; redisCa: string; busHeartbeat: number; maxFrameBytes: number;
   logLevel: string; maxClients: number; maxClientsPerIp: number; maxSendBuffer: number;
   slowConsumerTimeout: number; rateEvents: number; rateBurst: number; rateBytes: number;
   nodeId: string; metricsToken: string; metricsAllow: string; announce: boolean;
@@ -40,6 +40,8 @@ export const OPTIONS: OptionSpec[] = [
   { key: 'handshakeTimeout', flag: '--handshake-timeout <ms>', env: ['COTSTREAM_HANDSHAKE_TIMEOUT_MS'], kind: 'ms', def: 5000, help: 'close connections that have not completed the TLS handshake by then' },
   { key: 'idleTimeout', flag: '--idle-timeout <ms>', env: ['COTSTREAM_IDLE_TIMEOUT_MS'], kind: 'ms', def: 120000, help: 'close a client after this long without a byte received; 0 = off' },
   { key: 'redis', flag: '--redis <url>', env: ['COTSTREAM_REDIS_URL'], kind: 'string', def: '', help: 'redis:// or rediss:// URL for scale-out; empty = in-process bus' },
+  { key: 'redisCa', flag: '--redis-ca <file>', env: ['COTSTREAM_REDIS_CA'], kind: 'string', def: '', help: 'CA certificate(s) that sign the rediss:// server certificate; empty = the system CAs' },
+  { key: 'busHeartbeat', flag: '--bus-heartbeat <ms>', env: ['COTSTREAM_BUS_HEARTBEAT_MS'], kind: 'ms', def: 5000, help: 'Redis bus liveness beat; a node silent for 3 beats is gone and its clients are announced disconnected' },
   { key: 'maxFrameBytes', flag: '--max-frame-bytes <n>', env: ['COTSTREAM_MAX_FRAME_BYTES'], kind: 'bytes', def: 1048576, help: 'largest accepted CoT event; larger ones are discarded and counted' },
   { key: 'logLevel', flag: '--log-level <level>', env: ['COTSTREAM_LOG_LEVEL'], kind: 'string', def: 'info', help: 'fatal|error|warn|info|debug|trace (debug logs every event)' },
   { key: 'maxClients', flag: '--max-clients <n>', env: ['COTSTREAM_MAX_CLIENTS'], kind: 'int', def: 10000, help: 'connections accepted at once; further ones are refused' },
@@ -137,6 +139,9 @@ export function buildConfig(flags: Record<string, unknown>, env: NodeJS.ProcessE
   }
   if (cfg.maxFrameBytes < 1024) throw new ConfigError('--max-frame-bytes: must be at least 1024');
   if (cfg.redis && !/^rediss?:\/\//.test(cfg.redis)) throw new ConfigError('--redis: expected a redis:// or rediss:// URL');
+  if (cfg.redisCa) cfg.redisCa = resolve(cfg.redisCa);
+  if (cfg.busHeartbeat < 100) throw new ConfigError('--bus-heartbeat: must be at least 100 ms');
+  if (Buffer.byteLength(cfg.nodeId) > 255) throw new ConfigError('--node-id: at most 255 bytes');
   try {
     parseAllowList(cfg.metricsAllow); // refuse a bad allowlist before anything listens
   } catch (err) {

@@ -5,7 +5,7 @@ import { performance } from 'node:perf_hooks';
 import type { CotHeader } from '../protocol/scan.ts';
 import { pong, disconnectNotice, protocolSupport } from '../protocol/control.ts';
 import { onProtocolRequest } from './negotiate.ts';
-import { EnvelopeKind, type Bus, type Envelope } from './bus/types.ts';
+import { EnvelopeKind, type Bus, type BusHost, type Envelope } from './bus/types.ts';
 import type { Session, FlushScheduler } from './session.ts';
 import type { Logger } from './ops/log.ts';
 import type { Metrics } from './ops/metrics.ts';
@@ -52,7 +52,7 @@ export interface RouterOptions {
   announce: boolean;
 }
 
-export class Router {
+export class Router implements BusHost {
   readonly sessions = new Set<Session>();
   private readonly byUid = new Map<string, Session>();
   private readonly byCallsign = new Map<string, Set<Session>>();
@@ -222,9 +222,13 @@ export class Router {
 
   private onEnvelope(env: Envelope): void {
     const local = env.node === this.bus.nodeId;
-    if (env.kind === EnvelopeKind.sa) {
+    if (env.kind === EnvelopeKind.sa || env.kind === EnvelopeKind.replay) {
       this.sa.set(env.uid, { uid: env.uid, type: env.type, staleMs: Number.isNaN(env.staleMs) ? Infinity : env.staleMs, frame: env.frame, node: env.node, session: env.session });
+      if (env.kind === EnvelopeKind.replay) return; // cache only: its clients saw it when it was new
     } else if (env.kind === EnvelopeKind.gone) {
+      // the client already reconnected through another node (its SA came from there): not gone
+      const e = this.sa.get(env.uid);
+      if (e !== undefined && e.node !== env.node) return;
       this.sa.delete(env.uid);
     }
     let n = 0;
@@ -261,6 +265,29 @@ export class Router {
     for (let i = 0; i < seen.length; i++) if (seen[i].deliver(env)) n++;
     seen.length = 0;
     return n;
+  }
+
+  // ---- multi-node state (BusHost) -----------------------------------------------------------
+
+  /** The latest non-stale SAs of this node's own clients, for a node that joined the bus. */
+  localState(): Envelope[] {
+    const out: Envelope[] = [];
+    const node = this.bus.nodeId;
+    const now = Date.now();
+    for (const e of this.sa.values()) {
+      if (e.node !== node || e.staleMs <= now) continue;
+      out.push({ kind: EnvelopeKind.replay, node, session: e.session, seq: ++this.seq, uid: e.uid, type: e.type, staleMs: e.staleMs === Infinity ? NaN : e.staleMs, callsigns: null, uids: null, frame: e.frame, t0: 0 });
+    }
+    return out;
+  }
+
+  /** A node went silent (crashed, cut off): its clients are gone for ours — drop and announce. */
+  nodeLost(node: string): void {
+    const t0 = performance.now();
+    for (const e of [...this.sa.values()]) {
+      if (e.node !== node) continue;
+      this.onEnvelope({ kind: EnvelopeKind.gone, node, session: e.session, seq: 0, uid: e.uid, type: e.type, staleMs: NaN, callsigns: null, uids: null, frame: disconnectNotice(e.uid, e.type), t0 });
+    }
   }
 
   private sweep(now: number): void {

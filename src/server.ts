@@ -9,6 +9,7 @@ import { Metrics } from './ops/metrics.ts';
 import type { Logger } from './ops/log.ts';
 import { startHttp } from './ops/http.ts';
 import { MemoryBus } from './bus/memory.ts';
+import { RedisBus } from './bus/redis.ts';
 import type { Bus } from './bus/types.ts';
 import { Router } from './router.ts';
 import { FlushScheduler, Session, type SessionLimits } from './session.ts';
@@ -61,7 +62,9 @@ export class CotServer {
   constructor(readonly cfg: Config, readonly log: Logger, metrics?: Metrics) {
     this.metrics = metrics ?? new Metrics();
     this.flusher = new FlushScheduler(this.metrics);
-    this.bus = new MemoryBus(cfg.nodeId, this.metrics);
+    this.bus = cfg.redis
+      ? new RedisBus({ url: cfg.redis, nodeId: cfg.nodeId, tlsCa: cfg.redisCa, heartbeatMs: cfg.busHeartbeat, metrics: this.metrics, log })
+      : new MemoryBus(cfg.nodeId, this.metrics);
     this.router = new Router(this.bus, this.flusher, this.metrics, log, { announce: cfg.announce });
     this.limiter = new ConnectionLimiter(cfg.maxClients, cfg.maxClientsPerIp);
     this.limits = {
@@ -84,7 +87,7 @@ export class CotServer {
     this.log.info({ audit: 'start', config: redactedConfig(cfg), bus: this.bus.kind }, `cotstream starting (bus: ${this.bus.kind})`);
     this.startRevocation();
     this.stopExpiry = watchCertificateExpiry({ ca: cfg.ca, server: cfg.cert }, this.metrics.certExpiry, this.log, () => this.warnCrlExpired());
-    await this.bus.start(this.router.deliver);
+    await this.bus.start(this.router.deliver, this.router);
 
     this.tls = createTlsListener(
       { host: cfg.host, port: cfg.port, key, cert, ca, handshakeTimeout: cfg.handshakeTimeout, maxClients: cfg.maxClients, maxClientsPerIp: cfg.maxClientsPerIp },

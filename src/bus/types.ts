@@ -8,6 +8,9 @@ export const EnvelopeKind = {
   sa: 1,
   /** a client disconnected: frame is the t-x-d-d notice; receivers drop its SA */
   gone: 2,
+  /** a node's answer to another node's sync request: the latest SA of one of its clients, for
+   *  the receivers' SA caches only (no client receives it) */
+  replay: 3,
 } as const;
 export type EnvelopeKind = (typeof EnvelopeKind)[keyof typeof EnvelopeKind];
 
@@ -39,11 +42,19 @@ export interface Envelope {
 
 export type DeliverFn = (env: Envelope) => void;
 
+/** What a multi-node bus needs from the router beyond delivery (the in-process bus ignores it). */
+export interface BusHost {
+  /** the latest SAs of this node's own clients, as envelopes of kind `replay` (a node joined) */
+  localState(): Envelope[];
+  /** a node stopped answering: forget (and announce the end of) the clients it owned */
+  nodeLost(node: string): void;
+}
+
 export interface Bus {
   readonly kind: 'memory' | 'redis';
   readonly nodeId: string;
   /** connect; `deliver` is called for every envelope, local ones synchronously inside publish() */
-  start(deliver: DeliverFn): Promise<void>;
+  start(deliver: DeliverFn, host?: BusHost): Promise<void>;
   /** hand one envelope to every node; never throws, never blocks on the network */
   publish(env: Envelope): void;
   /** connected (the in-process bus always is) */

@@ -233,6 +233,48 @@ describe('e2e: flow control', function () {
     });
   });
 
+  describe('write path', () => {
+    it('batches writes per tick and shares one Buffer per event among its recipients', async () => {
+      const srv = await startTestServer(pki.dir, { rateEvents: '0', rateBytes: '0' });
+      const open: CotClient[] = [];
+      try {
+        for (const n of ['alpha', 'bravo', 'charlie']) {
+          const c = await CotClient.connect(srv.port, await pki.client(n));
+          open.push(c);
+          await c.waitFor((f) => f.length >= 1);
+        }
+        const [a, b, c] = open;
+        // observe (and pass through) what the server hands to bravo's and charlie's sessions
+        const seen = new Map<string, Buffer[]>();
+        let writes = 0;
+        for (const s of srv.server.router.sessions) {
+          const cn = s.identity.cn;
+          if (cn === 'alpha') continue;
+          const got: Buffer[] = [];
+          seen.set(cn, got);
+          const send = s.send.bind(s);
+          s.send = (buf: Buffer): boolean => { got.push(buf); return send(buf); };
+          const sock = s.socket as unknown as { write: (...args: unknown[]) => boolean };
+          const write = sock.write.bind(sock);
+          sock.write = (...args: unknown[]): boolean => { if (cn === 'bravo') writes++; return write(...args); };
+        }
+        const N = 200;
+        let burst = '';
+        for (let i = 0; i < N; i++) burst += event(i, 400);
+        a.send(burst);
+        await b.waitFor((f) => f.filter((x) => x.includes('uid="flood-')).length === N, 10000, 'the burst at bravo');
+        await c.waitFor((f) => f.filter((x) => x.includes('uid="flood-')).length === N, 10000, 'the burst at charlie');
+        const atB = seen.get('bravo')!, atC = seen.get('charlie')!;
+        assert.equal(atB.length, N);
+        for (let i = 0; i < N; i++) assert.equal(atB[i], atC[i], `event ${i}: recipients got different Buffers`);
+        assert.ok(writes <= N / 10, `${writes} socket writes for ${N} events`);
+      } finally {
+        for (const c of open) c.close();
+        await srv.stop();
+      }
+    });
+  });
+
   describe('connection limits', () => {
     const servers: TestServer[] = [];
     const open: CotClient[] = [];

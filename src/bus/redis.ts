@@ -1,0 +1,421 @@
+// The scale-out bus: every node publishes what its clients send on one Redis pub/sub channel and
+// delivers what the others publish. Design, in the order an event meets it:
+// - publish(): the local delivery happens at once, synchronously (no Redis round trip); the
+//   envelope joins this tick's batch. One PUBLISH per tick carries the whole batch (flushed early
+//   past maxBatchBytes), never awaited, never one per recipient.
+// - Two connections: a publisher and a subscriber (a subscribed connection can do nothing else).
+// - The publisher has ioredis's offline queue OFF, maxRetriesPerRequest 0 and no resend of
+//   unanswered commands: ioredis itself never holds on to our publishes. What we hold is ours and
+//   bounded: while Redis is down, batches wait in a ring of at most maxQueuedBytes and
+//   maxQueueAgeMs (a blip loses nothing; after a long outage, minutes-old positions are worth
+//   less than their cost); while it is up but slow, at most maxInflightBytes await their reply.
+//   Everything discarded or failed is counted in cot_bus_publish_errors_total (per envelope).
+// - The subscriber resubscribes by itself (autoResubscribe off: we subscribe on every `ready`,
+//   because ioredis's `ready` fires before its own resubscription has finished — we count as up
+//   only once SUBSCRIBE has been answered).
+// - Every batch carries its node id, a per-process epoch and a batch sequence: our own echoes are
+//   dropped on the header alone, duplicates are dropped, gaps are counted (cot_bus_gaps_total).
+// - Cluster-wide SA replay is rebuilt from the bus, not cached in Redis: a node that (re)joins
+//   sends a sync request and every node answers with the latest SAs of its own clients (kind
+//   `replay`). Only nodes that are alive answer, so only clients that are connected are replayed.
+//   Nodes heartbeat; one silent for 3 beats is lost: the router drops its clients' SAs and
+//   announces them disconnected. See README "Scale-out with Redis".
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { Redis, type RedisOptions } from 'ioredis';
+import { BatchType, CodecError, decodeBatch, decodeHeader, encodeBatch, envelopeSize } from './codec.ts';
+import { EnvelopeKind, type Bus, type BusHost, type DeliverFn, type Envelope } from './types.ts';
+import type { Metrics } from '../ops/metrics.ts';
+import type { Logger } from '../ops/log.ts';
+
+export const DEFAULT_CHANNEL = 'cotstream:v1';
+
+export interface RedisBusOptions {
+  url: string;
+  nodeId: string;
+  metrics: Metrics;
+  log: Logger;
+  /** PEM file with the CA(s) of a rediss:// server ('' = system CAs) */
+  tlsCa?: string;
+  channel?: string;
+  /** liveness beat; a peer silent for 3 beats is lost */
+  heartbeatMs?: number;
+  /** a batch is published early once it holds this many bytes */
+  maxBatchBytes?: number;
+  /** held while Redis is down; the oldest batches go first */
+  maxQueuedBytes?: number;
+  /** held batches older than this are discarded instead of sent late */
+  maxQueueAgeMs?: number;
+  /** published but not yet acknowledged by Redis (Redis slow or a stalled socket) */
+  maxInflightBytes?: number;
+  /** how long start() waits for Redis before serving local clients alone */
+  startWaitMs?: number;
+}
+
+/** The ioredis options of one of our two connections (exported for tests). */
+export function redisOptions(url: string, role: 'pub' | 'sub', nodeId: string, tlsCa = ''): RedisOptions {
+  const opts: RedisOptions = {
+    connectionName: `cotstream:${nodeId}:${role}`,
+    lazyConnect: true,
+    connectTimeout: 5000,
+    keepAlive: 10000,
+    // reconnect quickly and keep trying: 100 ms, 200 ms … capped at 1 s
+    retryStrategy: (times: number) => Math.min(100 * times, 1000),
+    // our own bounded queue decides what survives an outage, not ioredis's unbounded one
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false,
+    autoResubscribe: false,
+  };
+  if (url.startsWith('rediss://')) {
+    // verified TLS always (Node's default); a private CA comes from --redis-ca
+    opts.tls = tlsCa ? { ca: readFileSync(tlsCa), rejectUnauthorized: true } : { rejectUnauthorized: true };
+  }
+  return opts;
+}
+
+interface Held { buf: Buffer; count: number; at: number }
+interface Peer { epoch: number; seq: number; lastSeen: number }
+
+export class RedisBus implements Bus {
+  readonly kind = 'redis' as const;
+  readonly nodeId: string;
+  readonly channel: string;
+  private readonly epoch = randomBytes(4).readUInt32LE(0);
+  private batchSeq = 0;
+  private readonly pub: Redis;
+  private readonly sub: Redis;
+  private readonly metrics: Metrics;
+  private readonly log: Logger;
+  private readonly heartbeatMs: number;
+  private readonly maxBatchBytes: number;
+  private readonly maxQueuedBytes: number;
+  private readonly maxQueueAgeMs: number;
+  private readonly maxInflightBytes: number;
+  private readonly startWaitMs: number;
+  private readonly redisUrl: string;
+
+  private deliver: DeliverFn | null = null;
+  private host: BusHost | null = null;
+
+  // this tick's batch
+  private pending: Envelope[] = [];
+  private pendingSizes: number[] = [];
+  private pendingBytes = 0;
+  private scheduled = false;
+  private readonly flushRun = (): void => this.flush();
+
+  // outage and backpressure bounds
+  private readonly held: Held[] = [];
+  private heldBytes = 0;
+  private inflightBytes = 0;
+  private discardedSinceUp = 0;
+
+  // connection state
+  private pubReady = false;
+  private subReady = false;
+  private up = false;
+  private closed = false;
+  private everUp = false;
+  private downSince = Date.now();
+  private loggedDown = false;
+  private lastError = '';
+  private upWaiters: Array<() => void> = [];
+  private lastReplayAt = 0;
+
+  // peers
+  private readonly peers = new Map<string, Peer>();
+  private timer: NodeJS.Timeout | null = null;
+  private warnedSameId = false;
+  private badLogged = 0;
+
+  constructor(o: RedisBusOptions) {
+    this.nodeId = o.nodeId;
+    this.channel = o.channel ?? DEFAULT_CHANNEL;
+    this.metrics = o.metrics;
+    this.log = o.log.child({ bus: 'redis' });
+    this.heartbeatMs = o.heartbeatMs ?? 5000;
+    this.maxBatchBytes = o.maxBatchBytes ?? 256 * 1024;
+    this.maxQueuedBytes = o.maxQueuedBytes ?? 4 * 1024 * 1024;
+    this.maxQueueAgeMs = o.maxQueueAgeMs ?? 5000;
+    this.maxInflightBytes = o.maxInflightBytes ?? 32 * 1024 * 1024;
+    this.startWaitMs = o.startWaitMs ?? 3000;
+    this.redisUrl = o.url.replace(/\/\/([^@/]*)@/, '//[redacted]@');
+    if (Buffer.byteLength(this.nodeId) > 255) throw new Error('node id longer than 255 bytes');
+    this.pub = new Redis(o.url, redisOptions(o.url, 'pub', o.nodeId, o.tlsCa));
+    this.sub = new Redis(o.url, redisOptions(o.url, 'sub', o.nodeId, o.tlsCa));
+    // errors are remembered, not logged: state changes are logged once each (see setUp)
+    this.pub.on('error', this.onError);
+    this.sub.on('error', this.onError);
+    this.pub.on('ready', this.onPubReady);
+    this.pub.on('close', this.onPubClose);
+    this.sub.on('ready', this.onSubReady);
+    this.sub.on('close', this.onSubClose);
+    this.sub.on('messageBuffer', this.onMessage);
+  }
+
+  async start(deliver: DeliverFn, host?: BusHost): Promise<void> {
+    this.deliver = deliver;
+    this.host = host ?? null;
+    this.metrics.busUp.set(0);
+    this.pub.connect().catch(() => { /* retried by ioredis; reported through setUp */ });
+    this.sub.connect().catch(() => { /* idem */ });
+    this.timer = setInterval(this.tick, this.heartbeatMs);
+    this.timer.unref();
+    const t = Date.now();
+    while (!this.up && Date.now() - t < this.startWaitMs) await this.waitUp(this.startWaitMs - (Date.now() - t));
+    if (!this.up) {
+      this.loggedDown = true;
+      this.log.error({ audit: 'bus', state: 'down', redis: this.redisUrl, err: this.lastError || 'timeout' },
+        `Redis unreachable at start (${this.lastError || 'no answer'}): serving local clients only, retrying in the background`);
+      return;
+    }
+    // give the other nodes a moment to answer the sync request: newcomers get their SAs
+    const t1 = Date.now();
+    while (Date.now() - t1 < 1000 && (this.lastReplayAt === 0 ? Date.now() - t1 < 200 : Date.now() - this.lastReplayAt < 100)) {
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+
+  private waitUp(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(resolve, Math.max(0, ms));
+      this.upWaiters.push(() => { clearTimeout(t); resolve(); });
+    });
+  }
+
+  isUp(): boolean {
+    return this.up;
+  }
+
+  // ---- publish ------------------------------------------------------------------------------
+
+  publish(env: Envelope): void {
+    this.deliver?.(env);
+    if (this.closed) return;
+    const size = envelopeSize(env);
+    if (Number.isNaN(size)) { this.discard(1); this.logBad('unencodable', 'event with a uid, type or dest over 64 KiB not published on the bus'); return; }
+    this.pending.push(env);
+    this.pendingSizes.push(size);
+    this.pendingBytes += size;
+    if (this.pendingBytes >= this.maxBatchBytes) this.flush();
+    else if (!this.scheduled) { this.scheduled = true; setImmediate(this.flushRun); }
+  }
+
+  /** Encode this tick's envelopes as one batch and hand it to Redis (or hold it while down). */
+  flush(): void {
+    this.scheduled = false;
+    const n = this.pending.length;
+    if (n === 0) return;
+    const buf = encodeBatch({ type: BatchType.events, node: this.nodeId, epoch: this.epoch, seq: ++this.batchSeq }, this.pending, this.pendingSizes);
+    this.pending = [];
+    this.pendingSizes = [];
+    this.pendingBytes = 0;
+    this.send(buf, n);
+  }
+
+  private send(buf: Buffer, count: number): void {
+    if (!this.pubReady) { this.hold(buf, count); return; }
+    if (this.inflightBytes + buf.length > this.maxInflightBytes) { this.discard(count); return; }
+    this.inflightBytes += buf.length;
+    this.pub.publish(this.channel, buf).then(
+      () => { this.inflightBytes -= buf.length; this.metrics.busOut.inc(count); },
+      (err: Error) => { this.inflightBytes -= buf.length; this.lastError = err.message; this.discard(count); },
+    );
+  }
+
+  /** Keep a batch for when Redis is back; the ring drops its oldest past the byte bound. */
+  private hold(buf: Buffer, count: number): void {
+    if (count === 0) return; // heartbeats and sync requests are not worth keeping
+    if (buf.length > this.maxQueuedBytes) { this.discard(count); return; }
+    this.held.push({ buf, count, at: Date.now() });
+    this.heldBytes += buf.length;
+    while (this.heldBytes > this.maxQueuedBytes) {
+      const old = this.held.shift()!;
+      this.heldBytes -= old.buf.length;
+      this.discard(old.count);
+    }
+  }
+
+  private sendHeld(): void {
+    const now = Date.now();
+    const held = this.held.splice(0);
+    this.heldBytes = 0;
+    for (const h of held) {
+      if (now - h.at > this.maxQueueAgeMs) this.discard(h.count);
+      else this.send(h.buf, h.count);
+    }
+  }
+
+  private discard(count: number): void {
+    this.metrics.busErrors.inc(count);
+    this.discardedSinceUp += count;
+  }
+
+  /** A header-only batch: sync request or heartbeat (sent only while connected). */
+  private control(type: BatchType): void {
+    if (!this.pubReady) return;
+    const buf = encodeBatch({ type, node: this.nodeId, epoch: this.epoch, seq: ++this.batchSeq }, []);
+    this.pub.publish(this.channel, buf).catch((err: Error) => { this.lastError = err.message; });
+  }
+
+  /** Answer a sync request: the latest SAs of our own clients, in batches of maxBatchBytes. */
+  private answerSync(): void {
+    const envs = this.host?.localState() ?? [];
+    let batch: Envelope[] = [];
+    let sizes: number[] = [];
+    let bytes = 0;
+    const out = (): void => {
+      if (batch.length === 0) return;
+      this.send(encodeBatch({ type: BatchType.events, node: this.nodeId, epoch: this.epoch, seq: ++this.batchSeq }, batch, sizes), batch.length);
+      batch = [];
+      sizes = [];
+      bytes = 0;
+    };
+    // our own pending envelopes go first: batch order is sequence order
+    this.flush();
+    for (const e of envs) {
+      const size = envelopeSize(e);
+      if (Number.isNaN(size)) continue;
+      batch.push(e);
+      sizes.push(size);
+      bytes += size;
+      if (bytes >= this.maxBatchBytes) out();
+    }
+    out();
+  }
+
+  // ---- receive ------------------------------------------------------------------------------
+
+  private readonly onMessage = (channel: Buffer, msg: Buffer): void => {
+    if (this.closed || this.deliver === null) return;
+    try {
+      const h = decodeHeader(msg);
+      if (h.node === this.nodeId) {
+        if (h.epoch !== this.epoch && !this.warnedSameId) {
+          this.warnedSameId = true;
+          this.log.error({ audit: 'bus', nodeId: this.nodeId }, 'another node publishes with our node id: its events are ignored here (give each node its own --node-id)');
+        }
+        return; // our own echo: delivered locally already
+      }
+      const now = Date.now();
+      let p = this.peers.get(h.node);
+      if (p === undefined || p.epoch !== h.epoch) {
+        if (p === undefined) this.log.info({ audit: 'bus', peer: h.node }, 'node joined the bus');
+        p = { epoch: h.epoch, seq: h.seq - 1, lastSeen: now };
+        this.peers.set(h.node, p);
+      }
+      p.lastSeen = now;
+      if (h.seq <= p.seq && p.seq - h.seq < 0x80000000) return; // a duplicate (u32 sequence, wraps)
+      const lost = (h.seq - p.seq - 1) >>> 0;
+      if (lost > 0) this.metrics.busGaps.inc(lost);
+      p.seq = h.seq;
+      if (h.type === BatchType.heartbeat) return;
+      if (h.type === BatchType.sync) { this.answerSync(); return; }
+      if (h.count === 0) return;
+      const batch = decodeBatch(msg, performance.now());
+      const envs = batch.envelopes;
+      this.metrics.busIn.inc(envs.length);
+      const deliver = this.deliver;
+      for (let i = 0; i < envs.length; i++) {
+        const e = envs[i];
+        // the SA cache keeps these: copy, or one cached SA pins the whole batch in memory
+        if (e.kind === EnvelopeKind.sa || e.kind === EnvelopeKind.replay) {
+          e.frame = Buffer.from(e.frame);
+          if (e.kind === EnvelopeKind.replay) this.lastReplayAt = now;
+        }
+        deliver(e);
+      }
+    } catch (err) {
+      // a foreign or corrupt message on our channel: never fatal, logged a few times
+      this.logBad('undecodable', 'undecodable message on the bus channel ignored', { err: (err as Error).message, bytes: msg.length, codec: err instanceof CodecError });
+    }
+  };
+
+  private logBad(kind: string, msg: string, extra: Record<string, unknown> = {}): void {
+    if (this.badLogged++ < 5) this.log.warn({ audit: 'bus', kind, ...extra }, msg);
+  }
+
+  // ---- connection state ---------------------------------------------------------------------
+
+  private readonly onError = (err: Error): void => { this.lastError = err.message; };
+
+  private readonly onPubReady = (): void => {
+    this.pubReady = true;
+    this.setUp();
+    this.sendHeld();
+  };
+
+  private readonly onPubClose = (): void => { this.pubReady = false; this.setUp(); };
+
+  private readonly onSubReady = (): void => {
+    this.sub.subscribe(this.channel).then(
+      () => { this.subReady = true; this.setUp(); },
+      (err: Error) => {
+        // e.g. NOPERM: reconnect and try again rather than stay deaf
+        this.lastError = err.message;
+        if (!this.closed) this.sub.disconnect(true);
+      },
+    );
+  };
+
+  private readonly onSubClose = (): void => { this.subReady = false; this.setUp(); };
+
+  private setUp(): void {
+    const up = this.pubReady && this.subReady && !this.closed;
+    if (up === this.up) return;
+    this.up = up;
+    this.metrics.busUp.set(up ? 1 : 0);
+    if (up) {
+      const now = Date.now();
+      const after = this.everUp ? { downMs: now - this.downSince, discarded: this.discardedSinceUp } : {};
+      this.log.info({ audit: 'bus', state: 'up', redis: this.redisUrl, nodeId: this.nodeId, ...after },
+        this.everUp ? 'Redis bus connected again: cross-node delivery resumed' : 'Redis bus connected');
+      this.everUp = true;
+      this.loggedDown = false;
+      this.discardedSinceUp = 0;
+      // peers could not be heard while we were down: give them a fresh deadline
+      for (const p of this.peers.values()) p.lastSeen = now;
+      // we may have missed SAs: ask every node for its clients' latest
+      this.control(BatchType.sync);
+      for (const w of this.upWaiters.splice(0)) w();
+    } else if (!this.closed) {
+      this.downSince = Date.now();
+      if (!this.loggedDown) {
+        this.loggedDown = true;
+        this.log.error({ audit: 'bus', state: 'down', redis: this.redisUrl, err: this.lastError || 'connection closed' },
+          'lost the Redis bus: serving local clients only, reconnecting in the background');
+      }
+    }
+  }
+
+  /** Heartbeat, and the liveness check of the other nodes. */
+  private readonly tick = (): void => {
+    if (!this.up) return; // silence heard while we are deaf proves nothing
+    this.control(BatchType.heartbeat);
+    const deadline = Date.now() - 3 * this.heartbeatMs;
+    for (const [node, p] of this.peers) {
+      if (p.lastSeen >= deadline) continue;
+      this.peers.delete(node);
+      this.log.warn({ audit: 'bus', peer: node, silentMs: Date.now() - p.lastSeen }, 'node silent on the bus: its clients are announced disconnected');
+      this.host?.nodeLost(node);
+    }
+  };
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    // what our clients said last (their disconnect notices included) still goes out
+    this.flush();
+    this.closed = true;
+    if (this.timer) { clearInterval(this.timer); this.timer = null; }
+    this.setUp();
+    this.metrics.busUp.set(0);
+    this.deliver = null;
+    const quit = this.pubReady ? this.pub.quit().catch(() => undefined) : Promise.resolve();
+    await Promise.race([quit, new Promise((r) => setTimeout(r, 1000).unref())]);
+    this.pub.disconnect();
+    this.sub.disconnect();
+    for (const w of this.upWaiters.splice(0)) w();
+  }
+}
