@@ -11,6 +11,9 @@
 //                  other processing instructions, <!-- comments -->
 //   skippedBytes - everything else: junk between events and the bytes of rejected frames
 //                  (oversize, DOCTYPE/ENTITY), up to the next `<event` where the framer resynchronises.
+// The counters are already up to date when sink.frame() runs (the frame counted, nothing buffered):
+// the session relies on that to find where a t-x-takp-q request ended in its chunk (the switch to
+// TAK protobuf happens right there; test/e2e/takproto.test.ts "request and first protobuf message").
 import { CR, DQ, GT, LF, LT, QM, SLASH, SP, SQ, TAB, DASH, RSQB, BANG, LSQB } from './chars.ts';
 import { primeScan, scanAt, scanEnd, type CotHeader } from './scan.ts';
 
@@ -56,7 +59,8 @@ export class Framer {
   ignoredBytes = 0;
   /** cumulative bytes delivered in frames */
   framedBytes = 0;
-  /** wire format; issue 10 adds 'protobuf' (0xBF varint-length frames) beside the XML lexer */
+  /** wire format; TAK protobuf streams (0xBF varint-length frames) have their own framer with the
+   *  same sink, protocol/protoframer.ts, which the session swaps in when the client negotiates it */
   readonly mode: 'xml' = 'xml';
 
   private readonly sink: FramerSink;
@@ -86,7 +90,6 @@ export class Framer {
   }
 
   push(chunk: Buffer): void {
-    // One place to dispatch on the wire format; a protobuf lexer gets its own pushProto().
     this.pushXml(chunk);
   }
 

@@ -6,7 +6,7 @@ import { Framer, type FramerSink, type FrameRejectReason } from '../protocol/fra
 import { scan, type CotHeader } from '../protocol/scan.ts';
 import { ProtoFramer } from '../protocol/protoframer.ts';
 import type { Envelope } from './bus/types.ts';
-import { envelopeProto, frameProto } from './wire.ts';
+import { envelopeProto, frameProto, setInbound } from './wire.ts';
 import type { ClientIdentity } from './auth/identity.ts';
 import type { Metrics } from './ops/metrics.ts';
 import type { Logger } from './ops/log.ts';
@@ -221,7 +221,12 @@ export class Session implements FramerSink {
       return;
     }
     if (!this.takeTokens(frame.length)) return;
+    const pf = this.protoFramer;
+    if (pf === null) { this.host.onFrame(this, frame, h, this.t0); return; }
+    // decoded from protobuf: while it is routed, the message it came from may be forwarded as is
+    setInbound(this.id, frame, pf.current);
     this.host.onFrame(this, frame, h, this.t0);
+    setInbound(0, null, null);
   }
 
   /** FramerSink: a frame discarded by the framer (oversize, DOCTYPE …). */
