@@ -221,12 +221,22 @@ export class Session implements FramerSink {
       return;
     }
     if (!this.takeTokens(frame.length)) return;
-    const pf = this.protoFramer;
-    if (pf === null) { this.host.onFrame(this, frame, h, this.t0); return; }
     // decoded from protobuf: while it is routed, the message it came from may be forwarded as is
-    setInbound(this.id, frame, pf.current);
-    this.host.onFrame(this, frame, h, this.t0);
-    setInbound(0, null, null);
+    const pf = this.protoFramer;
+    if (pf !== null) setInbound(this.id, frame, pf.current);
+    try {
+      this.host.onFrame(this, frame, h, this.t0);
+    } catch (err) {
+      // a bug on some odd input must cost that event, not the process and every other client
+      this.metrics.drop.malformed.inc();
+      this.dropped++;
+      if (!this.loggedReject.has('internal')) {
+        this.loggedReject.add('internal');
+        this.log.error({ audit: 'bad_input', kind: 'internal', err: (err as Error).stack ?? String(err), uid: h.uid, type: h.type }, 'event could not be routed (internal error): dropped');
+      }
+    } finally {
+      if (pf !== null) setInbound(0, null, null);
+    }
   }
 
   /** FramerSink: a frame discarded by the framer (oversize, DOCTYPE …). */
