@@ -59,8 +59,8 @@ export class Framer {
   ignoredBytes = 0;
   /** cumulative bytes delivered in frames */
   framedBytes = 0;
-  /** wire format; TAK protobuf streams (0xBF varint-length frames) have their own framer with the
-   *  same sink, protocol/protoframer.ts, which the session swaps in when the client negotiates it */
+  /** wire format of this framer; the TAK protobuf stream (0xBF varint-length frames) has its own
+   *  framer with the same sink and counters (protoframer.ts, mode 'protobuf') */
   readonly mode: 'xml' = 'xml';
 
   private readonly sink: FramerSink;
@@ -89,6 +89,8 @@ export class Framer {
     return this.st >= FIRST_FRAME_STATE ? this.frameLen : 0;
   }
 
+  /** Consumes a chunk. When the sink is called, the counters already cover every byte up to the
+   *  end of that frame (the session relies on it to switch to protobuf right after a request). */
   push(chunk: Buffer): void {
     this.pushXml(chunk);
   }
