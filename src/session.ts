@@ -347,8 +347,13 @@ export class Session implements FramerSink {
     if (n === 0 || this.closed) { q.length = 0; this.queuedBytes = 0; return; }
     if (n === 1) this.socket.write(q[0]);
     else {
-      // One write of one buffer: TLS then encrypts the batch as few records, one syscall.
-      this.socket.write(Buffer.concat(q, this.queuedBytes));
+      // corked writes leave as one writev: node's TLS layer copies the batch into one native
+      // buffer for a single SSL_write (few records, one syscall) without a JS Buffer.concat,
+      // whose per-session, per-tick garbage drove major GCs under load (see bench/README.md)
+      const s = this.socket;
+      s.cork();
+      for (let i = 0; i < n; i++) s.write(q[i]);
+      s.uncork();
     }
     this.eventsOut += n;
     this.bytesOut += this.queuedBytes;
