@@ -222,9 +222,10 @@ export class Session implements FramerSink {
       this.logOnce('malformed', { reason: h.reason, offset: h.offset });
       return;
     }
-    if (!this.takeTokens(frame.length)) return;
-    // decoded from protobuf: while it is routed, the message it came from may be forwarded as is
     const pf = this.protoFramer;
+    // the byte budget counts what came over the wire (a protobuf message, not its XML)
+    if (!this.takeTokens(pf !== null && pf.current !== null ? pf.current.length : frame.length)) return;
+    // decoded from protobuf: while it is routed, the message it came from may be forwarded as is
     if (pf !== null) setInbound(this.id, frame, pf.current);
     try {
       this.host.onFrame(this, frame, h, this.t0);
