@@ -5,7 +5,7 @@ TSX := node_modules/.bin/tsx
 # apt-get needs root: use sudo when we are not root and it exists
 SUDO := $(shell [ "$$(id -u)" -ne 0 ] && command -v sudo >/dev/null && echo sudo)
 
-.PHONY: run test deps system-deps dev-certs typecheck bench bench-parser bench-redis clean-certs
+.PHONY: run test deps system-deps dev-certs typecheck bench bench-parser bench-proto bench-redis clean-certs
 
 # npm ci only when package-lock.json changed since the last install.
 node_modules/.installed: package-lock.json
@@ -50,6 +50,10 @@ test: deps system-deps
 
 bench-parser: deps
 	$(TSX) bench/parser.ts
+
+# TAK protocol (protobuf) vs XML through the whole per-event path, no sockets (bench/takproto.ts)
+bench-proto: deps
+	$(TSX) bench/takproto.ts $(BENCH_ARGS)
 
 bench: deps
 	$(TSX) bench/run.ts $(BENCH_ARGS)

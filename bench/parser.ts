@@ -34,6 +34,33 @@ function workload(name: string, unit: Buffer[], targetBytes: number): Workload {
 
 let sink = 0; // keeps results alive so nothing is optimised away
 
+// The reference point the issue names: a bare attribute tokenizer without validation (tags and
+// name="value" pairs by byte loops, values not decoded, nothing checked), on pre-split frames.
+// It shows what plain JavaScript byte loops cost on this machine before any validation.
+const NAME = new Uint8Array(256);
+for (const c of Buffer.from('abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_:.-')) NAME[c] = 1;
+function bareTokenizer(b: Buffer): number {
+  const n = b.length;
+  let p = 0;
+  let attrs = 0;
+  for (;;) {
+    while (p < n && b[p] !== 0x3c) p++;
+    if (++p >= n) return attrs;
+    if (b[p] === 0x2f || b[p] === 0x3f || b[p] === 0x21) { while (p < n && b[p] !== 0x3e) p++; continue; }
+    while (p < n && NAME[b[p]] !== 0) p++;
+    for (;;) {
+      while (p < n && (b[p] === 0x20 || b[p] === 0x0a || b[p] === 0x09 || b[p] === 0x0d)) p++;
+      if (p >= n || b[p] === 0x3e || b[p] === 0x2f) break;
+      while (p < n && NAME[b[p]] !== 0) p++;
+      p++; // '='
+      const q = b[p++];
+      while (p < n && b[p] !== q) p++;
+      p++;
+      attrs++;
+    }
+  }
+}
+
 const variants: { name: string; run: (w: Workload) => number }[] = [
   {
     name: 'framer+scan',
@@ -65,6 +92,14 @@ const variants: { name: string; run: (w: Workload) => number }[] = [
         }
         if (p < c.length) rest = c.subarray(p);
       }
+      return n;
+    },
+  },
+  {
+    name: 'bare attribute tokenizer (no checks)',
+    run: (w) => {
+      let n = 0;
+      for (const f of w.frames) if (bareTokenizer(f) > 0) n++;
       return n;
     },
   },

@@ -9,6 +9,7 @@ import {
   latin1, nameAsciiTab, nameTab, parseRef, piTab, textTab, utf8, utf8Next,
 } from './chars.ts';
 import { numberOf, parseDecimal, parseIsoMs } from './values.ts';
+import { attrSetAdd, attrSetReset } from './attrset.ts';
 
 export interface CotDest { callsign?: string; uid?: string }
 export interface CotPoint { lat: number; lon: number; hae: number; ce: number; le: number }
@@ -97,7 +98,7 @@ let ndests = 0;
 let stackStart = new Int32Array(64);
 let stackEnd = new Int32Array(64);
 let stackKind = new Uint8Array(64);
-const ATTR_LINEAR_MAX = 8; // beyond this many attributes, duplicate checks use a Set
+const ATTR_LINEAR_MAX = 8; // beyond this many attributes, duplicate checks use protocol/attrset.ts
 const attrStart = new Int32Array(ATTR_LINEAR_MAX);
 const attrEnd = new Int32Array(ATTR_LINEAR_MAX);
 
@@ -261,7 +262,6 @@ let martiStart = -1;
 let martiEnd = -1;
 /** ranges of the second and later <marti> elements (rare: a plain array is fine) */
 const martiMore: number[] = [];
-let attrSet: Set<string> | undefined;
 
 /** Scans the whole frame. Returns its length, or -1 with errReason / errOffset set. */
 function scanBytes(b: Buffer, s: number, n: number, framing: boolean): number {
@@ -418,7 +418,6 @@ function skipName(b: Buffer, q: number, n: number): number {
 function scanAttributes(b: Buffer, q: number, n: number, kind: number, tagStart: number): number {
   let nattr = 0;
   let sig = 0;
-  attrSet = undefined;
   for (;;) {
     let c = q < n ? b[q] : -1;
     if (c === GT) return q + 1;
@@ -433,8 +432,8 @@ function scanAttributes(b: Buffer, q: number, n: number, kind: number, tagStart:
     if (!ws) return fail(ScanReason.attrSpace, q);
     if ((nameTab[c] & NAME_START) === 0) return fail(ScanReason.attrName, q);
     // name
-    const as = q++;
-    while (q < n && nameAsciiTab[b[q]] !== 0) q++;
+    const as = q;
+    if (c < 0x80) { q++; while (q < n && nameAsciiTab[b[q]] !== 0) q++; }
     if (q < n && b[q] >= 0x80) {
       q = skipName(b, q, n);
       if (q < 0) return fail(ScanReason.utf8, as);
@@ -476,7 +475,7 @@ function scanAttributes(b: Buffer, q: number, n: number, kind: number, tagStart:
     }
     const ve = q++;
     // duplicate names: a 32-bit signature of (length, first, last byte) rules most out at once;
-    // else pairwise for the usual handful, a Set beyond that (linear for hostile tags)
+    // else pairwise for the usual handful, a hash table beyond that (linear for hostile tags)
     const alen = ae - as;
     const bit = 1 << ((alen * 7 + b[as] + b[ae - 1] * 3) & 31);
     const maybeDup = (sig & bit) !== 0;
@@ -492,13 +491,11 @@ function scanAttributes(b: Buffer, q: number, n: number, kind: number, tagStart:
       attrStart[nattr] = as;
       attrEnd[nattr] = ae;
     } else {
-      if (attrSet === undefined) {
-        attrSet = new Set();
-        for (let j = 0; j < nattr; j++) attrSet.add(latin1(b, attrStart[j], attrEnd[j]));
+      if (nattr === ATTR_LINEAR_MAX) {
+        attrSetReset();
+        for (let j = 0; j < nattr; j++) attrSetAdd(b, attrStart[j], attrEnd[j]);
       }
-      const key = latin1(b, as, ae);
-      if (attrSet.has(key)) return fail(ScanReason.attrDuplicate, as);
-      attrSet.add(key);
+      if (!attrSetAdd(b, as, ae)) return fail(ScanReason.attrDuplicate, as);
     }
     nattr++;
     if (kind !== K_OTHER) {

@@ -39,26 +39,25 @@ export class TakProtoError extends Error {
 const VARINT = 0, I64 = 1, LEN = 2, I32 = 5;
 
 /** Growable scratch buffer reused by every encode (encode is synchronous, never re-entered). */
-let out = Buffer.allocUnsafe(8192);
-let pos = 0;
+const W = { out: Buffer.allocUnsafe(8192), pos: 0 };
 const KEEP_OUT_MAX = 1 << 20;
 
 function ensure(n: number): void {
-  if (pos + n <= out.length) return;
-  let cap = out.length * 2;
-  while (cap < pos + n) cap *= 2;
+  if (W.pos + n <= W.out.length) return;
+  let cap = W.out.length * 2;
+  while (cap < W.pos + n) cap *= 2;
   const next = Buffer.allocUnsafe(cap);
-  out.copy(next, 0, 0, pos);
-  out = next;
+  W.out.copy(next, 0, 0, W.pos);
+  W.out = next;
 }
 
 function writeVarint(v: number): void {
   ensure(10);
   while (v >= 0x80) {
-    out[pos++] = (v % 0x80) | 0x80;
+    W.out[W.pos++] = (v % 0x80) | 0x80;
     v = Math.floor(v / 0x80);
   }
-  out[pos++] = v;
+  W.out[W.pos++] = v;
 }
 
 function varintSize(v: number): number {
@@ -69,15 +68,15 @@ function varintSize(v: number): number {
 
 function tag(field: number, wire: number): void {
   ensure(1);
-  out[pos++] = (field << 3) | wire; // every field number here is < 16: one byte
+  W.out[W.pos++] = (field << 3) | wire; // every field number here is < 16: one byte
 }
 
 function writeDouble(field: number, v: number): void {
   if (v === 0 && !Object.is(v, -0)) return; // proto3: the default is not written
   tag(field, I64);
   ensure(8);
-  out.writeDoubleLE(v, pos);
-  pos += 8;
+  W.out.writeDoubleLE(v, W.pos);
+  W.pos += 8;
 }
 
 function writeUint(field: number, v: number): void {
@@ -92,7 +91,7 @@ function writeString(field: number, s: string): void {
   const len = Buffer.byteLength(s, 'utf8');
   writeVarint(len);
   ensure(len);
-  pos += out.write(s, pos, 'utf8');
+  W.pos += W.out.write(s, W.pos, 'utf8');
 }
 
 /** A string field straight from bytes (already UTF-8). */
@@ -100,42 +99,52 @@ function writeBytes(field: number, b: Buffer, s: number, e: number): void {
   if (e <= s) return;
   tag(field, LEN);
   writeVarint(e - s);
-  ensure(e - s);
-  b.copy(out, pos, s, e);
-  pos += e - s;
+  copyIn(b, s, e);
+}
+
+/** Appends b[s, e) to the output; short runs byte by byte (a native copy costs more than it saves). */
+function copyIn(b: Buffer, s: number, e: number): void {
+  const len = e - s;
+  ensure(len);
+  if (len < 96) {
+    const o = W.out;
+    let p = W.pos;
+    for (let i = s; i < e; i++) o[p++] = b[i];
+  } else {
+    b.copy(W.out, W.pos, s, e);
+  }
+  W.pos += len;
 }
 
 /** Starts an embedded message: returns where its content begins (one byte reserved for the length). */
 function beginMessage(field: number): number {
   tag(field, LEN);
   ensure(1);
-  pos++;
-  return pos;
+  W.pos++;
+  return W.pos;
 }
 
 /** Ends an embedded message: writes its length, moving the content when the length needs more bytes. */
 function endMessage(start: number): void {
-  const len = pos - start;
+  const len = W.pos - start;
   const ls = varintSize(len);
   if (ls > 1) {
     ensure(ls - 1);
-    out.copyWithin(start + ls - 1, start, pos);
-    pos += ls - 1;
+    W.out.copyWithin(start + ls - 1, start, W.pos);
+    W.pos += ls - 1;
   }
   let p = start - 1;
   let v = len;
-  while (v >= 0x80) { out[p++] = (v & 0x7f) | 0x80; v >>>= 7; }
-  out[p] = v;
+  while (v >= 0x80) { W.out[p++] = (v & 0x7f) | 0x80; v >>>= 7; }
+  W.out[p] = v;
 }
 
 // ---- XML reading (of a frame the scan accepted) -------------------------------------------------
 
 // Attributes of the current start tag: [nameStart, nameEnd, valueStart, valueEnd] * count.
-let attrs = new Int32Array(64);
-let nAttrs = 0;
-/** index after the start tag's '>' and whether it ended with '/>' */
-let tagEnd = 0;
-let tagSelfClosing = false;
+/** attrs: [nameStart, nameEnd, valueStart, valueEnd] * n; end: index after the tag's '>';
+ *  self: it ended with '/>' */
+const T = { attrs: new Int32Array(64), n: 0, end: 0, self: false };
 
 function isWs(c: number): boolean {
   return c === 0x20 || c === LF || c === TAB || c === CR;
@@ -146,16 +155,16 @@ function readStartTag(b: Buffer, p: number, n: number): number {
   let q = p;
   while (q < n && !isWs(b[q]) && b[q] !== GT && b[q] !== SLASH) q++;
   const nameEnd = q;
-  nAttrs = 0;
+  T.n = 0;
   for (;;) {
     while (q < n && isWs(b[q])) q++;
     if (q >= n) throw new TakProtoError('unterminated tag');
     const c = b[q];
-    if (c === GT) { tagEnd = q + 1; tagSelfClosing = false; return nameEnd; }
+    if (c === GT) { T.end = q + 1; T.self = false; return nameEnd; }
     if (c === SLASH) {
       if (q + 1 >= n || b[q + 1] !== GT) throw new TakProtoError("expected '>' after '/'");
-      tagEnd = q + 2;
-      tagSelfClosing = true;
+      T.end = q + 2;
+      T.self = true;
       return nameEnd;
     }
     const as = q;
@@ -168,11 +177,12 @@ function readStartTag(b: Buffer, p: number, n: number): number {
     const quote = b[q];
     if (quote !== DQ && quote !== SQ) throw new TakProtoError('attribute value not quoted');
     const vs = q + 1;
-    const ve = b.indexOf(quote, vs);
-    if (ve < 0) throw new TakProtoError('unterminated attribute value');
-    if (nAttrs * 4 + 4 > attrs.length) { const a = new Int32Array(attrs.length * 2); a.set(attrs); attrs = a; }
-    const i = nAttrs++ * 4;
-    attrs[i] = as; attrs[i + 1] = ae; attrs[i + 2] = vs; attrs[i + 3] = ve;
+    let ve = vs;
+    while (ve < n && b[ve] !== quote) ve++; // values are short: no native call
+    if (ve >= n) throw new TakProtoError('unterminated attribute value');
+    if (T.n * 4 + 4 > T.attrs.length) { const a = new Int32Array(T.attrs.length * 2); a.set(T.attrs); T.attrs = a; }
+    const i = T.n++ * 4;
+    T.attrs[i] = as; T.attrs[i + 1] = ae; T.attrs[i + 2] = vs; T.attrs[i + 3] = ve;
     q = ve + 1;
   }
 }
@@ -221,8 +231,8 @@ function skipContent(b: Buffer, p: number, n: number): number {
       p = skipSpecial(b, q, n);
     } else {
       readStartTag(b, q + 1, n);
-      if (!tagSelfClosing) depth++;
-      p = tagEnd;
+      if (!T.self) depth++;
+      p = T.end;
     }
   }
 }
@@ -235,7 +245,10 @@ function afterEndTag(b: Buffer, q: number): number {
 }
 
 function nameIs(b: Buffer, s: number, e: number, name: Buffer): boolean {
-  return e - s === name.length && b.compare(name, 0, name.length, s, e) === 0;
+  const len = name.length;
+  if (e - s !== len) return false;
+  for (let i = 0; i < len; i++) if (b[s + i] !== name[i]) return false; // short names: no native call
+  return true;
 }
 
 const N = (s: string) => Buffer.from(s, 'latin1');
@@ -269,8 +282,46 @@ function writeAttr(field: number, b: Buffer, s: number, e: number): void {
 /** CoT time -> ms since the epoch; 0 (not written) when absent, unparseable or before 1970. */
 function timeMs(b: Buffer, s: number, e: number): number {
   if (e <= s) return 0;
-  const ms = Date.parse(attrString(b, s, e));
+  let ms = isoUtc(b, s, e);
+  if (ms < 0) ms = Date.parse(attrString(b, s, e));
   return ms > 0 ? ms : 0;
+}
+
+function digits(b: Buffer, p: number, n: number): number {
+  let v = 0;
+  for (let i = 0; i < n; i++) {
+    const c = b[p + i] - 0x30;
+    if (c < 0 || c > 9) return -1;
+    v = v * 10 + c;
+  }
+  return v;
+}
+
+/** The usual CoT form, YYYY-MM-DDTHH:MM:SS[.fff…]Z, read without building a string; -1 otherwise
+ *  (the caller falls back to Date.parse). Fractions beyond milliseconds are cut, as Date.parse does. */
+function isoUtc(b: Buffer, s: number, e: number): number {
+  if (e - s < 20 || b[e - 1] !== 0x5a /* Z */ || b[s + 4] !== DASH || b[s + 7] !== DASH || b[s + 10] !== 0x54 /* T */ ||
+    b[s + 13] !== 0x3a || b[s + 16] !== 0x3a) return -1;
+  const y = digits(b, s, 4), mo = digits(b, s + 5, 2), d = digits(b, s + 8, 2);
+  const h = digits(b, s + 11, 2), mi = digits(b, s + 14, 2), sec = digits(b, s + 17, 2);
+  if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || h > 23 || mi < 0 || mi > 59 || sec < 0 || sec > 59) return -1;
+  let ms = 0;
+  let p = s + 19;
+  if (p < e - 1) {
+    if (b[p] !== 0x2e /* . */) return -1;
+    p++;
+    const fs = p;
+    for (; p < e - 1; p++) {
+      const c = b[p] - 0x30;
+      if (c < 0 || c > 9) return -1;
+      if (p - fs < 3) ms = ms * 10 + c;
+    }
+    if (p === fs) return -1;
+    for (let k = p - fs; k < 3; k++) ms *= 10;
+  }
+  const t = Date.UTC(y, mo - 1, d, h, mi, sec, ms);
+  // a day the month does not have (Feb 30) is not a date: let Date.parse decide
+  return new Date(t).getUTCDate() === d ? t : -1;
 }
 
 /** A plain decimal number (what String(Number(x)) can stand for): [+-]digits[.digits][e[+-]digits]. */
@@ -335,8 +386,8 @@ function typedAttrsMap(b: Buffer, i: number): boolean {
   const spec = TYPED[i];
   const vals = tVal[i];
   vals.fill(-1);
-  for (let a = 0; a < nAttrs; a++) {
-    const as = attrs[a * 4], ae = attrs[a * 4 + 1], vs = attrs[a * 4 + 2], ve = attrs[a * 4 + 3];
+  for (let a = 0; a < T.n; a++) {
+    const as = T.attrs[a * 4], ae = T.attrs[a * 4 + 1], vs = T.attrs[a * 4 + 2], ve = T.attrs[a * 4 + 3];
     let slot = -1;
     for (let k = 0; k < spec.attrs.length; k++) if (nameIs(b, as, ae, spec.attrs[k])) { slot = k; break; }
     if (slot < 0 || ve <= vs) return false;
@@ -382,11 +433,11 @@ function writeDetail(b: Buffer, s: number, e: number): void {
     const nameEnd = readStartTag(b, q + 1, e);
     const i = typedIndex(b, q + 1, nameEnd);
     let end: number;
-    let empty = tagSelfClosing;
-    if (tagSelfClosing) {
-      end = tagEnd;
+    let empty = T.self;
+    if (T.self) {
+      end = T.end;
     } else {
-      const after = tagEnd; // skipContent reads the inner tags over the tag scratch
+      const after = T.end; // skipContent reads the inner tags over the tag scratch
       const close = skipContent(b, after, e);
       empty = close === after;
       end = afterEndTag(b, close);
@@ -423,8 +474,8 @@ function writeDetail(b: Buffer, s: number, e: number): void {
         let next = -1;
         for (let i = 0; i < NT; i++) if (tOk[i] && tStart[i] >= from && (next < 0 || tStart[i] < tStart[next])) next = i;
         const until = next < 0 ? e : tStart[next];
-        b.copy(out, pos, from, until);
-        pos += until - from;
+        b.copy(W.out, W.pos, from, until);
+        W.pos += until - from;
         if (next < 0) break;
         from = tEnd[next];
       }
@@ -450,21 +501,21 @@ function encodeInto(b: Buffer): void {
   const ev = beginMessage(2);
   // event attributes, written in field order (an attribute given twice was refused by the scan)
   evAttr.fill(-1);
-  for (let a = 0; a < nAttrs; a++) {
-    const as = attrs[a * 4], ae = attrs[a * 4 + 1];
+  for (let a = 0; a < T.n; a++) {
+    const as = T.attrs[a * 4], ae = T.attrs[a * 4 + 1];
     for (let f = 1; f <= 9; f++) if (nameIs(b, as, ae, EVENT_ATTRS[f])) { evAttr[f] = a; break; }
   }
   for (let f = 1; f <= 9; f++) {
     const a = evAttr[f];
     if (a < 0) continue;
-    if (f >= 6 && f <= 8) writeUint(f, timeMs(b, attrs[a * 4 + 2], attrs[a * 4 + 3]));
-    else writeAttr(f, b, attrs[a * 4 + 2], attrs[a * 4 + 3]);
+    if (f >= 6 && f <= 8) writeUint(f, timeMs(b, T.attrs[a * 4 + 2], T.attrs[a * 4 + 3]));
+    else writeAttr(f, b, T.attrs[a * 4 + 2], T.attrs[a * 4 + 3]);
   }
-  if (!tagSelfClosing) {
+  if (!T.self) {
     // children: the first <point> gives fields 10-14, the first <detail> field 15
     let seenPoint = false, seenDetail = false;
     let detailS = -1, detailE = -1;
-    p = tagEnd;
+    p = T.end;
     for (;;) {
       const q = b.indexOf(LT, p);
       if (q < 0) throw new TakProtoError('unclosed <event>');
@@ -472,15 +523,15 @@ function encodeInto(b: Buffer): void {
       if (c === BANG || c === QM) { p = skipSpecial(b, q, n); continue; }
       if (c === SLASH) break; // </event>
       const ne = readStartTag(b, q + 1, n);
-      const self = tagSelfClosing;
-      const after = tagEnd;
+      const self = T.self;
+      const after = T.end;
       if (!seenPoint && nameIs(b, q + 1, ne, N_POINT)) {
         seenPoint = true;
         pointVal.fill(0);
-        for (let a = 0; a < nAttrs; a++) {
-          const as = attrs[a * 4], ae = attrs[a * 4 + 1];
+        for (let a = 0; a < T.n; a++) {
+          const as = T.attrs[a * 4], ae = T.attrs[a * 4 + 1];
           for (let k = 0; k < 5; k++) {
-            if (nameIs(b, as, ae, POINT_ATTRS[k])) { pointVal[k] = Number(attrString(b, attrs[a * 4 + 2], attrs[a * 4 + 3])); break; }
+            if (nameIs(b, as, ae, POINT_ATTRS[k])) { pointVal[k] = Number(attrString(b, T.attrs[a * 4 + 2], T.attrs[a * 4 + 3])); break; }
           }
         }
         for (let k = 0; k < 5; k++) writeDouble(10 + k, pointVal[k]);
@@ -500,10 +551,10 @@ function encodeInto(b: Buffer): void {
 
 /** XML CoT frame -> bare TakMessage bytes (a new Buffer). Throws TakProtoError on a frame it cannot read. */
 export function encodeTakMessage(xml: Buffer): Buffer {
-  pos = 0;
+  W.pos = 0;
   encodeInto(xml);
-  const msg = Buffer.from(out.subarray(0, pos));
-  if (out.length > KEEP_OUT_MAX) out = Buffer.allocUnsafe(8192);
+  const msg = Buffer.from(W.out.subarray(0, W.pos));
+  if (W.out.length > KEEP_OUT_MAX) W.out = Buffer.allocUnsafe(8192);
   return msg;
 }
 
@@ -513,9 +564,9 @@ export function encodeTakMessage(xml: Buffer): Buffer {
  * it cannot read.
  */
 export function encodeStreamMessage(xml: Buffer, max = MAX_STREAM_MESSAGE): Buffer | null {
-  pos = 0;
+  W.pos = 0;
   encodeInto(xml);
-  const len = pos;
+  const len = W.pos;
   const hs = 1 + varintSize(len);
   const total = hs + len;
   let res: Buffer | null = null;
@@ -526,9 +577,9 @@ export function encodeStreamMessage(xml: Buffer, max = MAX_STREAM_MESSAGE): Buff
     let v = len;
     while (v >= 0x80) { res[p++] = (v & 0x7f) | 0x80; v >>>= 7; }
     res[p] = v;
-    out.copy(res, hs, 0, pos);
+    W.out.copy(res, hs, 0, W.pos);
   }
-  if (out.length > KEEP_OUT_MAX) out = Buffer.allocUnsafe(8192);
+  if (W.out.length > KEEP_OUT_MAX) W.out = Buffer.allocUnsafe(8192);
   return res;
 }
 
@@ -601,9 +652,15 @@ export function formatDouble(v: number): string {
 
 const MAX_TIME = 8.64e15; // Date's range
 
+// time and start are usually the same instant, and the stale of many events the same too
+let lastMs = -1;
+let lastIso = '';
+
 function isoTime(ms: number): string {
-  if (ms > MAX_TIME) throw new TakProtoError('time out of range');
-  return new Date(ms).toISOString();
+  if (ms === lastMs) return lastIso;
+  if (ms > MAX_TIME) throw new TakProtoError('time W.out of range');
+  lastMs = ms;
+  return (lastIso = new Date(ms).toISOString());
 }
 
 // Decoded typed detail: [field] -> attribute text (' name="…"' …) or null when absent
@@ -659,8 +716,8 @@ function topLevelTyped(b: Buffer, s: number, e: number): number {
       const i = typedIndex(b, q + 1, ne);
       if (i >= 0) found |= 1 << i;
     }
-    if (!tagSelfClosing) depth++;
-    p = tagEnd;
+    if (!T.self) depth++;
+    p = T.end;
   }
   return found;
 }

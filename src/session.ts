@@ -108,6 +108,7 @@ export class Session implements FramerSink {
   private switchAt = -1;
   private skippedAtSwitch = 0;
   private chunkLen = 0;
+  private inXmlPush = false;
   private readonly queue: Buffer[] = [];
   private queuedBytes = 0;
   private dirty = false;
@@ -168,7 +169,9 @@ export class Session implements FramerSink {
     } else {
       const skippedBefore = this.framer.skippedBytes;
       this.chunkLen = chunk.length;
+      this.inXmlPush = true;
       this.framer.push(chunk);
+      this.inXmlPush = false;
       if (this.switchAt < 0) {
         junk = this.framer.skippedBytes - skippedBefore;
       } else {
@@ -195,6 +198,7 @@ export class Session implements FramerSink {
     if (this.protobuf) return;
     this.protobuf = true;
     this.protoFramer = new ProtoFramer(this, this.limits.maxFrameBytes);
+    if (!this.inXmlPush) return; // not inside a chunk: the next one is read as protobuf whole
     const f = this.framer;
     // every byte pushed so far is framed, ignored or skipped (nothing is buffered right after a
     // frame): the request ended this far into the current chunk
@@ -217,7 +221,17 @@ export class Session implements FramerSink {
       return;
     }
     if (!this.takeTokens(frame.length)) return;
-    this.host.onFrame(this, frame, h, this.t0);
+    try {
+      this.host.onFrame(this, frame, h, this.t0);
+    } catch (err) {
+      // a bug on some odd input must cost that event, not the process and every other client
+      this.metrics.drop.malformed.inc();
+      this.dropped++;
+      if (!this.loggedReject.has('internal')) {
+        this.loggedReject.add('internal');
+        this.log.error({ audit: 'bad_input', kind: 'internal', err: (err as Error).stack ?? String(err), uid: h.uid, type: h.type }, 'event could not be routed (internal error): dropped');
+      }
+    }
   }
 
   /** FramerSink: a frame discarded by the framer (oversize, DOCTYPE …). */

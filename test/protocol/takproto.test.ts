@@ -176,6 +176,22 @@ describe('takproto: XML <-> TakMessage', () => {
     });
   });
 
+  describe('times', () => {
+    it('every form of CoT time becomes the milliseconds Date.parse gives (sub-ms cut), ISO with ms on the way back', () => {
+      for (const t of ['2020-08-19T08:01:32.157Z', '2020-08-19T08:01:32Z', '2020-08-19T08:01:32.1Z', '2020-08-19T08:01:32.123456789Z',
+        '2020-02-29T23:59:59.999Z', '2021-02-30T00:00:00Z', '2020-08-19T10:01:32.157+02:00', '2020-08-19 08:01:32Z', 'TIME', '1969-12-31T23:59:59Z']) {
+        const x = `<event version="2.0" uid="u" type="t" time="${t}" start="${t}" stale="${t}"><point lat="0" lon="0" hae="0" ce="0" le="0"/></event>`;
+        const m = upstream.toObject(upstream.decode(encodeTakMessage(Buffer.from(x))), { longs: Number }) as Obj;
+        const ms = Date.parse(t);
+        const want = ms > 0 ? ms : undefined;
+        assert.equal((m.cotEvent as Obj).sendTime, want, t);
+        const back = decodeTakMessage(encodeTakMessage(Buffer.from(x)))!.toString();
+        if (want !== undefined) assert.ok(back.includes(`time="${new Date(want).toISOString()}"`), back);
+        else assert.ok(!back.includes('time='), back);
+      }
+    });
+  });
+
   describe('streaming frame and limits', () => {
     it('is 0xBF, a varint length, then the TakMessage', () => {
       const xml = Buffer.from(samples[0][1]);
