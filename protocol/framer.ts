@@ -56,7 +56,8 @@ export class Framer {
   ignoredBytes = 0;
   /** cumulative bytes delivered in frames */
   framedBytes = 0;
-  /** wire format; issue 10 adds 'protobuf' (0xBF varint-length frames) beside the XML lexer */
+  /** wire format of this framer; the TAK protobuf stream (0xBF varint-length frames) has its own
+   *  framer with the same sink and counters (protoframer.ts, mode 'protobuf') */
   readonly mode: 'xml' = 'xml';
 
   private readonly sink: FramerSink;
@@ -85,8 +86,9 @@ export class Framer {
     return this.st >= FIRST_FRAME_STATE ? this.frameLen : 0;
   }
 
+  /** Consumes a chunk. When the sink is called, the counters already cover every byte up to the
+   *  end of that frame (the session relies on it to switch to protobuf right after a request). */
   push(chunk: Buffer): void {
-    // One place to dispatch on the wire format; a protobuf lexer gets its own pushProto().
     this.pushXml(chunk);
   }
 

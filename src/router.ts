@@ -165,7 +165,8 @@ export class Router implements BusHost {
       // dests that name nobody (<dest/>) still make the event directed: to no one
       else if (callsigns === null && uids === null) uids = [];
     } else {
-      // the framer's slice may point into a buffer it reuses: recipients get a stable copy
+      // the framer's slice may point into a buffer it reuses, and a slice of a socket chunk would
+      // pin the whole chunk in every queue and the SA cache: recipients get a stable, exact copy
       out = Buffer.from(frame);
     }
     // The SA cache holds what every newcomer may see: broadcast SAs only (a directed one would
@@ -245,20 +246,25 @@ export class Router implements BusHost {
 
   /** Recipients named by uid or callsign, each once; a reused scratch list keeps this allocation-free. */
   private readonly seen: Session[] = [];
+  /** stamped on a session once it is in `seen`: "named twice" is O(1), so an event naming every
+   *  client many times over costs linear time, not quadratic */
+  private mark = 0;
 
   private deliverDirected(env: Envelope, local: boolean): number {
     const seen = this.seen;
+    const mark = ++this.mark;
+    const origin = local ? env.session : -1;
     if (env.uids) {
       for (const u of env.uids) {
         const s = this.byUid.get(u);
-        if (s && !(local && s.id === env.session) && !seen.includes(s)) seen.push(s);
+        if (s !== undefined && s.routeMark !== mark && s.id !== origin) { s.routeMark = mark; seen.push(s); }
       }
     }
     if (env.callsigns) {
       for (const c of env.callsigns) {
         const set = this.byCallsign.get(c);
-        if (!set) continue;
-        for (const s of set) if (!(local && s.id === env.session) && !seen.includes(s)) seen.push(s);
+        if (set === undefined) continue;
+        for (const s of set) if (s.routeMark !== mark && s.id !== origin) { s.routeMark = mark; seen.push(s); }
       }
     }
     let n = 0;

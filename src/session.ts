@@ -96,6 +96,8 @@ export class Session implements FramerSink {
   renames = 0;
   /** the router logged this client's first uid conflict */
   loggedConflict = false;
+  /** the router's stamp while it collects the recipients of one directed event */
+  routeMark = 0;
 
   /** wire format: XML until the client negotiates TAK Protocol v1, then protobuf both ways */
   protobuf = false;

@@ -101,7 +101,12 @@ describe('e2e: TAK routing semantics', function () {
     it('two dests reach both, once each; a recipient named twice gets it once', async () => {
       a.send(chatEv('two', dests(['callsign', 'BRAVO'], ['uid', 'uid-C'])));
       a.send(chatEv('twice', dests(['callsign', 'BRAVO'], ['uid', 'uid-B'], ['callsign', 'BRAVO'])));
+      const many: Array<['callsign' | 'uid', string]> = [];
+      for (let i = 0; i < 5000; i++) many.push(['uid', 'uid-B'], ['callsign', 'CHARLIE'], ['callsign', `X${i}`]);
+      a.send(chatEv('many', dests(...many)));
       await sentinel(a, [b, c]);
+      assert.equal(has(b, '>many<'), 1);
+      assert.equal(has(c, '>many<'), 1);
       assert.equal(has(b, '>two<'), 1);
       assert.equal(has(c, '>two<'), 1);
       assert.equal(has(b, '>twice<'), 1);

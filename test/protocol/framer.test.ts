@@ -62,6 +62,23 @@ describe('framer', () => {
     }
   });
 
+  it('inside sink.frame() the counters cover the stream exactly up to the end of that frame', () => {
+    const junky = Buffer.concat([Buffer.from('junk '), stream, Buffer.from('<foo/>'), stream]);
+    for (const size of [Infinity, 1, 7, 100]) {
+      let seen = 0;
+      const f: Framer = new Framer({
+        frame: (b) => {
+          const upTo = f.framedBytes + f.ignoredBytes + f.skippedBytes;
+          assert.ok(junky.subarray(upTo - b.length, upTo).equals(b));
+          seen++;
+        },
+        reject: () => assert.fail(),
+      });
+      for (let p = 0; p < junky.length; p += size === Infinity ? junky.length : size) f.push(junky.subarray(p, p + (size === Infinity ? junky.length : size)));
+      assert.equal(seen, 2 * expected.length);
+    }
+  });
+
   it('a frame in one chunk is a slice of it (no copy); a split frame is reassembled once', () => {
     const chunk = Buffer.from(`<event uid="a" type="b"></event>`);
     let got: Buffer | undefined;
