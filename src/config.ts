@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { hostname } from 'node:os';
+import { parseAllowList } from './ops/http.ts';
 
 type Kind = 'string' | 'int' | 'port' | 'bytes' | 'ms' | 'bool';
 
@@ -141,6 +142,11 @@ export function buildConfig(flags: Record<string, unknown>, env: NodeJS.ProcessE
   if (cfg.redisCa) cfg.redisCa = resolve(cfg.redisCa);
   if (cfg.busHeartbeat < 100) throw new ConfigError('--bus-heartbeat: must be at least 100 ms');
   if (Buffer.byteLength(cfg.nodeId) > 255) throw new ConfigError('--node-id: at most 255 bytes');
+  try {
+    parseAllowList(cfg.metricsAllow); // refuse a bad allowlist before anything listens
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
   return Object.freeze(cfg);
 }
 
