@@ -311,8 +311,8 @@ describe('e2e: flow control', function () {
       await c.waitFor((f) => f.some((x) => x.includes('uid="uid-a"')));
       // a slot frees when a client leaves
       a.close();
-      await waitUntil(() => srv.server.router.sessions.size === 2, 5000, 'the server to see the close');
-      assert.notEqual(await attempt(srv, 'delta'), null, 'a freed slot was not reusable');
+      // (the slot is released when the raw socket closes, a moment after the session: retry)
+      await waitUntil(async () => (await attempt(srv, 'delta')) !== null, 5000, 'a freed slot to be reusable');
     });
 
     it('--max-clients-per-ip refuses the N+1th connection from one address, not from another', async () => {
