@@ -5,7 +5,7 @@ TSX := node_modules/.bin/tsx
 # apt-get needs root: use sudo when we are not root and it exists
 SUDO := $(shell [ "$$(id -u)" -ne 0 ] && command -v sudo >/dev/null && echo sudo)
 
-.PHONY: run test deps system-deps dev-certs typecheck bench bench-parser bench-proto clean-certs
+.PHONY: run test deps system-deps dev-certs typecheck bench bench-parser bench-proto bench-redis clean-certs
 
 # npm ci only when package-lock.json changed since the last install.
 node_modules/.installed: package-lock.json
@@ -57,3 +57,7 @@ bench-proto: deps
 
 bench: deps
 	$(TSX) bench/run.ts $(BENCH_ARGS)
+
+# two nodes on Redis vs one node in memory, same load, same run (needs redis-server)
+bench-redis: deps system-deps
+	$(TSX) bench/redis.ts $(BENCH_ARGS)

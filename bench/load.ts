@@ -16,6 +16,8 @@ import { fmt, textTable } from './lib/table.ts';
 export interface LoadOptions {
   host: string;
   port: number;
+  /** nodes of one cluster: clients are spread over these ports round-robin (client i on ports[i % n]) */
+  ports?: number[];
   certsDir: string;
   /** client certificates in the pool (connections use them round-robin) */
   certs: number;
@@ -154,9 +156,9 @@ class BenchClient {
   };
 }
 
-function connectOne(o: LoadOptions, ctx: tls.SecureContext): Promise<tls.TLSSocket> {
+function connectOne(o: LoadOptions, ctx: tls.SecureContext, port: number): Promise<tls.TLSSocket> {
   return new Promise((resolve, reject) => {
-    const sock = tls.connect({ host: o.host, port: o.port, servername: 'localhost', secureContext: ctx });
+    const sock = tls.connect({ host: o.host, port, servername: 'localhost', secureContext: ctx });
     const fail = (e: Error) => reject(e);
     sock.once('error', fail);
     sock.once('secureConnect', () => { sock.off('error', fail); sock.setNoDelay(true); resolve(sock); });
@@ -197,7 +199,8 @@ export async function runLoad(o: LoadOptions, progress: (s: string) => void = ()
     while (next < o.clients) {
       const i = next++;
       try {
-        clients[i] = new BenchClient(i, await connectOne(o, ctxs[i % ctxs.length]), run);
+        const port = o.ports?.length ? o.ports[i % o.ports.length] : o.port;
+        clients[i] = new BenchClient(i, await connectOne(o, ctxs[i % ctxs.length], port), run);
       } catch (err) {
         failures++;
         if (failures === 1) progress(`connect failed: ${(err as Error).message}`);
@@ -359,6 +362,7 @@ export function buildProgram(): Command {
     .description('open N mutual-TLS CoT clients, make S of them send at R events/s each (open loop), measure deliveries, loss, duplicates and latency')
     .option('--host <addr>', 'server address', '127.0.0.1')
     .requiredOption('--port <n>', 'server TLS port', num('--port'))
+    .addOption(new Option('--ports <list>', 'several nodes of one cluster: spread the clients over these ports round-robin (overrides --port)').argParser((v) => v.split(',').map(num('--ports'))))
     .option('--certs-dir <dir>', 'dev PKI (CA + server cert; created when missing); bench client certs go in <dir>/bench-clients', 'certs')
     .option('--certs <n>', 'client certificates in the pool, used round-robin (issued when missing)', num('--certs'), 8)
     .option('-n, --clients <n>', 'connections to open', num('--clients'), 11)
@@ -383,7 +387,7 @@ async function main(): Promise<void> {
   cmd.parse(process.argv);
   const f = cmd.opts();
   const o: LoadOptions = {
-    host: f.host, port: f.port, certsDir: f.certsDir, certs: Math.max(1, f.certs), clients: f.clients, senders: f.senders,
+    host: f.host, port: f.port, ports: f.ports, certsDir: f.certsDir, certs: Math.max(1, f.certs), clients: f.clients, senders: f.senders,
     rates: f.rate, duration: f.duration, grace: f.grace, size: f.size, concurrency: Math.max(1, f.concurrency), serverPid: f.serverPid,
     metricsUrl: f.metricsUrl, hold: f.hold, startAt: f.startAt, genId: f.genId ?? randomInt(1, 2 ** 31),
     stopWhenSaturated: f.stopWhenSaturated,

@@ -1,7 +1,7 @@
 #!/usr/bin/env -S node --import tsx
 // The yardstick, not the product: a bare Node mutual-TLS relay with the same certificates and TLS
 // settings as cotstream. It cuts frames with indexOf('</event>') and writes each one to every other
-// socket, batched per tick (one write per socket per turn of the event loop). No parsing, no
+// socket, batched per tick (one corked write per socket per turn of the event loop). No parsing, no
 // limits, no metrics, no logs: what the platform can do, for bench/run.ts to compare against.
 //
 // Also the bare node:tls server of the handshake comparison: with no data flowing it is exactly a
@@ -16,7 +16,6 @@ const END = Buffer.from('</event>');
 class Peer {
   rest: Buffer | null = null;
   readonly out: Buffer[] = [];
-  outBytes = 0;
   dirty = false;
   constructor(readonly sock: tls.TLSSocket) {}
 }
@@ -29,10 +28,11 @@ export function startRelay(o: { host: string; port: number; ca: Buffer; cert: Bu
     scheduled = false;
     for (const p of dirty) {
       p.dirty = false;
-      if (p.out.length === 1) p.sock.write(p.out[0]);
-      else p.sock.write(Buffer.concat(p.out, p.outBytes));
+      // corked: the batch leaves as one writev, which node's TLS layer turns into one SSL_write
+      p.sock.cork();
+      for (const b of p.out) p.sock.write(b);
+      p.sock.uncork();
       p.out.length = 0;
-      p.outBytes = 0;
     }
     dirty.length = 0;
   };
@@ -40,7 +40,6 @@ export function startRelay(o: { host: string; port: number; ca: Buffer; cert: Bu
     for (const p of peers) {
       if (p === from) continue;
       p.out.push(frame);
-      p.outBytes += frame.length;
       if (!p.dirty) { p.dirty = true; dirty.push(p); }
     }
     if (!scheduled) { scheduled = true; setImmediate(flush); }

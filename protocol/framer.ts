@@ -11,6 +11,9 @@
 //                  other processing instructions, <!-- comments -->
 //   skippedBytes - everything else: junk between events and the bytes of rejected frames
 //                  (oversize, DOCTYPE/ENTITY), up to the next `<event` where the framer resynchronises.
+// The counters are already up to date when sink.frame() runs (the frame counted, nothing buffered):
+// the session relies on that to find where a t-x-takp-q request ended in its chunk (the switch to
+// TAK protobuf happens right there; test/e2e/takproto.test.ts "request and first protobuf message").
 import { CR, DQ, GT, LF, LT, QM, SLASH, SP, SQ, TAB, DASH, RSQB, BANG, LSQB } from './chars.ts';
 import { primeScan, scanAt, scanEnd, type CotHeader } from './scan.ts';
 

@@ -26,6 +26,8 @@ export class ProtoFramer {
   framedBytes = 0;
   /** why the stream cannot be read any further, or null */
   fatal: string | null = null;
+  /** during sink.frame(): the TakMessage that frame was decoded from (valid only during the call) */
+  current: Buffer | null = null;
 
   private readonly sink: FramerSink;
   private readonly max: number;
@@ -146,7 +148,9 @@ export class ProtoFramer {
     if (this.acc.length > KEEP_ACC_MAX) this.acc = EMPTY;
     if (xml === null) { this.ignoredBytes += bytes; return; }
     this.framedBytes += bytes;
+    this.current = msg;
     this.sink.frame(xml);
+    this.current = null;
   }
 
   private die(detail: string): void {

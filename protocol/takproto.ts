@@ -357,15 +357,21 @@ function uint32Value(b: Buffer, s: number, e: number): number {
 
 // Typed detail elements: name, Detail field number, attribute names in field order, value kinds.
 const STR = 0, DBL = 1, U32 = 2;
-interface TypedSpec { name: Buffer; field: number; attrs: Buffer[]; kinds: number[] }
-const TYPED: TypedSpec[] = [
+interface TypedSpec {
+  name: Buffer; field: number; attrs: Buffer[]; kinds: number[];
+  /** for decode: '<name' and ' attr="' per attribute */
+  tag: string; prefix: string[];
+}
+const TYPED: TypedSpec[] = ([
   { name: N('contact'), field: 2, attrs: [N('endpoint'), N('callsign')], kinds: [STR, STR] },
   { name: N('__group'), field: 3, attrs: [N('name'), N('role')], kinds: [STR, STR] },
   { name: N('precisionlocation'), field: 4, attrs: [N('geopointsrc'), N('altsrc')], kinds: [STR, STR] },
   { name: N('status'), field: 5, attrs: [N('battery')], kinds: [U32] },
   { name: N('takv'), field: 6, attrs: [N('device'), N('platform'), N('os'), N('version')], kinds: [STR, STR, STR, STR] },
   { name: N('track'), field: 7, attrs: [N('speed'), N('course')], kinds: [DBL, DBL] },
-];
+] as Array<Omit<TypedSpec, 'tag' | 'prefix'>>).map((t) => ({
+  ...t, tag: t.name.toString('latin1'), prefix: t.attrs.map((a) => ` ${a.toString('latin1')}="`),
+}));
 const NT = TYPED.length;
 
 function typedIndex(b: Buffer, s: number, e: number): number {
@@ -432,22 +438,19 @@ function writeDetail(b: Buffer, s: number, e: number): void {
     if (c === SLASH) throw new TakProtoError('unexpected end tag in detail');
     const nameEnd = readStartTag(b, q + 1, e);
     const i = typedIndex(b, q + 1, nameEnd);
+    // the first of its name: check its attributes now, before skipContent reuses the tag scratch
+    const first = i >= 0 && tCount[i]++ === 0;
+    if (first) tOk[i] = typedAttrsMap(b, i) ? 1 : 0;
     let end: number;
-    let empty = T.self;
     if (T.self) {
       end = T.end;
     } else {
-      const after = T.end; // skipContent reads the inner tags over the tag scratch
+      const after = T.end;
       const close = skipContent(b, after, e);
-      empty = close === after;
+      if (first && close !== after) tOk[i] = 0; // content: it does not map
       end = afterEndTag(b, close);
     }
-    if (i >= 0 && tCount[i]++ === 0) {
-      // attrs still describe this element's start tag unless skipContent read inner tags
-      if (empty) {
-        readStartTag(b, q + 1, e);
-        tOk[i] = typedAttrsMap(b, i) ? 1 : 0;
-      }
+    if (first) {
       tStart[i] = q;
       tEnd[i] = end;
     }
@@ -658,9 +661,32 @@ let lastIso = '';
 
 function isoTime(ms: number): string {
   if (ms === lastMs) return lastIso;
-  if (ms > MAX_TIME) throw new TakProtoError('time W.out of range');
+  if (ms > MAX_TIME) throw new TakProtoError('time out of range');
   lastMs = ms;
-  return (lastIso = new Date(ms).toISOString());
+  return (lastIso = ms < MAX_FAST ? formatIso(ms) : new Date(ms).toISOString());
+}
+
+const MAX_FAST = 253402300800000; // 10000-01-01: four-digit years
+const pad2 = (n: number) => (n < 10 ? '0' : '') + n;
+
+/** Date.prototype.toISOString for years 1970-9999, without a Date (H. Hinnant's civil_from_days). */
+function formatIso(ms: number): string {
+  const days = Math.floor(ms / 86400000);
+  let rest = ms - days * 86400000;
+  const z = days + 719468;
+  const era = Math.floor(z / 146097);
+  const doe = z - era * 146097;
+  const yoe = Math.floor((doe - Math.floor(doe / 1460) + Math.floor(doe / 36524) - Math.floor(doe / 146096)) / 365);
+  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
+  const mp = Math.floor((5 * doy + 2) / 153);
+  const d = doy - Math.floor((153 * mp + 2) / 5) + 1;
+  const m = mp < 10 ? mp + 3 : mp - 9;
+  const y = yoe + era * 400 + (m <= 2 ? 1 : 0);
+  const h = Math.floor(rest / 3600000); rest -= h * 3600000;
+  const mi = Math.floor(rest / 60000); rest -= mi * 60000;
+  const sec = Math.floor(rest / 1000);
+  const milli = rest - sec * 1000;
+  return `${y}-${pad2(m)}-${pad2(d)}T${pad2(h)}:${pad2(mi)}:${pad2(sec)}.${milli < 10 ? '00' : milli < 100 ? '0' : ''}${milli}Z`;
 }
 
 // Decoded typed detail: [field] -> attribute text (' name="…"' …) or null when absent
@@ -688,10 +714,10 @@ function readTyped(field: number, end: number): string {
   for (let k = 0; k < spec.attrs.length; k++) {
     if (vals[k] === undefined && spec.kinds[k] !== STR) vals[k] = spec.kinds[k] === DBL ? '0.0' : '0';
   }
-  let s = '<' + spec.name.toString('latin1');
+  let s = '<' + spec.tag;
   for (let k = 0; k < spec.attrs.length; k++) {
     const v = vals[k];
-    if (v !== undefined && v !== '') s += ` ${spec.attrs[k].toString('latin1')}="${v}"`;
+    if (v !== undefined && v !== '') s += spec.prefix[k] + v + '"';
   }
   return s + '/>';
 }

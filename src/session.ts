@@ -6,7 +6,7 @@ import { Framer, type FramerSink, type FrameRejectReason } from '../protocol/fra
 import { scan, type CotHeader } from '../protocol/scan.ts';
 import { ProtoFramer } from '../protocol/protoframer.ts';
 import type { Envelope } from './bus/types.ts';
-import { envelopeProto, frameProto } from './wire.ts';
+import { envelopeProto, frameProto, setInbound } from './wire.ts';
 import type { ClientIdentity } from './auth/identity.ts';
 import type { Metrics } from './ops/metrics.ts';
 import type { Logger } from './ops/log.ts';
@@ -233,6 +233,9 @@ export class Session implements FramerSink {
       return;
     }
     if (!this.takeTokens(frame.length)) return;
+    // decoded from protobuf: while it is routed, the message it came from may be forwarded as is
+    const pf = this.protoFramer;
+    if (pf !== null) setInbound(this.id, frame, pf.current);
     try {
       this.host.onFrame(this, frame, h, this.t0);
     } catch (err) {
@@ -243,6 +246,8 @@ export class Session implements FramerSink {
         this.loggedReject.add('internal');
         this.log.error({ audit: 'bad_input', kind: 'internal', err: (err as Error).stack ?? String(err), uid: h.uid, type: h.type }, 'event could not be routed (internal error): dropped');
       }
+    } finally {
+      if (pf !== null) setInbound(0, null, null);
     }
   }
 
@@ -352,8 +357,13 @@ export class Session implements FramerSink {
     if (n === 0 || this.closed) { q.length = 0; this.queuedBytes = 0; return; }
     if (n === 1) this.socket.write(q[0]);
     else {
-      // One write of one buffer: TLS then encrypts the batch as few records, one syscall.
-      this.socket.write(Buffer.concat(q, this.queuedBytes));
+      // corked writes leave as one writev: node's TLS layer copies the batch into one native
+      // buffer for a single SSL_write (few records, one syscall) without a JS Buffer.concat,
+      // whose per-session, per-tick garbage drove major GCs under load (see bench/README.md)
+      const s = this.socket;
+      s.cork();
+      for (let i = 0; i < n; i++) s.write(q[i]);
+      s.uncork();
     }
     this.eventsOut += n;
     this.bytesOut += this.queuedBytes;

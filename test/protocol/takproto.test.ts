@@ -192,6 +192,18 @@ describe('takproto: XML <-> TakMessage', () => {
     });
   });
 
+  it('times print exactly as Date.prototype.toISOString (from 1970 to 9999 and beyond)', () => {
+    fc.assert(fc.property(fc.integer({ min: 1, max: 8.64e15 }), (ms) => {
+      const x = `<event uid="u" type="t" time="${new Date(ms).toISOString()}"/>`;
+      const back = decodeTakMessage(encodeTakMessage(Buffer.from(x)))!.toString();
+      assert.ok(back.includes(`time="${new Date(ms).toISOString()}"`), `${ms}: ${back}`);
+    }), { numRuns: 3000 });
+    for (const ms of [1, 86399999, 86400000, 951782400000, 4107542399999, 253402300799999, 253402300800000]) {
+      const back = decodeTakMessage(encodeTakMessage(Buffer.from(`<event uid="u" type="t" time="${new Date(ms).toISOString()}"/>`)))!.toString();
+      assert.ok(back.includes(`time="${new Date(ms).toISOString()}"`), `${ms}: ${back}`);
+    }
+  });
+
   describe('streaming frame and limits', () => {
     it('is 0xBF, a varint length, then the TakMessage', () => {
       const xml = Buffer.from(samples[0][1]);

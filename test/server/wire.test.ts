@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { envelopeProto, frameProto } from '../../src/wire.ts';
+import { envelopeProto, frameProto, setInbound } from '../../src/wire.ts';
 import { EnvelopeKind, type Envelope } from '../../src/bus/types.ts';
 import { pong } from '../../protocol/control.ts';
-import { decodeTakMessage, TAK_MAGIC } from '../../protocol/takproto.ts';
+import { decodeTakMessage, encodeTakMessage, TAK_MAGIC } from '../../protocol/takproto.ts';
 import { sa } from '../helpers/client.ts';
 import { normCot } from '../helpers/cotnorm.ts';
 
@@ -35,5 +35,31 @@ describe('wire formats: each event encoded at most once per format', () => {
     assert.equal(frameProto(p), a);
     assert.ok(a[1] < 0x80, 'a one-byte length');
     assert.match(decodeTakMessage(a.subarray(2))!.toString(), /type="t-x-c-t-r"/);
+  });
+
+  it('an event that arrived as protobuf and goes out unchanged is forwarded as the sender wrote it', () => {
+    // a message with a field we do not know (99): re-encoding would drop it, forwarding keeps it
+    const own = Buffer.concat([encodeTakMessage(Buffer.from(sa('uid-in', 'IN'))), Buffer.from([0x98, 0x06, 0x01])]);
+    const xml = decodeTakMessage(own)!;
+    const copy = Buffer.from(xml); // what the router publishes when it strips nothing
+    setInbound(7, xml, own);
+    try {
+      const same = envelopeProto({ ...env(copy), session: 7 })!;
+      assert.deepEqual(same.subarray(3), own);
+      // another session's envelope, or a changed frame (marti stripped), is encoded from its XML
+      assert.notDeepEqual(envelopeProto({ ...env(Buffer.from(copy)), session: 8 })!.subarray(3), own);
+      const stripped = Buffer.from(copy.toString().replace('<takv', '<takv x="1"'));
+      assert.notDeepEqual(envelopeProto({ ...env(stripped), session: 7 })!.subarray(3), own);
+    } finally {
+      setInbound(0, null, null);
+    }
+    assert.notDeepEqual(envelopeProto({ ...env(Buffer.from(copy)), session: 7 })!.subarray(3), own, 'only while it is routed');
+    // the forwarded bytes are a copy: the framer reuses its buffers
+    setInbound(7, xml, own);
+    const kept = envelopeProto({ ...env(copy), session: 7 })!;
+    setInbound(0, null, null);
+    const snapshot = Buffer.from(kept);
+    own.fill(0);
+    assert.deepEqual(kept, snapshot);
   });
 });

@@ -1,0 +1,122 @@
+#!/usr/bin/env -S node --import tsx
+// `make bench-redis`: what the Redis hop costs. In one run, the same load (same clients, senders,
+// rate) against (1) one cotstream node on the in-process bus and (2) two cotstream nodes on one
+// Redis, the clients spread over both nodes (every event crosses Redis to half its recipients).
+// The figure is deliveries per server CPU-second: the deliveries the clients counted divided by
+// the CPU time (utime + stime from /proc/<pid>/stat) of the cotstream processes — redis-server's
+// CPU is reported beside it, not added. Target: two nodes on Redis >= 80% of the single node.
+// The generator (bench/load.ts's runLoad) runs in this process; its CPU is not counted either.
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Command } from 'commander';
+import { runLoad, type LoadResult } from './load.ts';
+import { benchCreds } from './lib/certs.ts';
+import { cpuSeconds } from './lib/proc.ts';
+import { fmt, mdTable } from './lib/table.ts';
+import { spawnServer, type SpawnedServer } from '../test/helpers/server.ts';
+import { TestRedis } from '../test/helpers/redis.ts';
+
+const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+const o = new Command('bench-redis')
+  .description('deliveries per server CPU-second: two cotstream nodes on Redis vs one node in memory, same load, same run')
+  .option('--certs-dir <dir>', 'dev PKI (created when missing)', path.join(ROOT, 'certs'))
+  .option('--clients <n>', 'connections (spread over the nodes)', '40')
+  .option('--senders <n>', 'how many of them send', '4')
+  .option('--rate <n>', 'events/s per sender', '500')
+  .option('--duration <s>', 'seconds of sending per measurement', '8')
+  .option('--rounds <n>', 'memory/redis pairs (alternated, to even out machine noise)', '2')
+  .parse(process.argv)
+  .opts();
+
+const clients = Number(o.clients);
+const senders = Number(o.senders);
+const rate = Number(o.rate);
+const duration = Number(o.duration);
+const rounds = Number(o.rounds);
+const certsDir = path.resolve(String(o.certsDir));
+const t0 = Date.now();
+const say = (s: string) => process.stderr.write(`[bench-redis ${((Date.now() - t0) / 1000).toFixed(0).padStart(4)}s] ${s}\n`);
+
+const SERVER_FLAGS = ['--certs-dir', certsDir, '--rate-events', '0', '--rate-bytes', '0', '--max-clients-per-ip', '0', '--max-clients', '0'];
+
+interface Measure {
+  variant: 'memory, 1 node' | 'redis, 2 nodes';
+  deliveries: number;
+  serverCpu: number;
+  redisCpu: number;
+  perCpuSec: number;
+  deliveriesPerSec: number;
+  loss: number;
+  dupes: number;
+  echoes: number;
+  p99Ms: number;
+}
+
+async function measure(variant: Measure['variant'], nodes: SpawnedServer[], redisPid: number): Promise<Measure> {
+  const pids = nodes.map((n) => n.proc.pid!);
+  const cpu = () => pids.reduce((a, p) => a + cpuSeconds(p), 0);
+  const c0 = cpu();
+  const r0 = redisPid ? cpuSeconds(redisPid) : 0;
+  const r: LoadResult = await runLoad({
+    host: '127.0.0.1', port: nodes[0].port, ports: nodes.map((n) => n.port), certsDir, certs: 8, clients, senders,
+    rates: [rate], duration, grace: 2, size: 600, concurrency: 16, serverPid: 0, metricsUrl: '', hold: 0.5, startAt: 0,
+    genId: Math.floor(Math.random() * 2 ** 30) + 1, stopWhenSaturated: false,
+  }, (s) => say(`  ${variant}: ${s}`));
+  const serverCpu = cpu() - c0;
+  const redisCpu = redisPid ? cpuSeconds(redisPid) - r0 : 0;
+  const s = r.steps[0];
+  return {
+    variant, deliveries: s.deliveries, serverCpu, redisCpu, perCpuSec: s.deliveries / serverCpu, deliveriesPerSec: s.deliveriesPerSec,
+    loss: s.loss, dupes: s.dupes, echoes: s.echoes, p99Ms: s.p99Ms,
+  };
+}
+
+async function main(): Promise<void> {
+  await benchCreds(certsDir, 8, say);
+  const loadBefore = os.loadavg()[0];
+  const results: Measure[] = [];
+  for (let k = 0; k < rounds; k++) {
+    {
+      say(`round ${k + 1}/${rounds}: one node, in-process bus`);
+      const n = await spawnServer(SERVER_FLAGS);
+      try { results.push(await measure('memory, 1 node', [n], 0)); } finally { await n.stop(); }
+    }
+    {
+      say(`round ${k + 1}/${rounds}: two nodes on Redis`);
+      const redis = await TestRedis.start();
+      const nodes = await Promise.all(['bench-a', 'bench-b'].map((id) => spawnServer([...SERVER_FLAGS, '--redis', redis.url, '--node-id', id])));
+      try {
+        results.push(await measure('redis, 2 nodes', nodes, redis.proc!.pid!));
+      } finally {
+        await Promise.all(nodes.map((n) => n.stop()));
+        await redis.stop();
+      }
+    }
+  }
+  const avg = (v: Measure['variant']) => {
+    const m = results.filter((r) => r.variant === v);
+    return m.reduce((a, r) => a + r.deliveries, 0) / m.reduce((a, r) => a + r.serverCpu, 0);
+  };
+  const mem = avg('memory, 1 node');
+  const red = avg('redis, 2 nodes');
+  const rows = [['variant', 'deliveries', 'server CPU s', 'deliveries / server CPU-s', 'vs memory', 'redis-server CPU s', 'deliv/s', 'loss', 'dupes', 'echoes', 'p99 ms']];
+  for (const r of results) {
+    rows.push([r.variant, fmt(r.deliveries), fmt(r.serverCpu, 2), fmt(r.perCpuSec), `${fmt((r.perCpuSec / mem) * 100)}%`, r.redisCpu ? fmt(r.redisCpu, 2) : '-',
+      fmt(r.deliveriesPerSec), fmt(r.loss), fmt(r.dupes), fmt(r.echoes), fmt(r.p99Ms, 2)]);
+  }
+  const cpus = os.cpus();
+  process.stdout.write(
+    `# Redis hop: two nodes on Redis vs one node in memory\n\n` +
+    `${clients} clients (${senders} senders at ${rate} events/s, 600-byte events), ${duration} s per measurement, ${rounds} rounds; ` +
+    `clients spread round-robin over the nodes. ${cpus.length} × ${cpus[0]?.model ?? '?'}, Node ${process.version}, load average ${loadBefore.toFixed(2)} → ${os.loadavg()[0].toFixed(2)}.\n\n` +
+    mdTable(rows) +
+    `\n**Deliveries per server CPU-second: two nodes on Redis = ${fmt((red / mem) * 100)}% of one node in memory** ` +
+    `(${fmt(red)} vs ${fmt(mem)}; target >= 80%).\n`,
+  );
+  const bad = results.filter((r) => r.loss > 0 || r.dupes > 0 || r.echoes > 0);
+  if (bad.length) say(`warning: loss, duplicates or echoes in ${bad.length} measurement(s): see the table`);
+}
+
+main().then(() => process.exit(0), (err: Error) => { process.stderr.write(`bench-redis: ${err.stack ?? err.message}\n`); process.exit(1); });
