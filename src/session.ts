@@ -196,9 +196,16 @@ export class Session implements FramerSink {
       }
     }
     if (this.chunkEvents > 0) this.metrics.eventsReceived.inc(this.chunkEvents);
-    if (junk > 0) this.metrics.junkBytes.inc(junk);
+    if (junk > 0) this.onJunk(junk);
     if (this.protoFramer?.fatal) this.close('protocol');
   };
+
+  /** Bytes outside any event: counted; logged once unless this client was already logged for bad
+   *  input (a rejected frame's bytes are skipped too, and one offender is one line) */
+  private onJunk(bytes: number): void {
+    this.metrics.junkBytes.inc(bytes);
+    if (this.loggedReject.size === 0) this.logOnce('junk', { bytes }, 'skipped bytes outside any CoT event (further ones are only counted)');
+  }
 
   /**
    * Switch both directions to TAK Protocol v1, now. Called by the router while it handles the
@@ -232,9 +239,10 @@ export class Session implements FramerSink {
       this.logOnce('malformed', { reason: h.reason, offset: h.offset });
       return;
     }
-    if (!this.takeTokens(frame.length)) return;
-    // decoded from protobuf: while it is routed, the message it came from may be forwarded as is
     const pf = this.protoFramer;
+    // the byte budget counts what came over the wire (a protobuf message, not its XML)
+    if (!this.takeTokens(pf !== null && pf.current !== null ? pf.current.length : frame.length)) return;
+    // decoded from protobuf: while it is routed, the message it came from may be forwarded as is
     if (pf !== null) setInbound(this.id, frame, pf.current);
     try {
       this.host.onFrame(this, frame, h, this.t0);
