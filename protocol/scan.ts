@@ -269,7 +269,7 @@ function scanBytes(b: Buffer, s: number, n: number, framing: boolean): number {
   ndests = 0;
   seenContact = seenGroup = hasLink = false;
   martiStart = martiEnd = -1;
-  martiMore.length = 0;
+  if (martiMore.length !== 0) martiMore.length = 0; // a runtime call even when already empty
 
   let p = framing ? s : skipMisc(b, s, n);
   if (p < 0) return -1;
@@ -639,46 +639,157 @@ function coord(b: Buffer, f: number): number {
   return numberOf(text(b, s, fEnd[f], fFlags[f]));
 }
 
+// The header: what the router reads (uid, type, staleMs, contact, dests, marti ranges, link,
+// control) is made eagerly; the rest (how time start stale version point __group), which nothing on
+// the hot path reads, is kept as a range of the frame's latin1 string and made on first access.
+// Strings are immutable, so a lazy field stays correct after the frame Buffer is reused. Fields
+// that need decoding (UTF-8, references) and every field of a large frame are made eagerly.
+const NONE = -1; // packed range: absent, or already made (the value is in the cache slot)
+const RANGE_BITS = 8192; // WHOLE_FRAME_MAX < RANGE_BITS: start * RANGE_BITS + end fits a small int
+
+class Header implements CotHeader {
+  readonly ok = true as const;
+  uid: string;
+  type: string;
+  staleMs: number;
+  callsign: string | undefined;
+  endpoint: string | undefined;
+  dests: CotDest[];
+  martiStart: number;
+  martiEnd: number;
+  martiMore: number[] | undefined;
+  linkUid: string | undefined;
+  hasLink: boolean;
+  control: boolean;
+  /** latin1 string of the frame from `base` (lazy ranges index it), '' when all is eager */
+  private readonly s_: string;
+  private how_: string | undefined; private howR: number;
+  private time_: string | undefined; private timeR: number;
+  private start_: string | undefined; private startR: number;
+  private stale_: string | undefined; private staleR: number;
+  private version_: string | undefined; private versionR: number;
+  private gname_: string | undefined; private gnameR: number;
+  private grole_: string | undefined; private groleR: number;
+  private point_: CotPoint | undefined;
+  /** packed ranges of lat lon hae ce le (NONE: missing coordinate); undefined: point_ is made */
+  private pointR: number[] | undefined;
+
+  constructor(b: Buffer, base: number, str: string) {
+    this.s_ = str;
+    this.uid = field(b, F_UID)!;
+    const type = field(b, F_TYPE)!;
+    this.type = type;
+    const ss = fStart[F_STALE];
+    this.staleMs = ss < 0 ? NaN : fFlags[F_STALE] === 0 ? parseIsoMs(b, ss, fEnd[F_STALE]) : Date.parse(field(b, F_STALE)!);
+    this.callsign = field(b, F_CALLSIGN);
+    this.endpoint = field(b, F_ENDPOINT);
+    const list: CotDest[] = [];
+    for (let i = 0; i < ndests; i++) {
+      const o = i * 6;
+      const d: CotDest = {};
+      if (dests[o] >= 0) d.callsign = text(b, dests[o], dests[o + 1], dests[o + 2]);
+      if (dests[o + 3] >= 0) d.uid = text(b, dests[o + 3], dests[o + 4], dests[o + 5]);
+      list.push(d);
+    }
+    this.dests = list;
+    this.martiStart = martiStart < 0 ? -1 : martiStart - base;
+    this.martiEnd = martiEnd < 0 ? -1 : martiEnd - base;
+    this.martiMore = martiMore.length === 0 ? undefined : martiMore.map((x) => x - base);
+    this.linkUid = field(b, F_LINK);
+    this.hasLink = hasLink;
+    this.control = isControlType(type);
+    const lazy = str.length !== 0;
+    this.howR = lazyRange(F_HOW, base, lazy); this.how_ = this.howR === NONE ? field(b, F_HOW) : undefined;
+    this.timeR = lazyRange(F_TIME, base, lazy); this.time_ = this.timeR === NONE ? field(b, F_TIME) : undefined;
+    this.startR = lazyRange(F_START, base, lazy); this.start_ = this.startR === NONE ? field(b, F_START) : undefined;
+    this.staleR = lazyRange(F_STALE, base, lazy); this.stale_ = this.staleR === NONE ? field(b, F_STALE) : undefined;
+    this.versionR = lazyRange(F_VERSION, base, lazy); this.version_ = this.versionR === NONE ? field(b, F_VERSION) : undefined;
+    this.gnameR = lazyRange(F_GNAME, base, lazy); this.gname_ = this.gnameR === NONE ? field(b, F_GNAME) : undefined;
+    this.groleR = lazyRange(F_GROLE, base, lazy); this.grole_ = this.groleR === NONE ? field(b, F_GROLE) : undefined;
+    this.point_ = undefined;
+    this.pointR = undefined;
+    if (fStart[F_LAT] !== -2) {
+      if (lazy && (fFlags[F_LAT] | fFlags[F_LON] | fFlags[F_HAE] | fFlags[F_CE] | fFlags[F_LE]) === 0) {
+        this.pointR = [packed(F_LAT, base), packed(F_LON, base), packed(F_HAE, base), packed(F_CE, base), packed(F_LE, base)];
+      } else {
+        this.point_ = { lat: coord(b, F_LAT), lon: coord(b, F_LON), hae: coord(b, F_HAE), ce: coord(b, F_CE), le: coord(b, F_LE) };
+      }
+    }
+  }
+
+  private sub(r: number): string {
+    const s = Math.floor(r / RANGE_BITS);
+    return this.s_.substring(s, r - s * RANGE_BITS);
+  }
+
+  get how(): string | undefined {
+    if (this.howR !== NONE) { this.how_ = this.sub(this.howR); this.howR = NONE; }
+    return this.how_;
+  }
+  get time(): string | undefined {
+    if (this.timeR !== NONE) { this.time_ = this.sub(this.timeR); this.timeR = NONE; }
+    return this.time_;
+  }
+  get start(): string | undefined {
+    if (this.startR !== NONE) { this.start_ = this.sub(this.startR); this.startR = NONE; }
+    return this.start_;
+  }
+  get stale(): string | undefined {
+    if (this.staleR !== NONE) { this.stale_ = this.sub(this.staleR); this.staleR = NONE; }
+    return this.stale_;
+  }
+  get version(): string | undefined {
+    if (this.versionR !== NONE) { this.version_ = this.sub(this.versionR); this.versionR = NONE; }
+    return this.version_;
+  }
+  get groupName(): string | undefined {
+    if (this.gnameR !== NONE) { this.gname_ = this.sub(this.gnameR); this.gnameR = NONE; }
+    return this.gname_;
+  }
+  get groupRole(): string | undefined {
+    if (this.groleR !== NONE) { this.grole_ = this.sub(this.groleR); this.groleR = NONE; }
+    return this.grole_;
+  }
+  get point(): CotPoint | undefined {
+    const r = this.pointR;
+    if (r !== undefined) {
+      // numberOf(text) is what parseDecimal() computes from the same plain ASCII bytes
+      const c = (i: number): number => (r[i] === NONE ? NaN : numberOf(this.sub(r[i])));
+      this.point_ = { lat: c(0), lon: c(1), hae: c(2), ce: c(3), le: c(4) };
+      this.pointR = undefined;
+    }
+    return this.point_;
+  }
+
+  /** plain data, so a header logs and compares like the object it describes */
+  toJSON(): CotHeader {
+    return {
+      ok: true, uid: this.uid, type: this.type, how: this.how, time: this.time, start: this.start, stale: this.stale,
+      version: this.version, staleMs: this.staleMs, point: this.point, callsign: this.callsign, endpoint: this.endpoint,
+      groupName: this.groupName, groupRole: this.groupRole, dests: this.dests, martiStart: this.martiStart,
+      martiEnd: this.martiEnd, martiMore: this.martiMore, linkUid: this.linkUid, hasLink: this.hasLink, control: this.control,
+    };
+  }
+}
+
+/** packed range of field f relative to base, NONE when absent */
+function packed(f: number, base: number): number {
+  const s = fStart[f];
+  return s < 0 ? NONE : (s - base) * RANGE_BITS + (fEnd[f] - base);
+}
+
+/** packed range of a lazily made plain field; NONE when absent, eager or not plain */
+function lazyRange(f: number, base: number, lazy: boolean): number {
+  return lazy && fFlags[f] === 0 ? packed(f, base) : NONE;
+}
+
 function build(b: Buffer, base: number, end: number): CotHeader {
   frameStr = undefined;
   frameBase = base;
   frameEnd = end;
-  const type = field(b, F_TYPE)!;
-  const stale = field(b, F_STALE);
-  let staleMs = NaN;
-  if (stale !== undefined) staleMs = fFlags[F_STALE] === 0 ? parseIsoMs(b, fStart[F_STALE], fEnd[F_STALE]) : Date.parse(stale);
-  const list: CotDest[] = [];
-  for (let i = 0; i < ndests; i++) {
-    const o = i * 6;
-    const d: CotDest = {};
-    if (dests[o] >= 0) d.callsign = text(b, dests[o], dests[o + 1], dests[o + 2]);
-    if (dests[o + 3] >= 0) d.uid = text(b, dests[o + 3], dests[o + 4], dests[o + 5]);
-    list.push(d);
-  }
-  const h: CotHeader = {
-    ok: true,
-    uid: field(b, F_UID)!,
-    type,
-    how: field(b, F_HOW),
-    time: field(b, F_TIME),
-    start: field(b, F_START),
-    stale,
-    version: field(b, F_VERSION),
-    staleMs,
-    point: fStart[F_LAT] === -2 ? undefined
-      : { lat: coord(b, F_LAT), lon: coord(b, F_LON), hae: coord(b, F_HAE), ce: coord(b, F_CE), le: coord(b, F_LE) },
-    callsign: field(b, F_CALLSIGN),
-    endpoint: field(b, F_ENDPOINT),
-    groupName: field(b, F_GNAME),
-    groupRole: field(b, F_GROLE),
-    dests: list,
-    martiStart: martiStart < 0 ? -1 : martiStart - base,
-    martiEnd: martiEnd < 0 ? -1 : martiEnd - base,
-    martiMore: martiMore.length === 0 ? undefined : martiMore.map((x) => x - base),
-    linkUid: field(b, F_LINK),
-    hasLink,
-    control: isControlType(type),
-  };
+  const small = end - base <= WHOLE_FRAME_MAX;
+  if (small) frameStr = latin1(b, base, end);
+  const h = new Header(b, base, small ? frameStr! : '');
   frameStr = undefined;
   return h;
 }

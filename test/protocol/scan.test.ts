@@ -132,6 +132,32 @@ describe('scan: fields', () => {
     assert.ok(Number.isNaN(p.point!.lon));
   });
 
+  it('fields read only after the frame Buffer is overwritten are still right (some are made lazily)', () => {
+    const pad = '<x/>'.repeat(1100); // > 4 KiB: the frame whose fields are all made at once
+    for (const inner of ['', pad]) {
+      const xml = `<event version="2.0" uid="u" type="a-f" how="h&amp;e" time="2020-01-01T00:00:00Z" start="S" stale="2020-01-01T00:05:00.5Z">` +
+        `<point lat="1.5" lon="&#50;" hae="-3" ce="" le="9999999.0"/><detail><__group name="Zoë" role="HQ"/></detail>${inner}</event>`;
+      const buf = Buffer.from(xml);
+      const h = ok(buf);
+      buf.fill(0x78); // the framer's buffers are reused once push() returns
+      assert.equal(h.how, 'h&e');
+      assert.equal(h.time, '2020-01-01T00:00:00Z');
+      assert.equal(h.start, 'S');
+      assert.equal(h.stale, '2020-01-01T00:05:00.5Z');
+      assert.equal(h.staleMs, Date.UTC(2020, 0, 1, 0, 5, 0, 500));
+      assert.equal(h.version, '2.0');
+      assert.deepEqual(h.point, { lat: 1.5, lon: 2, hae: -3, ce: NaN, le: 9999999 });
+      assert.equal(h.groupName, 'Zoë');
+      assert.equal(h.groupRole, 'HQ');
+      assert.equal(h.point, h.point); // made once
+      const plain = JSON.parse(JSON.stringify(h));
+      assert.equal(plain.time, '2020-01-01T00:00:00Z');
+      assert.equal(plain.groupRole, 'HQ');
+    }
+    const lazyPoint = ok(ev('<point lat="1.5" lon="2" hae="-3" ce="" le="1e3"/>'));
+    assert.deepEqual(lazyPoint.point, { lat: 1.5, lon: 2, hae: -3, ce: NaN, le: 1000 });
+  });
+
   it('only detail/contact, detail/__group, detail/marti/dest, detail/link count', () => {
     const h = ok(ev('<contact callsign="wrong"/><detail><x><contact callsign="nested"/><marti><dest callsign="n"/></marti><link uid="l0"/></x><dest callsign="d0"/><contact callsign="right"/><contact callsign="second"/></detail>'));
     assert.equal(h.callsign, 'right');
