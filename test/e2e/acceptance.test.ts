@@ -3,7 +3,9 @@
 // log line per offender.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import tls from 'node:tls';
 import { readdirSync, readFileSync } from 'node:fs';
+import forge from 'node-forge';
 import { join } from 'node:path';
 import { testPki, type SharedPki as TestPki } from '../helpers/pki.ts';
 import { startTestServer, spawnServer, ROOT, type TestServer, type SpawnedServer } from '../helpers/server.ts';
@@ -50,6 +52,64 @@ describe('e2e: acceptance (hostile traffic over the wire)', function () {
     assert.equal(lines[0]!.kind, 'junk');
     assert.ok(typeof lines[0]!.serial === 'string' && lines[0]!.remote, 'the line names the client');
     assert.equal(g.closed, false);
+    await alive();
+  });
+
+  it('giant frame, invalid UTF-8, billion laughs, 10,000 events in one write: each counted, one line per offender', async function () {
+    this.timeout(30000);
+    const drop = (r: string) => srv.metric('cot_events_dropped_total', { reason: r });
+    const t = new Date().toISOString();
+    const head = (uid: string) => `<event version="2.0" uid="${uid}" type="a-f-G" time="${t}" start="${t}" stale="2030-01-01T00:00:00Z" how="m-g"><point lat="1" lon="2" hae="0" ce="9" le="9"/>`;
+    const cases: Array<{ who: string; reason: string; n: number; payload: Buffer }> = [
+      { who: 'delta', reason: 'oversize', n: 1, payload: Buffer.from(head('giant') + '<detail><remarks>' + 'A'.repeat(3 << 20) + '</remarks></detail></event>') },
+      { who: 'echo', reason: 'malformed', n: 2, payload: Buffer.concat([Buffer.from(head('utf8') + '<detail><remarks>'), Buffer.from([0xc3, 0x28, 0xed, 0xa0, 0x80]), Buffer.from('</remarks></detail></event>'), Buffer.from(head('nul') + '<detail><remarks>\u0000</remarks></detail></event>')]) },
+      { who: 'foxtrot', reason: 'malformed', n: 2, // the DOCTYPE, then the event naming an entity it never gets
+         payload: Buffer.from('<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]>' + head('lol') + '<detail><remarks>&c;</remarks></detail></event>') },
+      { who: 'golf', reason: 'rate_limit', n: 10000 - 500, payload: Buffer.from((head('tiny') + '<detail/></event>').repeat(10000)) },
+    ];
+    const watcher = await connect('hotel');
+    for (const c of cases) {
+      const before = await drop(c.reason);
+      const seenBefore = watcher.frames.length;
+      const x = await connect(c.who);
+      x.send(c.payload);
+      await sleep(1500);
+      const dropped = (await drop(c.reason)) - before;
+      // the rate bucket refills (100/s by default) while the 10,000 are read
+      assert.ok(Math.abs(dropped - c.n) <= (c.reason === 'rate_limit' ? 500 : 0), `${c.who}: ${dropped} dropped as ${c.reason}, expected about ${c.n}`);
+      const lines = srv.logs.filter((l) => l.cn === c.who && (l.audit === 'bad_input' || l.audit === 'rate_limit'));
+      assert.equal(lines.length, 1, `${c.who}: one line, got ${JSON.stringify(lines).slice(0, 400)}`);
+      assert.equal(x.closed, false, `${c.who} stays connected`);
+      const leaked = watcher.frames.slice(seenBefore).filter((f) => /uid="(giant|utf8|nul|lol)"/.test(f));
+      assert.deepEqual(leaked, [], 'nothing rejected reaches anyone');
+      await alive();
+    }
+  });
+
+  it('expired and not-yet-valid certificates from our own CA: refused before any CoT, counted bad_cert', async () => {
+    const caCert = forge.pki.certificateFromPem(readFileSync(join(pki.dir, 'ca.pem'), 'utf8'));
+    const caKey = forge.pki.privateKeyFromPem(readFileSync(join(pki.dir, 'ca.key'), 'utf8'));
+    const keys = forge.pki.rsa.generateKeyPair(2048);
+    for (const [from, to, code] of [['2020-01-01', '2021-01-01', 'CERT_HAS_EXPIRED'], ['2035-01-01', '2036-01-01', 'CERT_NOT_YET_VALID']] as const) {
+      const c = forge.pki.createCertificate();
+      c.publicKey = keys.publicKey;
+      c.serialNumber = randomBytes(8).toString('hex').replace(/^[89a-f]/, '1');
+      c.validity.notBefore = new Date(from);
+      c.validity.notAfter = new Date(to);
+      c.setSubject([{ name: 'commonName', value: 'timetraveller' }]);
+      c.setIssuer(caCert.subject.attributes);
+      c.setExtensions([{ name: 'basicConstraints', cA: false }, { name: 'extKeyUsage', clientAuth: true }]);
+      c.sign(caKey, forge.md.sha256.create());
+      const before = await srv.metric('cot_handshakes_total', { result: 'bad_cert' });
+      const sock = tls.connect({ host: '127.0.0.1', port: srv.port, servername: 'localhost', ca: readFileSync(join(pki.dir, 'ca.pem')), cert: forge.pki.certificateToPem(c), key: forge.pki.privateKeyToPem(keys.privateKey) });
+      let got = 0;
+      sock.on('data', (d: Buffer) => { got += d.length; });
+      sock.on('error', () => undefined);
+      await new Promise<void>((r) => sock.once('close', () => r()));
+      assert.equal(got, 0, `${code}: no CoT`);
+      assert.equal(await srv.metric('cot_handshakes_total', { result: 'bad_cert' }) - before, 1, code);
+      assert.ok(srv.logs.some((l) => l.audit === 'refused' && l.code === code), `${code} logged`);
+    }
     await alive();
   });
 });
