@@ -39,8 +39,12 @@ export type CloseReason = keyof typeof CloseReason;
 export class FlushScheduler {
   private dirty: Session[] = [];
   private scheduled = false;
-  /** receive times of the events delivered this tick (observed once each, after the writes) */
-  private t0s: number[] = [];
+  /**
+   * Receive times of the events delivered this tick, observed once each after the writes. A typed
+   * array reused from tick to tick (grown by doubling, never shrunk): no allocation per event or tick.
+   */
+  private t0s = new Float64Array(1024);
+  private nT0 = 0;
   private readonly run = (): void => this.flush();
   constructor(private readonly metrics: Metrics) {}
 
@@ -50,7 +54,12 @@ export class FlushScheduler {
   }
 
   delivered(t0: number): void {
-    this.t0s.push(t0);
+    if (this.nT0 === this.t0s.length) {
+      const bigger = new Float64Array(this.t0s.length * 2);
+      bigger.set(this.t0s);
+      this.t0s = bigger;
+    }
+    this.t0s[this.nT0++] = t0;
     if (!this.scheduled) { this.scheduled = true; setImmediate(this.run); }
   }
 
@@ -59,11 +68,12 @@ export class FlushScheduler {
     const d = this.dirty;
     for (let i = 0; i < d.length; i++) d[i].flush();
     d.length = 0;
-    const t0s = this.t0s;
-    if (t0s.length > 0) {
+    const n = this.nT0;
+    if (n > 0) {
+      const t0s = this.t0s;
       const now = performance.now();
-      for (let i = 0; i < t0s.length; i++) this.metrics.latency.observe((now - t0s[i]) / 1000);
-      t0s.length = 0;
+      for (let i = 0; i < n; i++) this.metrics.latency.observe((now - t0s[i]) / 1000);
+      this.nT0 = 0;
     }
   }
 }
