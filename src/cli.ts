@@ -17,16 +17,20 @@ export function buildProgram(): Command {
   const start = program
     .command('start')
     .description('run the server in the foreground (logs JSON to stdout; SIGTERM/SIGINT stop it, SIGHUP reloads the revocation list)')
-    .option('--config <file>', 'JSON file with option values (keys as in camelCase: {"port": 8089}); flags and env win over it');
+    .option('--config <file>', 'JSON file with option values (keys as in camelCase: {"port": 8089}); flags and env win over it [default: none] (env COTSTREAM_CONFIG)');
   for (const spec of OPTIONS) {
     const envs = spec.env.join(', ');
-    const def = spec.def === undefined ? '' : spec.kind === 'bool' ? '' : ` [default: ${spec.def}]`;
-    start.addOption(new Option(spec.flag, `${spec.help}${def} (env ${envs})`));
+    // an operator reads every default: "none" rather than an empty string; a --no-X flag is on
+    // by default and its variable turns it off; a help text that already explains it says enough
+    let def = '';
+    if (spec.kind === 'bool') def = ' [default: on]';
+    else if (spec.def !== undefined && !spec.help.includes('(default')) def = ` [default: ${spec.def === '' ? 'none' : spec.def}]`;
+    start.addOption(new Option(spec.flag, `${spec.help}${def} (env ${spec.kind === 'bool' ? `${envs}=false` : envs})`));
   }
   registerCertsCommands(program);
   registerRevocationCommands(program);
   start.action(async (flags: Record<string, unknown>) => {
-    await runServer(flags, flags.config as string | undefined);
+    await runServer(flags, (flags.config as string | undefined) ?? (process.env.COTSTREAM_CONFIG || undefined));
   });
   return program;
 }

@@ -39,8 +39,12 @@ export type CloseReason = keyof typeof CloseReason;
 export class FlushScheduler {
   private dirty: Session[] = [];
   private scheduled = false;
-  /** receive times of the events delivered this tick (observed once each, after the writes) */
-  private t0s: number[] = [];
+  /**
+   * Receive times of the events delivered this tick, observed once each after the writes. A typed
+   * array reused from tick to tick (grown by doubling, never shrunk): no allocation per event or tick.
+   */
+  private t0s = new Float64Array(1024);
+  private nT0 = 0;
   private readonly run = (): void => this.flush();
   constructor(private readonly metrics: Metrics) {}
 
@@ -50,7 +54,12 @@ export class FlushScheduler {
   }
 
   delivered(t0: number): void {
-    this.t0s.push(t0);
+    if (this.nT0 === this.t0s.length) {
+      const bigger = new Float64Array(this.t0s.length * 2);
+      bigger.set(this.t0s);
+      this.t0s = bigger;
+    }
+    this.t0s[this.nT0++] = t0;
     if (!this.scheduled) { this.scheduled = true; setImmediate(this.run); }
   }
 
@@ -59,11 +68,12 @@ export class FlushScheduler {
     const d = this.dirty;
     for (let i = 0; i < d.length; i++) d[i].flush();
     d.length = 0;
-    const t0s = this.t0s;
-    if (t0s.length > 0) {
+    const n = this.nT0;
+    if (n > 0) {
+      const t0s = this.t0s;
       const now = performance.now();
-      for (let i = 0; i < t0s.length; i++) this.metrics.latency.observe((now - t0s[i]) / 1000);
-      t0s.length = 0;
+      for (let i = 0; i < n; i++) this.metrics.latency.observe((now - t0s[i]) / 1000);
+      this.nT0 = 0;
     }
   }
 }
@@ -186,9 +196,16 @@ export class Session implements FramerSink {
       }
     }
     if (this.chunkEvents > 0) this.metrics.eventsReceived.inc(this.chunkEvents);
-    if (junk > 0) this.metrics.junkBytes.inc(junk);
+    if (junk > 0) this.onJunk(junk);
     if (this.protoFramer?.fatal) this.close('protocol');
   };
+
+  /** Bytes outside any event: counted; logged once unless this client was already logged for bad
+   *  input (a rejected frame's bytes are skipped too, and one offender is one line) */
+  private onJunk(bytes: number): void {
+    this.metrics.junkBytes.inc(bytes);
+    if (this.loggedReject.size === 0) this.logOnce('junk', { bytes }, 'skipped bytes outside any CoT event (further ones are only counted)');
+  }
 
   /**
    * Switch both directions to TAK Protocol v1, now. Called by the router while it handles the
@@ -222,9 +239,10 @@ export class Session implements FramerSink {
       this.logOnce('malformed', { reason: h.reason, offset: h.offset });
       return;
     }
-    if (!this.takeTokens(frame.length)) return;
-    // decoded from protobuf: while it is routed, the message it came from may be forwarded as is
     const pf = this.protoFramer;
+    // the byte budget counts what came over the wire (a protobuf message, not its XML)
+    if (!this.takeTokens(pf !== null && pf.current !== null ? pf.current.length : frame.length)) return;
+    // decoded from protobuf: while it is routed, the message it came from may be forwarded as is
     if (pf !== null) setInbound(this.id, frame, pf.current);
     try {
       this.host.onFrame(this, frame, h, this.t0);

@@ -63,8 +63,9 @@ export interface ClientResult {
   truststorePassword?: string;
 }
 
+/** Also the address default data packages point at: a phone connecting there must find it in the SAN. */
 export function defaultHosts(): string[] {
-  return [...new Set(['localhost', '127.0.0.1', os.hostname()])];
+  return [...new Set(['localhost', '127.0.0.1', os.hostname(), defaultConnectHost()])];
 }
 
 /** 128 random bits as a positive DER INTEGER (forge writes the hex bytes as given). */

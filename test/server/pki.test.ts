@@ -321,6 +321,19 @@ describe('certs commands', function () {
     }
   });
 
+  it('a default `certs init` covers the address a default data package points at (iOS/iTAK check the SAN)', async () => {
+    const dir = tmpDir();
+    dirs.push(dir);
+    await cli(['certs', 'init', '--certs-dir', dir]);
+    const c = await cli(['certs', 'client', 'india', '--certs-dir', dir, '--package']);
+    assert.match(c, /india\.zip/);
+    const zip = unzipSync(fs.readFileSync(path.join(dir, 'clients', 'india.zip')));
+    const pref = strFromU8(zip['certs/cotstream.pref']!);
+    const host = /connectString0"[^>]*>([^<]+):8089:ssl</.exec(pref)![1]!;
+    const cert = new X509Certificate(fs.readFileSync(path.join(dir, 'server.pem')));
+    assert.equal(cert.checkHost(host) ?? cert.checkIP(host), host, `server certificate (${cert.subjectAltName}) must be valid for ${host}`);
+  });
+
   it('--certs-dir falls back to COTSTREAM_CERTS_DIR, then FTS_CERTS_PATH', async () => {
     const dir = tmpDir();
     dirs.push(dir);
