@@ -5,6 +5,7 @@
 // The figure is deliveries per server CPU-second: the deliveries the clients counted divided by
 // the CPU time (utime + stime from /proc/<pid>/stat) of the cotstream processes — redis-server's
 // CPU is reported beside it, not added. Target: two nodes on Redis >= 80% of the single node.
+// Each measurement is the second of two equal steps: the first warms the processes up.
 // The generator (bench/load.ts's runLoad) runs in this process; its CPU is not counted either.
 import os from 'node:os';
 import path from 'node:path';
@@ -27,6 +28,7 @@ const o = new Command('bench-redis')
   .option('--rate <n>', 'events/s per sender', '500')
   .option('--duration <s>', 'seconds of sending per measurement', '8')
   .option('--rounds <n>', 'memory/redis pairs (alternated, to even out machine noise)', '2')
+  .option('--no-control', 'skip the control run (two in-memory nodes with no bus between them)')
   .parse(process.argv)
   .opts();
 
@@ -35,14 +37,17 @@ const senders = Number(o.senders);
 const rate = Number(o.rate);
 const duration = Number(o.duration);
 const rounds = Number(o.rounds);
+const control: boolean = o.control;
 const certsDir = path.resolve(String(o.certsDir));
 const t0 = Date.now();
 const say = (s: string) => process.stderr.write(`[bench-redis ${((Date.now() - t0) / 1000).toFixed(0).padStart(4)}s] ${s}\n`);
 
 const SERVER_FLAGS = ['--certs-dir', certsDir, '--rate-events', '0', '--rate-bytes', '0', '--max-clients-per-ip', '0', '--max-clients', '0'];
 
+type Variant = 'memory, 1 node' | 'redis, 2 nodes' | 'control: memory, 2 nodes, no bus';
+
 interface Measure {
-  variant: 'memory, 1 node' | 'redis, 2 nodes';
+  variant: Variant;
   deliveries: number;
   serverCpu: number;
   redisCpu: number;
@@ -54,19 +59,24 @@ interface Measure {
   p99Ms: number;
 }
 
-async function measure(variant: Measure['variant'], nodes: SpawnedServer[], redisPid: number): Promise<Measure> {
+async function measure(variant: Variant, nodes: SpawnedServer[], redisPid: number): Promise<Measure> {
   const pids = nodes.map((n) => n.proc.pid!);
   const cpu = () => pids.reduce((a, p) => a + cpuSeconds(p), 0);
-  const c0 = cpu();
-  const r0 = redisPid ? cpuSeconds(redisPid) : 0;
+  // step 1 warms up (JIT, buffers: each node process pays it once, so a cold measurement would
+  // charge the two-node run twice); CPU is counted from its end to the end of step 2
+  let c0 = NaN;
+  let r0 = NaN;
   const r: LoadResult = await runLoad({
     host: '127.0.0.1', port: nodes[0].port, ports: nodes.map((n) => n.port), certsDir, certs: 8, clients, senders,
-    rates: [rate], duration, grace: 2, size: 600, concurrency: 16, serverPid: 0, metricsUrl: '', hold: 0.5, startAt: 0,
+    rates: [rate, rate], duration, grace: 1, size: 600, concurrency: 16, serverPid: 0, metricsUrl: '', hold: 0.5, startAt: 0,
     genId: Math.floor(Math.random() * 2 ** 30) + 1, stopWhenSaturated: false,
-  }, (s) => say(`  ${variant}: ${s}`));
+  }, (s) => {
+    if (s.startsWith('step 1/2 done')) { c0 = cpu(); r0 = redisPid ? cpuSeconds(redisPid) : 0; }
+    say(`  ${variant}: ${s}`);
+  });
   const serverCpu = cpu() - c0;
   const redisCpu = redisPid ? cpuSeconds(redisPid) - r0 : 0;
-  const s = r.steps[0];
+  const s = r.steps[1];
   return {
     variant, deliveries: s.deliveries, serverCpu, redisCpu, perCpuSec: s.deliveries / serverCpu, deliveriesPerSec: s.deliveriesPerSec,
     loss: s.loss, dupes: s.dupes, echoes: s.echoes, p99Ms: s.p99Ms,
@@ -94,13 +104,20 @@ async function main(): Promise<void> {
         await redis.stop();
       }
     }
+    if (control) {
+      // the same two processes and client split without any bus: what splitting alone costs here
+      say(`round ${k + 1}/${rounds}: control, two unconnected in-memory nodes`);
+      const nodes = await Promise.all([0, 1].map(() => spawnServer(SERVER_FLAGS)));
+      try { results.push(await measure('control: memory, 2 nodes, no bus', nodes, 0)); } finally { await Promise.all(nodes.map((n) => n.stop())); }
+    }
   }
-  const avg = (v: Measure['variant']) => {
+  const avg = (v: Variant) => {
     const m = results.filter((r) => r.variant === v);
     return m.reduce((a, r) => a + r.deliveries, 0) / m.reduce((a, r) => a + r.serverCpu, 0);
   };
   const mem = avg('memory, 1 node');
   const red = avg('redis, 2 nodes');
+  const ctl = control ? avg('control: memory, 2 nodes, no bus') : NaN;
   const rows = [['variant', 'deliveries', 'server CPU s', 'deliveries / server CPU-s', 'vs memory', 'redis-server CPU s', 'deliv/s', 'loss', 'dupes', 'echoes', 'p99 ms']];
   for (const r of results) {
     rows.push([r.variant, fmt(r.deliveries), fmt(r.serverCpu, 2), fmt(r.perCpuSec), `${fmt((r.perCpuSec / mem) * 100)}%`, r.redisCpu ? fmt(r.redisCpu, 2) : '-',
@@ -113,9 +130,12 @@ async function main(): Promise<void> {
     `clients spread round-robin over the nodes. ${cpus.length} × ${cpus[0]?.model ?? '?'}, Node ${process.version}, load average ${loadBefore.toFixed(2)} → ${os.loadavg()[0].toFixed(2)}.\n\n` +
     mdTable(rows) +
     `\n**Deliveries per server CPU-second: two nodes on Redis = ${fmt((red / mem) * 100)}% of one node in memory** ` +
-    `(${fmt(red)} vs ${fmt(mem)}; target >= 80%).\n`,
+    `(${fmt(red)} vs ${fmt(mem)}; target >= 80%).\n` +
+    (control ? `\nControl: the same two processes and client split with no bus (each client then gets only its own node's events, ` +
+      `so its loss column is expected) manage ${fmt(ctl)} deliveries per CPU-second = ${fmt((ctl / mem) * 100)}% of the single node: ` +
+      `that part of the gap is the split into two processes on this machine, not Redis. Two nodes on Redis = ${fmt((red / ctl) * 100)}% of the control.\n` : ''),
   );
-  const bad = results.filter((r) => r.loss > 0 || r.dupes > 0 || r.echoes > 0);
+  const bad = results.filter((r) => !r.variant.startsWith('control') && (r.loss > 0 || r.dupes > 0 || r.echoes > 0));
   if (bad.length) say(`warning: loss, duplicates or echoes in ${bad.length} measurement(s): see the table`);
 }
 

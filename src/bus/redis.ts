@@ -353,9 +353,10 @@ export class RedisBus implements Bus {
     this.sub.subscribe(this.channel).then(
       () => { this.subReady = true; this.setUp(); },
       (err: Error) => {
-        // e.g. NOPERM: reconnect and try again rather than stay deaf
+        // refused on a live connection (e.g. NOPERM): reconnect and try again rather than stay
+        // deaf; a connection that dropped meanwhile reconnects (and resubscribes) by itself
         this.lastError = err.message;
-        if (!this.closed) this.sub.disconnect(true);
+        if (!this.closed && this.sub.status === 'ready') this.sub.disconnect(true);
       },
     );
   };
