@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { X509Certificate } from 'node:crypto';
-import { Option, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { canonicalSerial } from './serial.ts';
 import { REVOKE_REASONS } from './crl-x509.ts';
 import { DEFAULT_CRL_DAYS, readRevocationFile, writeRevocation, type RevokedEntry, type RevocationData } from './revocation-file.ts';
@@ -21,6 +21,14 @@ function crlDaysOption(): Option {
   );
 }
 
+/** Our name for a reason, also from its RFC 5280 / openssl spelling (keyCompromise, CACompromise). */
+function reasonName(v: string): string {
+  const key = (s: string) => s.replace(/_/g, '').toLowerCase();
+  const found = REVOKE_REASONS.find((r) => key(r) === key(v));
+  if (!found) throw new InvalidArgumentError(`Allowed choices are ${REVOKE_REASONS.join(', ')}.`);
+  return found;
+}
+
 export function registerRevocationCommands(program: Command, io: CommandIO = stdio): void {
   const revoke = program
     .command('revoke')
@@ -28,7 +36,7 @@ export function registerRevocationCommands(program: Command, io: CommandIO = std
     .argument('<serial|cert.pem>', 'certificate serial in hex (as `crl list`, `certs show` or `openssl x509 -serial` print it; colons allowed), or the certificate file')
     .addOption(certsDirOption())
     .addOption(crlOption())
-    .addOption(new Option('--reason <reason>', 'revocation reason, recorded in crl.json and crl.pem').choices(REVOKE_REASONS).default('unspecified'))
+    .addOption(new Option('--reason <reason>', 'revocation reason, recorded in crl.json and crl.pem; the RFC 5280 / openssl spelling (keyCompromise) works too').choices(REVOKE_REASONS).argParser(reasonName).default('unspecified'))
     .addOption(crlDaysOption());
   revoke.action(
     action(revoke, (target: string, o: CommonOpts & { reason: string }) => {

@@ -278,6 +278,15 @@ describe('revoke / crl commands', function () {
     assert.equal(list.trim().split('\n').length, 4); // header line, column header, 2 entries
   });
 
+  it('--reason also takes the RFC 5280 / openssl spelling (keyCompromise, CACompromise) and records ours', async () => {
+    const crl = path.join(pki.dir, 'spelling.json');
+    assert.match(await cli(['revoke', 'abc1', '--certs-dir', pki.dir, '--crl', crl, '--reason', 'keyCompromise']), /revoked abc1, reason key_compromise/);
+    assert.match(await cli(['revoke', 'abc2', '--certs-dir', pki.dir, '--crl', crl, '--reason', 'CACompromise']), /reason ca_compromise/);
+    assert.match(await cli(['revoke', 'abc3', '--certs-dir', pki.dir, '--crl', crl, '--reason', 'cessationOfOperation']), /reason cessation_of_operation/);
+    const json = JSON.parse(fs.readFileSync(crl, 'utf8'));
+    assert.deepEqual(json.revoked.map((r: Record<string, string>) => r.reason), ['key_compromise', 'ca_compromise', 'cessation_of_operation']);
+  });
+
   it('refuses garbage: a bad serial, a bad reason, a corrupt list (left untouched)', async () => {
     await assert.rejects(cli(['revoke', 'not-a-serial', '--certs-dir', pki.dir]), /neither a certificate file nor a hex serial/);
     await assert.rejects(cli(['revoke', 'ab', '--certs-dir', pki.dir, '--reason', 'lost']), /Allowed choices/);
