@@ -293,13 +293,24 @@ function targets(m: ConfigResult[], conn: ConnResult | null): string {
     const k = conn.cotstream.serverRssPerConnKiB;
     lines.push(`| RSS per idle connection (${fmt(conn.cotstream.clients)} clients) | < 50 KiB | ${fmt(k, 1)} KiB | ${k < 50 ? 'met' : 'NOT met'} |`);
   }
+  // below saturation nothing may be lost or doubled; loss the server counted as slow_consumer drops
+  // (a receiver over --max-send-buffer) is the designed overload path and is reported apart
   let bad = 0;
+  let counted = 0;
   for (const c of m) {
-    for (const s of c.ladder.cotstream.steps) if (s.deliveriesPerSec >= 0.85 * s.offeredDeliveries && (s.loss > 0 || s.dupes > 0)) bad++;
+    const steps = c.ladder.cotstream.steps.filter((s) => s.deliveriesPerSec >= 0.85 * s.offeredDeliveries);
     const h = c.half?.cotstream.steps[0];
-    if (h && (h.loss > 0 || h.dupes > 0)) bad++;
+    if (h) steps.push(h);
+    for (const s of steps) {
+      const uncounted = s.loss - (Number.isFinite(s.serverDropsSlow) ? s.serverDropsSlow : 0);
+      if (uncounted > 0 || s.dupes > 0) bad++;
+      else if (s.loss > 0) counted += s.loss;
+    }
   }
-  if (m.length) lines.push(`| no loss, no duplicates below saturation | 0 | ${bad} step(s) with loss or dupes | ${bad === 0 ? 'met' : 'NOT met'} |`);
+  if (m.length) {
+    lines.push(`| no loss, no duplicates below saturation (other than counted slow-consumer drops) | 0 | ${bad} step(s) with uncounted loss or dupes | ${bad === 0 ? 'met' : 'NOT met'} |`);
+    lines.push(`| events dropped below saturation through the counted slow-consumer path | (reported) | ${fmt(counted)} | |`);
+  }
   return `## Targets (measured, not gated)\n\n| target | wanted | measured | |\n| --- | --- | ---: | --- |\n${lines.join('\n')}\n`;
 }
 
