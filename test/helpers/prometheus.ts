@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { sleep } from './client.ts';
+import { freePort } from './net.ts';
 
 export interface PromResult { metric: Record<string, string>; value: [number, string] }
 
@@ -21,16 +22,7 @@ export interface PrometheusServer {
   stop(): Promise<void>;
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 /** promtool with arguments (and optional stdin); never throws, returns status and output. */
 export function promtool(args: string[], input?: string): { code: number; out: string } {

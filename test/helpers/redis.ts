@@ -5,6 +5,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { freePort } from './net.ts';
 
 export interface TestRedisOptions {
   password?: string;
@@ -12,16 +13,7 @@ export interface TestRedisOptions {
   tls?: { cert: string; key: string; ca: string };
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 export class TestRedis {
   proc: ChildProcess | null = null;
