@@ -5,15 +5,45 @@ import { readFileSync } from 'node:fs';
 
 export interface ClientCreds { cert: string; key: string; ca: string }
 
-export class CotClient {
+/** Frames received so far, and waiting for more (or for the close) without polling. */
+export class FrameWaiter {
   readonly frames: string[] = [];
-  private buf = '';
-  private waiters: Array<() => void> = [];
   closed = false;
+  protected waiters: Array<() => void> = [];
+
+  protected wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+
+  async waitFor(pred: (frames: string[]) => boolean, ms = 5000, what = 'frames'): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (!pred(this.frames)) {
+      if (this.closed) throw new Error(`connection closed while waiting for ${what}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out waiting for ${what}; got ${this.frames.length} frames: ${this.frames.slice(-3).join('\n')}`);
+      await new Promise<void>((r) => { const t = setTimeout(r, left); this.waiters.push(() => { clearTimeout(t); r(); }); });
+    }
+  }
+
+  async waitClosed(ms = 5000): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (!this.closed) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error('timed out waiting for the server to close the connection');
+      await new Promise<void>((r) => { const t = setTimeout(r, left); this.waiters.push(() => { clearTimeout(t); r(); }); });
+    }
+  }
+}
+
+export class CotClient extends FrameWaiter {
+  private buf = '';
   error: Error | null = null;
   bytes = 0;
 
   private constructor(readonly sock: tls.TLSSocket) {
+    super();
     sock.on('data', (d: Buffer) => {
       this.bytes += d.length;
       this.buf += d.toString('utf8');
@@ -45,12 +75,6 @@ export class CotClient {
     });
   }
 
-  private wake(): void {
-    const w = this.waiters;
-    this.waiters = [];
-    for (const f of w) f();
-  }
-
   /** Frames other than the server's protocol announcement. */
   cot(): string[] {
     return this.frames.filter((f) => !f.includes('type="t-x-takp-v"'));
@@ -58,25 +82,6 @@ export class CotClient {
 
   send(xml: string | Buffer): void {
     this.sock.write(xml);
-  }
-
-  async waitFor(pred: (frames: string[]) => boolean, ms = 5000, what = 'frames'): Promise<void> {
-    const deadline = Date.now() + ms;
-    while (!pred(this.frames)) {
-      if (this.closed) throw new Error(`connection closed while waiting for ${what}`);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out waiting for ${what}; got ${this.frames.length} frames: ${this.frames.slice(-3).join('\n')}`);
-      await new Promise<void>((r) => { const t = setTimeout(r, left); this.waiters.push(() => { clearTimeout(t); r(); }); });
-    }
-  }
-
-  async waitClosed(ms = 5000): Promise<void> {
-    const deadline = Date.now() + ms;
-    while (!this.closed) {
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error('timed out waiting for the server to close the connection');
-      await new Promise<void>((r) => { const t = setTimeout(r, left); this.waiters.push(() => { clearTimeout(t); r(); }); });
-    }
   }
 
   close(): void {

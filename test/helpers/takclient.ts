@@ -5,23 +5,21 @@ import tls from 'node:tls';
 import { readFileSync } from 'node:fs';
 import CoT from '@tak-ps/node-cot';
 import { pbjsToXml, streamFrame } from './pbjs.ts';
-import type { ClientCreds } from './client.ts';
+import { FrameWaiter, type ClientCreds } from './client.ts';
 
 const END = Buffer.from('</event>');
 
-export class TakClient {
-  readonly frames: string[] = [];
+export class TakClient extends FrameWaiter {
   /** raw protobuf messages received (bare TakMessage bytes) */
   readonly messages: Buffer[] = [];
   mode: 'xml' | 'protobuf' = 'xml';
-  closed = false;
   bytes = 0;
   /** set when we sent a t-x-takp-q and wait for the answer */
   private asked = false;
   private buf: Buffer = Buffer.alloc(0);
-  private waiters: Array<() => void> = [];
 
   private constructor(readonly sock: tls.TLSSocket) {
+    super();
     sock.on('data', (d: Buffer) => {
       this.bytes += d.length;
       this.buf = Buffer.concat([this.buf, d]);
@@ -73,31 +71,6 @@ export class TakClient {
         this.messages.push(msg);
         this.frames.push(pbjsToXml(msg));
       }
-    }
-  }
-
-  private wake(): void {
-    const w = this.waiters;
-    this.waiters = [];
-    for (const f of w) f();
-  }
-
-  async waitFor(pred: (frames: string[]) => boolean, ms = 5000, what = 'frames'): Promise<void> {
-    const deadline = Date.now() + ms;
-    while (!pred(this.frames)) {
-      if (this.closed) throw new Error(`connection closed while waiting for ${what}`);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out waiting for ${what}; got ${this.frames.length} frames: ${this.frames.slice(-3).join('\n')}`);
-      await new Promise<void>((r) => { const t = setTimeout(r, left); this.waiters.push(() => { clearTimeout(t); r(); }); });
-    }
-  }
-
-  async waitClosed(ms = 5000): Promise<void> {
-    const deadline = Date.now() + ms;
-    while (!this.closed) {
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error('timed out waiting for the server to close the connection');
-      await new Promise<void>((r) => { const t = setTimeout(r, left); this.waiters.push(() => { clearTimeout(t); r(); }); });
     }
   }
 
