@@ -11,23 +11,15 @@ import { unzipSync, strFromU8 } from 'fflate';
 import { assertKeyPrivate, certificateExpiry, initPki, issueClient, pkiPaths, registerCertsCommands } from '../../src/pki/index.ts';
 import { canonicalSerial } from '../../src/auth/serial.ts';
 import { makePki, openssl, opensslStatus, type TestPki } from '../helpers/pki.ts';
+import { runCommands } from '../helpers/cli.ts';
 
 const DAY = 86400_000;
 const mode = (f: string) => fs.statSync(f).mode & 0o777;
 const tmpDir = () => fs.mkdtempSync(path.join(os.tmpdir(), 'cotstream-pki-'));
 
 /** A commander program with the certs commands, capturing what they print; errors throw. */
-async function cli(args: string[]): Promise<string> {
-  let out = '';
-  const program = new Command('cotstream').exitOverride().configureOutput({ writeOut: (s) => (out += s), writeErr: (s) => (out += s) });
-  registerCertsCommands(program, { out: (s) => (out += s), err: (s) => (out += s) });
-  try {
-    await program.parseAsync(args, { from: 'user' });
-  } catch (err) {
-    if (err instanceof CommanderError) throw new Error(`${err.message}\n${out}`);
-    throw err;
-  }
-  return out;
+function cli(args: string[]): Promise<string> {
+  return runCommands(registerCertsCommands, args);
 }
 
 describe('PKI (node-forge)', function () {

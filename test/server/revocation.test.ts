@@ -10,6 +10,7 @@ import { parseRawJson, RawNumber } from '../../src/auth/json-raw.ts';
 import { registerRevocationCommands } from '../../src/auth/revocation-commands.ts';
 import { serialToBigInt } from '../../src/auth/serial.ts';
 import { makePki, memoryLogger, openssl, opensslCrl, opensslStatus, type TestPki } from '../helpers/pki.ts';
+import { runCommands } from '../helpers/cli.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -23,18 +24,8 @@ async function waitFor(cond: () => boolean, ms: number, what: string): Promise<n
 }
 
 /** revoke / crl commands in-process, capturing output; a command error rejects with its message. */
-async function cli(args: string[]): Promise<string> {
-  let out = '';
-  const io = { out: (s: string) => void (out += s), err: (s: string) => void (out += s) };
-  const program = new Command('cotstream').exitOverride().configureOutput({ writeOut: io.out, writeErr: io.err });
-  registerRevocationCommands(program, io);
-  try {
-    await program.parseAsync(args, { from: 'user' });
-  } catch (err) {
-    if (err instanceof CommanderError) throw new Error(`${err.message}\n${out}`);
-    throw err;
-  }
-  return out;
+function cli(args: string[]): Promise<string> {
+  return runCommands(registerRevocationCommands, args);
 }
 
 describe('raw JSON parser', () => {
