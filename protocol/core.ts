@@ -14,6 +14,8 @@ interface CoreExports {
   scanFrame(s: number, n: number, scratch: number): number;
   /** framer fast path from p in a chunk ending at n: 1 = a well-formed event at M_POS..M_END */
   nextFrame(p: number, n: number, max: number, scratch: number): number;
+  /** Date.parse of a plain CoT time in [s, e), NaN when not that form */
+  isoMs(s: number, e: number): number;
 }
 
 const wasmModule = new WebAssembly.Module(readFileSync(new URL('./wasm/scan.wasm', import.meta.url)));
@@ -30,6 +32,8 @@ const MISC = 576;
 export const M_ERR = MISC, M_ERROFF = MISC + 1, M_END = MISC + 2, M_POS = MISC + 3, M_NDESTS = MISC + 4,
   M_DESTS = MISC + 5, M_MSTART = MISC + 6, M_MEND = MISC + 7, M_NMORE = MISC + 8, M_MORE = MISC + 9,
   M_LINK = MISC + 10;
+/** f64 slot: stale as epoch ms, NaN when absent or to be read by Date.parse */
+export const STALE_MS = (2304 + 64) / 8;
 
 const DATA = 65536;
 /** SIMD loads read up to 15 bytes past a range; the scratch area after the data covers that */
@@ -38,9 +42,11 @@ const SLACK = 64;
 /** views of the wasm memory; memory.grow() detaches them (length 0), refresh() makes new ones */
 export let mem8 = new Uint8Array(core.memory.buffer);
 export let mem32 = new Int32Array(core.memory.buffer);
+export let memF64 = new Float64Array(core.memory.buffer);
 export function refresh(): void {
   mem8 = new Uint8Array(core.memory.buffer);
   mem32 = new Int32Array(core.memory.buffer);
+  memF64 = new Float64Array(core.memory.buffer);
 }
 
 /** first free byte above the data placed by callers still running */

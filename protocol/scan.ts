@@ -5,10 +5,10 @@
 // the frame Buffer, and makes strings and numbers from those ranges only once the frame has passed
 // (protocol/README.md has the rules and the deliberate differences from fast-xml-parser).
 import { decodeAttr, latin1, utf8 } from './chars.ts';
-import { numberOf, parseDecimal, parseIsoMs } from './values.ts';
+import { numberOf, parseDecimal } from './values.ts';
 import {
   core, FE, FF, FS, M_DESTS, M_END, M_ERR, M_ERROFF, M_LINK, M_MEND, M_MORE, M_MSTART, M_NDESTS, M_NMORE, M_POS,
-  mem32, place, refresh, release, scratchAt, top,
+  mem32, memF64, place, refresh, release, scratchAt, STALE_MS, top,
 } from './core.ts';
 
 export interface CotDest { callsign?: string; uid?: string }
@@ -225,8 +225,8 @@ class Header implements CotHeader {
     this.uid = field(b, F_UID)!;
     const type = field(b, F_TYPE)!;
     this.type = type;
-    const ss = mem32[FS + F_STALE];
-    this.staleMs = ss < 0 ? NaN : mem32[FF + F_STALE] === 0 ? parseIsoMs(b, ss - off, mem32[FE + F_STALE] - off) : Date.parse(field(b, F_STALE)!);
+    const staleMs = memF64[STALE_MS]; // made by the core for the plain CoT form
+    this.staleMs = staleMs === staleMs || mem32[FS + F_STALE] < 0 ? staleMs : Date.parse(field(b, F_STALE)!);
     this.callsign = field(b, F_CALLSIGN);
     this.endpoint = field(b, F_ENDPOINT);
     const list: CotDest[] = [];
