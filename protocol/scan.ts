@@ -186,15 +186,20 @@ function coord(b: Buffer, f: number): number {
 }
 
 // The header: what the router reads (uid, type, staleMs, contact, dests, marti ranges, link,
-// control) is made eagerly; the rest (how time start stale version point __group), which nothing on
-// the hot path reads, is kept as a range of the frame's latin1 string and made on first access.
+// control) is made eagerly; the rest (how time start stale version __group point), which nothing
+// on the hot path reads, is kept as ranges of the frame's latin1 string and made on first access.
 // Strings are immutable, so a lazy field stays correct after the frame Buffer is reused. Fields
 // that need decoding (UTF-8, references) and every field of a large frame are made eagerly.
-const NONE = -1; // packed range: absent, or already made (the value is in the cache slot)
+// Few own properties: one array of packed ranges and one of made values, so a header is cheap
+// to build (it is made for every frame).
+const NONE = -1; // packed range: absent, or made (the value is in the values array)
 const RANGE_BITS = 8192; // WHOLE_FRAME_MAX < RANGE_BITS: start * RANGE_BITS + end fits a small int
+/** the lazy fields, in the order of the ranges array; L_POINT..L_POINT+4 are lat lon hae ce le */
+const LAZY = [F_HOW, F_TIME, F_START, F_STALE, F_VERSION, F_GNAME, F_GROLE];
+const L_POINT = 7;
 
 class Header implements CotHeader {
-  readonly ok = true as const;
+  declare readonly ok: true;
   uid: string;
   type: string;
   staleMs: number;
@@ -207,18 +212,12 @@ class Header implements CotHeader {
   linkUid: string | undefined;
   hasLink: boolean;
   control: boolean;
-  /** latin1 string of the frame from `base` (lazy ranges index it), '' when all is eager */
+  /** latin1 string of the frame (lazy ranges index it), '' when all is eager */
   private readonly s_: string;
-  private how_: string | undefined; private howR: number;
-  private time_: string | undefined; private timeR: number;
-  private start_: string | undefined; private startR: number;
-  private stale_: string | undefined; private staleR: number;
-  private version_: string | undefined; private versionR: number;
-  private gname_: string | undefined; private gnameR: number;
-  private grole_: string | undefined; private groleR: number;
-  private point_: CotPoint | undefined;
-  /** packed ranges of lat lon hae ce le (NONE: missing coordinate); undefined: point_ is made */
-  private pointR: number[] | undefined;
+  /** packed ranges of the lazy fields (LAZY order, then the point's five coordinates) */
+  private readonly r_: number[];
+  /** made values of the lazy fields (LAZY order, then the point), undefined until one is made */
+  private v_: (string | CotPoint | undefined)[] | undefined;
 
   constructor(b: Buffer, base: number, str: string) {
     this.s_ = str;
@@ -252,68 +251,67 @@ class Header implements CotHeader {
     }
     this.linkUid = field(b, F_LINK);
     this.hasLink = mem32[M_LINK] !== 0;
-    this.control = isControlType(type);
+    this.control = type.charCodeAt(0) === 0x74 && isControlType(type);
     const lazy = str.length !== 0;
-    this.howR = lazyRange(F_HOW, base, lazy); this.how_ = this.howR === NONE ? field(b, F_HOW) : undefined;
-    this.timeR = lazyRange(F_TIME, base, lazy); this.time_ = this.timeR === NONE ? field(b, F_TIME) : undefined;
-    this.startR = lazyRange(F_START, base, lazy); this.start_ = this.startR === NONE ? field(b, F_START) : undefined;
-    this.staleR = lazyRange(F_STALE, base, lazy); this.stale_ = this.staleR === NONE ? field(b, F_STALE) : undefined;
-    this.versionR = lazyRange(F_VERSION, base, lazy); this.version_ = this.versionR === NONE ? field(b, F_VERSION) : undefined;
-    this.gnameR = lazyRange(F_GNAME, base, lazy); this.gname_ = this.gnameR === NONE ? field(b, F_GNAME) : undefined;
-    this.groleR = lazyRange(F_GROLE, base, lazy); this.grole_ = this.groleR === NONE ? field(b, F_GROLE) : undefined;
-    this.point_ = undefined;
-    this.pointR = undefined;
+    const r = [
+      lazyRange(F_HOW, at, lazy), lazyRange(F_TIME, at, lazy), lazyRange(F_START, at, lazy), lazyRange(F_STALE, at, lazy),
+      lazyRange(F_VERSION, at, lazy), lazyRange(F_GNAME, at, lazy), lazyRange(F_GROLE, at, lazy),
+      NONE, NONE, NONE, NONE, NONE,
+    ];
+    this.r_ = r;
+    this.v_ = undefined;
+    let v: (string | CotPoint | undefined)[] | undefined;
+    for (let i = 0; i < L_POINT; i++) {
+      if (r[i] === NONE && mem32[FS + LAZY[i]] >= 0) (v ??= new Array(L_POINT + 1))[i] = field(b, LAZY[i]);
+    }
     if (mem32[FS + F_LAT] !== -2) {
       if (lazy && (mem32[FF + F_LAT] | mem32[FF + F_LON] | mem32[FF + F_HAE] | mem32[FF + F_CE] | mem32[FF + F_LE]) === 0) {
-        this.pointR = [packed(F_LAT, base), packed(F_LON, base), packed(F_HAE, base), packed(F_CE, base), packed(F_LE, base)];
+        r[L_POINT] = packed(F_LAT, at); r[L_POINT + 1] = packed(F_LON, at); r[L_POINT + 2] = packed(F_HAE, at);
+        r[L_POINT + 3] = packed(F_CE, at); r[L_POINT + 4] = packed(F_LE, at);
+        (v ??= new Array(L_POINT + 1))[L_POINT] = POINT_PENDING;
       } else {
-        this.point_ = { lat: coord(b, F_LAT), lon: coord(b, F_LON), hae: coord(b, F_HAE), ce: coord(b, F_CE), le: coord(b, F_LE) };
+        (v ??= new Array(L_POINT + 1))[L_POINT] = { lat: coord(b, F_LAT), lon: coord(b, F_LON), hae: coord(b, F_HAE), ce: coord(b, F_CE), le: coord(b, F_LE) };
       }
     }
+    if (v !== undefined) this.v_ = v;
   }
 
-  private sub(r: number): string {
-    const s = Math.floor(r / RANGE_BITS);
-    return this.s_.substring(s, r - s * RANGE_BITS);
-  }
-
-  get how(): string | undefined {
-    if (this.howR !== NONE) { this.how_ = this.sub(this.howR); this.howR = NONE; }
-    return this.how_;
-  }
-  get time(): string | undefined {
-    if (this.timeR !== NONE) { this.time_ = this.sub(this.timeR); this.timeR = NONE; }
-    return this.time_;
-  }
-  get start(): string | undefined {
-    if (this.startR !== NONE) { this.start_ = this.sub(this.startR); this.startR = NONE; }
-    return this.start_;
-  }
-  get stale(): string | undefined {
-    if (this.staleR !== NONE) { this.stale_ = this.sub(this.staleR); this.staleR = NONE; }
-    return this.stale_;
-  }
-  get version(): string | undefined {
-    if (this.versionR !== NONE) { this.version_ = this.sub(this.versionR); this.versionR = NONE; }
-    return this.version_;
-  }
-  get groupName(): string | undefined {
-    if (this.gnameR !== NONE) { this.gname_ = this.sub(this.gnameR); this.gnameR = NONE; }
-    return this.gname_;
-  }
-  get groupRole(): string | undefined {
-    if (this.groleR !== NONE) { this.grole_ = this.sub(this.groleR); this.groleR = NONE; }
-    return this.grole_;
-  }
-  get point(): CotPoint | undefined {
-    const r = this.pointR;
-    if (r !== undefined) {
-      // numberOf(text) is what parseDecimal() computes from the same plain ASCII bytes
-      const c = (i: number): number => (r[i] === NONE ? NaN : numberOf(this.sub(r[i])));
-      this.point_ = { lat: c(0), lon: c(1), hae: c(2), ce: c(3), le: c(4) };
-      this.pointR = undefined;
+  /** lazy field i (LAZY order) */
+  private lazy(i: number): string | undefined {
+    const r = this.r_[i];
+    if (r !== NONE) {
+      const v = (this.v_ ??= new Array(L_POINT + 1));
+      const s = Math.floor(r / RANGE_BITS);
+      v[i] = this.s_.substring(s, r - s * RANGE_BITS);
+      this.r_[i] = NONE;
     }
-    return this.point_;
+    return this.v_?.[i] as string | undefined;
+  }
+
+  get how(): string | undefined { return this.lazy(0); }
+  get time(): string | undefined { return this.lazy(1); }
+  get start(): string | undefined { return this.lazy(2); }
+  get stale(): string | undefined { return this.lazy(3); }
+  get version(): string | undefined { return this.lazy(4); }
+  get groupName(): string | undefined { return this.lazy(5); }
+  get groupRole(): string | undefined { return this.lazy(6); }
+  get point(): CotPoint | undefined {
+    const v = this.v_;
+    if (v === undefined) return undefined;
+    let p = v[L_POINT];
+    if (p === POINT_PENDING) {
+      // numberOf(text) is what parseDecimal() computes from the same plain ASCII bytes
+      const r = this.r_;
+      const c = (i: number): number => {
+        const x = r[L_POINT + i];
+        if (x === NONE) return NaN;
+        const s = Math.floor(x / RANGE_BITS);
+        return numberOf(this.s_.substring(s, x - s * RANGE_BITS));
+      };
+      p = { lat: c(0), lon: c(1), hae: c(2), ce: c(3), le: c(4) };
+      v[L_POINT] = p;
+    }
+    return p as CotPoint | undefined;
   }
 
   /** plain data, so a header logs and compares like the object it describes */
@@ -326,17 +324,19 @@ class Header implements CotHeader {
     };
   }
 }
+Object.defineProperty(Header.prototype, 'ok', { value: true, enumerable: true });
+/** marks a point whose coordinates are still ranges */
+const POINT_PENDING: CotPoint = Object.freeze({ lat: NaN, lon: NaN, hae: NaN, ce: NaN, le: NaN });
 
-/** packed range of field f relative to base, NONE when absent */
-function packed(f: number, base: number): number {
+/** packed range of field f relative to the frame start `at` (core address), NONE when absent */
+function packed(f: number, at: number): number {
   const s = mem32[FS + f];
-  const at = off + base;
   return s < 0 ? NONE : (s - at) * RANGE_BITS + (mem32[FE + f] - at);
 }
 
 /** packed range of a lazily made plain field; NONE when absent, eager or not plain */
-function lazyRange(f: number, base: number, lazy: boolean): number {
-  return lazy && mem32[FF + f] === 0 ? packed(f, base) : NONE;
+function lazyRange(f: number, at: number, lazy: boolean): number {
+  return lazy && mem32[FF + f] === 0 ? packed(f, at) : NONE;
 }
 
 function build(b: Buffer, base: number, end: number): CotHeader {
