@@ -132,15 +132,25 @@ function pushMore(v: i32): void {
 /** First index in [q, n) of a byte an attribute value quoted with `quote` must look at (the
  *  quote, '<', '&', controls, bytes >= 0x80); n when none. */
 @inline function valueRun(q: i32, n: i32, quote: i32): i32 {
-  // one lookup for the quote, '<' and '&' (rows 2 and 3 of the byte table), one compare for
-  // controls and bytes >= 0x80 (signed < 0x20)
+  // CoT values are short: the first block is straight-line code, a loop only for longer runs
   const lo = quote == DQ ? VAL_LO_DQ : VAL_LO_SQ;
+  const bits = valueBits(q, lo);
+  if (bits != 0) { q += ctz(bits); return q < n ? q : n; }
+  return valueRunLong(q + 16, n, lo);
+}
+
+/** lanes of the 16 bytes at q an attribute value must look at: one lookup for the quote, '<' and
+ *  '&' (rows 2 and 3 of the byte table), one compare for controls and bytes >= 0x80 (signed < 0x20) */
+@inline function valueBits(q: i32, lo: v128): i32 {
+  const v = v128.load(<usize>q);
+  const hi = i8x16.swizzle(VAL_HI, i8x16.shr_u(v, 4));
+  const cls = v128.and(hi, i8x16.swizzle(lo, v128.and(v, NIB)));
+  return ~i8x16.bitmask(i8x16.eq(v128.or(i8x16.lt_s(v, SPLAT_20), cls), ZERO)) & 0xffff;
+}
+
+function valueRunLong(q: i32, n: i32, lo: v128): i32 {
   while (q < n) {
-    const v = v128.load(<usize>q);
-    const hi = i8x16.swizzle(VAL_HI, i8x16.shr_u(v, 4));
-    const cls = v128.and(hi, i8x16.swizzle(lo, v128.and(v, NIB)));
-    const m = v128.or(i8x16.lt_s(v, SPLAT_20), i8x16.ne(cls, ZERO));
-    const bits = i8x16.bitmask(m);
+    const bits = valueBits(q, lo);
     if (bits != 0) { q += ctz(bits); return q < n ? q : n; }
     q += 16;
   }
@@ -152,6 +162,9 @@ function pushMore(v: i32): void {
 let ZERO: v128 = i8x16.splat(0);
 let NIB: v128 = i8x16.splat(0x0f);
 let SPLAT_20: v128 = i8x16.splat(0x20);
+let SPLAT_LT: v128 = i8x16.splat(<i8>LT);
+let SPLAT_AMP: v128 = i8x16.splat(<i8>AMP);
+let SPLAT_GT: v128 = i8x16.splat(<i8>GT);
 // rows: 1 = high nibble 2 ('"' 0x22, '&' 0x26, '\'' 0x27), 2 = high nibble 3 ('<' 0x3c)
 let VAL_HI: v128 = i8x16(0, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
 let VAL_LO_DQ: v128 = i8x16(0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 2, 0, 0, 0);
@@ -166,15 +179,22 @@ let NAME_LO: v128 = i8x16(2, 2 | 4, 2 | 4, 2 | 4, 2 | 4, 2 | 4, 2 | 4, 2 | 4, 2 
   return v128.andnot(i8x16.lt_s(v, SPLAT_20), i8x16.swizzle(WS_TAB, v));
 }
 
-/** First index in [p, n) of a byte that is `a`, `b`, `c` or odd (see oddBytes); n when none. */
-@inline function run3(p: i32, n: i32, a: i32, b: i32, c: i32): i32 {
-  const va = i8x16.splat(<i8>a);
-  const vb = i8x16.splat(<i8>b);
-  const vc = i8x16.splat(<i8>c);
+/** First index in [p, n) of a byte character data must look at ('<', '&', '>', odd bytes); n
+ *  when none. Between CoT elements there is at most a line break: one straight-line block. */
+@inline function textRun(p: i32, n: i32): i32 {
+  const bits = textBits(p);
+  if (bits != 0) { p += ctz(bits); return p < n ? p : n; }
+  return textRunLong(p + 16, n);
+}
+
+@inline function textBits(p: i32): i32 {
+  const v = v128.load(<usize>p);
+  return i8x16.bitmask(v128.or(oddBytes(v), v128.or(i8x16.eq(v, SPLAT_LT), v128.or(i8x16.eq(v, SPLAT_AMP), i8x16.eq(v, SPLAT_GT)))));
+}
+
+function textRunLong(p: i32, n: i32): i32 {
   while (p < n) {
-    const v = v128.load(<usize>p);
-    const m = v128.or(oddBytes(v), v128.or(i8x16.eq(v, va), v128.or(i8x16.eq(v, vb), i8x16.eq(v, vc))));
-    const bits = i8x16.bitmask(m);
+    const bits = textBits(p);
     if (bits != 0) { p += ctz(bits); return p < n ? p : n; }
     p += 16;
   }
@@ -294,16 +314,27 @@ function parseRef(p: i32, n: i32): i32 {
   return -1;
 }
 
-/** First index in [q, n) that is not an ASCII name character ([A-Za-z0-9_:.-]); n when none.
- *  Nibble lookup: the high nibble selects which low nibbles are name characters in that row. */
+/** First index in [q, n) that is not an ASCII name character ([A-Za-z0-9_:.-]); n when none. */
 @inline function asciiNameRun(q: i32, n: i32): i32 {
-  // bit 1: low nibble d-e (row 2: '-' '.'); 2: 0-a (rows 3, 5, 7: digits ':', P-Z, p-z);
-  // 4: 1-f (rows 4, 6: A-O, a-o); 8: f (row 5: '_')
+  // CoT names are short: the first block is straight-line code, a loop only for longer names
+  const bits = nameStops(q);
+  if (bits != 0) { q += ctz(bits); return q < n ? q : n; }
+  return asciiNameRunLong(q + 16, n);
+}
+
+/** lanes of the 16 bytes at q that are not ASCII name characters. Nibble lookup: the high nibble
+ *  selects which low nibbles are name characters in its row (NAME_HI / NAME_LO bits: 1 = low
+ *  nibble d-e in row 2 ('-' '.'); 2 = 0-a in rows 3, 5, 7 (digits ':', P-Z, p-z); 4 = 1-f in rows
+ *  4, 6 (A-O, a-o); 8 = f in row 5 ('_')) */
+@inline function nameStops(q: i32): i32 {
+  const v = v128.load(<usize>q);
+  const hi = i8x16.swizzle(NAME_HI, i8x16.shr_u(v, 4));
+  return i8x16.bitmask(i8x16.eq(v128.and(hi, i8x16.swizzle(NAME_LO, v128.and(v, NIB))), ZERO));
+}
+
+function asciiNameRunLong(q: i32, n: i32): i32 {
   while (q < n) {
-    const v = v128.load(<usize>q);
-    const hi = i8x16.swizzle(NAME_HI, i8x16.shr_u(v, 4));
-    const cls = v128.and(hi, i8x16.swizzle(NAME_LO, v128.and(v, NIB)));
-    const bits = ~i8x16.bitmask(i8x16.ne(cls, ZERO)) & 0xffff;
+    const bits = nameStops(q);
     if (bits != 0) { q += ctz(bits); return q < n ? q : n; }
     q += 16;
   }
@@ -536,7 +567,7 @@ function scanBytes(s: i32, n: i32, framing: bool): i32 {
     // character data up to the next '<' (CoT: usually none or one newline)
     for (;;) {
       if (p < n && at(p) == LT) break;
-      p = run3(p, n, LT, AMP, GT);
+      p = textRun(p, n);
       if (p >= n) {
         return fail(R_UNCLOSED, load<i32>(<usize>(stack + (depth - 1) * 8)) - 1);
       }
