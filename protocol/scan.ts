@@ -197,6 +197,10 @@ const RANGE_BITS = 8192; // WHOLE_FRAME_MAX < RANGE_BITS: start * RANGE_BITS + e
 /** the lazy fields, in the order of the ranges array; L_POINT..L_POINT+4 are lat lon hae ce le */
 const LAZY = [F_HOW, F_TIME, F_START, F_STALE, F_VERSION, F_GNAME, F_GROLE];
 const L_POINT = 7;
+/** last slot of the ranges array: the point is absent, still ranges, or made (in the values) */
+const P_STATE = 12, P_NONE = 0, P_PENDING = 1, P_MADE = 2;
+/** dests of the (usual) frame without any: one shared, frozen array */
+const NO_DESTS: CotDest[] = Object.freeze([]) as unknown as CotDest[];
 
 class Header implements CotHeader {
   declare readonly ok: true;
@@ -214,7 +218,7 @@ class Header implements CotHeader {
   control: boolean;
   /** latin1 string of the frame (lazy ranges index it), '' when all is eager */
   private readonly s_: string;
-  /** packed ranges of the lazy fields (LAZY order, then the point's five coordinates) */
+  /** packed ranges of the lazy fields (LAZY order, then the point's five coordinates, P_STATE) */
   private readonly r_: number[];
   /** made values of the lazy fields (LAZY order, then the point), undefined until one is made */
   private v_: (string | CotPoint | undefined)[] | undefined;
@@ -228,8 +232,8 @@ class Header implements CotHeader {
     this.staleMs = staleMs === staleMs || mem32[FS + F_STALE] < 0 ? staleMs : Date.parse(field(b, F_STALE)!);
     this.callsign = field(b, F_CALLSIGN);
     this.endpoint = field(b, F_ENDPOINT);
-    const list: CotDest[] = [];
     const ndests = mem32[M_NDESTS];
+    const list: CotDest[] = ndests === 0 ? NO_DESTS : [];
     for (let i = 0, o = mem32[M_DESTS] >> 2; i < ndests; i++, o += 6) {
       const d: CotDest = {};
       const m = mem32;
@@ -256,7 +260,7 @@ class Header implements CotHeader {
     const r = [
       lazyRange(F_HOW, at, lazy), lazyRange(F_TIME, at, lazy), lazyRange(F_START, at, lazy), lazyRange(F_STALE, at, lazy),
       lazyRange(F_VERSION, at, lazy), lazyRange(F_GNAME, at, lazy), lazyRange(F_GROLE, at, lazy),
-      NONE, NONE, NONE, NONE, NONE,
+      NONE, NONE, NONE, NONE, NONE, P_NONE,
     ];
     this.r_ = r;
     this.v_ = undefined;
@@ -268,9 +272,10 @@ class Header implements CotHeader {
       if (lazy && (mem32[FF + F_LAT] | mem32[FF + F_LON] | mem32[FF + F_HAE] | mem32[FF + F_CE] | mem32[FF + F_LE]) === 0) {
         r[L_POINT] = packed(F_LAT, at); r[L_POINT + 1] = packed(F_LON, at); r[L_POINT + 2] = packed(F_HAE, at);
         r[L_POINT + 3] = packed(F_CE, at); r[L_POINT + 4] = packed(F_LE, at);
-        (v ??= new Array(L_POINT + 1))[L_POINT] = POINT_PENDING;
+        r[P_STATE] = P_PENDING;
       } else {
         (v ??= new Array(L_POINT + 1))[L_POINT] = { lat: coord(b, F_LAT), lon: coord(b, F_LON), hae: coord(b, F_HAE), ce: coord(b, F_CE), le: coord(b, F_LE) };
+        r[P_STATE] = P_MADE;
       }
     }
     if (v !== undefined) this.v_ = v;
@@ -296,22 +301,19 @@ class Header implements CotHeader {
   get groupName(): string | undefined { return this.lazy(5); }
   get groupRole(): string | undefined { return this.lazy(6); }
   get point(): CotPoint | undefined {
-    const v = this.v_;
-    if (v === undefined) return undefined;
-    let p = v[L_POINT];
-    if (p === POINT_PENDING) {
+    const r = this.r_;
+    if (r[P_STATE] === P_PENDING) {
       // numberOf(text) is what parseDecimal() computes from the same plain ASCII bytes
-      const r = this.r_;
       const c = (i: number): number => {
         const x = r[L_POINT + i];
         if (x === NONE) return NaN;
         const s = Math.floor(x / RANGE_BITS);
         return numberOf(this.s_.substring(s, x - s * RANGE_BITS));
       };
-      p = { lat: c(0), lon: c(1), hae: c(2), ce: c(3), le: c(4) };
-      v[L_POINT] = p;
+      (this.v_ ??= new Array(L_POINT + 1))[L_POINT] = { lat: c(0), lon: c(1), hae: c(2), ce: c(3), le: c(4) };
+      r[P_STATE] = P_MADE;
     }
-    return p as CotPoint | undefined;
+    return r[P_STATE] === P_MADE ? this.v_![L_POINT] as CotPoint : undefined;
   }
 
   /** plain data, so a header logs and compares like the object it describes */
@@ -325,8 +327,6 @@ class Header implements CotHeader {
   }
 }
 Object.defineProperty(Header.prototype, 'ok', { value: true, enumerable: true });
-/** marks a point whose coordinates are still ranges */
-const POINT_PENDING: CotPoint = Object.freeze({ lat: NaN, lon: NaN, hae: NaN, ce: NaN, le: NaN });
 
 /** packed range of field f relative to the frame start `at` (core address), NONE when absent */
 function packed(f: number, at: number): number {

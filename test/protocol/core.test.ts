@@ -83,6 +83,20 @@ describe('scan core (WebAssembly)', () => {
     assert.deepEqual(got.uids, ['big', 'ANDROID-aabbcc5577']);
   });
 
+  it('frames whose copy ends right at, or just past, the end of the core memory', () => {
+    // place() keeps 64 KiB + 64 bytes after the data; sizes around that edge need no growth,
+    // exactly one page, or one more
+    for (const delta of [-17, -16, -1, 0, 1, 16, 17]) {
+      const room = core.memory.buffer.byteLength - top - 64 - 65536;
+      const pad = room + delta - '<event uid="edge" type="a" v=""/>'.length;
+      const frame = Buffer.from(`<event uid="edge" type="a" v="${'x'.repeat(Math.max(0, pad))}"/>`);
+      const h = scan(frame);
+      assert.ok(h.ok && h.uid === 'edge', `delta ${delta}`);
+      // the same frame cut one byte short is refused, whatever lies beyond it in memory
+      assert.equal(scan(frame.subarray(0, frame.length - 1)).ok, false, `delta ${delta}, cut`);
+    }
+  });
+
   it('a sink that scans other buffers (and pushes into another framer) does not disturb the chunk being framed', () => {
     const stream = Buffer.concat([SA, SA, SA]);
     const inner: string[] = [];
