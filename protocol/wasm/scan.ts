@@ -67,7 +67,8 @@ const V_UTF8: i32 = 1, V_DECODE: i32 = 2;
 @inline function misc(i: i32): i32 { return load<i32>(<usize>(MISC + i * 4)); }
 @inline function setMisc(i: i32, v: i32): void { store<i32>(<usize>(MISC + i * 4), v); }
 @inline function fStart(f: i32): i32 { return load<i32>(<usize>(FS + f * 4)); }
-@inline function isWs(c: i32): bool { return c == SP || c == LF || c == TAB || c == CR; }
+// one compare for the usual non-space byte, then a bit test of tab, LF, CR and space (c may be -1)
+@inline function isWs(c: i32): bool { return <u32>c <= 0x20 && ((<u64>0x100002600 >> <u64>c) & 1) != 0; }
 
 // "uid" etc. as little-endian words, for comparing names in one load
 const W_UID: i32 = 0x646975, W_HOW: i32 = 0x776f68, W_TYPE: i32 = 0x65707974, W_TIME: i32 = 0x656d6974,
