@@ -343,7 +343,7 @@ function asciiNameRunLong(q: i32, n: i32): i32 {
 }
 
 /** Name characters from q; the index after the name, or -1 for bad UTF-8. */
-function skipName(q: i32, n: i32): i32 {
+@inline function skipName(q: i32, n: i32): i32 {
   for (;;) {
     q = asciiNameRun(q, n);
     if (q >= n || at(q) < 0x80) return q;
@@ -354,13 +354,15 @@ function skipName(q: i32, n: i32): i32 {
 }
 
 // ---- which element / field ---------------------------------------------------------------------
+// (The per-tag helpers are inlined into the pass: calls in V8's wasm code cost spills and moves,
+// ~7% of the core on CoT.)
 // Names are compared a word at a time; reading a few bytes past a short name is safe (see top).
 
 let seenContact: bool = false;
 let seenGroup: bool = false;
 let hasLink: bool = false;
 
-function fieldOf(kind: i32, s: i32, len: i32): i32 {
+@inline function fieldOf(kind: i32, s: i32, len: i32): i32 {
   const w = at4(s);
   switch (kind) {
     case K_EVENT:
@@ -415,7 +417,7 @@ function fieldOf(kind: i32, s: i32, len: i32): i32 {
   return -1;
 }
 
-function kindOf(parent: i32, s: i32, len: i32): i32 {
+@inline function kindOf(parent: i32, s: i32, len: i32): i32 {
   const w = at4(s);
   switch (parent) {
     case K_EVENT:
@@ -614,7 +616,7 @@ function scanBytes(s: i32, n: i32, framing: bool): i32 {
 
 /** Attributes of a start tag from q (just after the name) through '>' or '/>'. Records the
  *  ranges of interesting ones. Returns the index after the tag or -1. */
-function scanAttributes(q: i32, n: i32, kind: i32, tagStart: i32): i32 {
+@inline function scanAttributes(q: i32, n: i32, kind: i32, tagStart: i32): i32 {
   let nattr = 0;
   let sig = 0;
   for (;;) {
