@@ -31,7 +31,7 @@ export const FS = 512, FE = 529, FF = 546;
 const MISC = 576;
 export const M_ERR = MISC, M_ERROFF = MISC + 1, M_END = MISC + 2, M_POS = MISC + 3, M_NDESTS = MISC + 4,
   M_DESTS = MISC + 5, M_MSTART = MISC + 6, M_MEND = MISC + 7, M_NMORE = MISC + 8, M_MORE = MISC + 9,
-  M_LINK = MISC + 10;
+  M_LINK = MISC + 10, M_EVENT = MISC + 11, M_POINT = MISC + 12, M_GROUP = MISC + 13, M_LAZYF = MISC + 14;
 /** f64 slot: stale as epoch ms, NaN when absent or to be read by Date.parse */
 export const STALE_MS = (2304 + 64) / 8;
 

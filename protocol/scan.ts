@@ -7,7 +7,8 @@
 import { decodeAttr, latin1, utf8 } from './chars.ts';
 import { numberOf, parseDecimal } from './values.ts';
 import {
-  core, FE, FF, FS, M_DESTS, M_END, M_ERR, M_ERROFF, M_LINK, M_MEND, M_MORE, M_MSTART, M_NDESTS, M_NMORE, M_POS,
+  core, FE, FF, FS, M_DESTS, M_END, M_ERR, M_ERROFF, M_EVENT, M_GROUP, M_LAZYF, M_LINK, M_MEND, M_MORE, M_MSTART,
+  M_NDESTS, M_NMORE, M_POINT, M_POS,
   mem32, memF64, place, refresh, release, scratchAt, STALE_MS, top,
 } from './core.ts';
 
@@ -187,18 +188,16 @@ function coord(b: Buffer, f: number): number {
 
 // The header: what the router reads (uid, type, staleMs, contact, dests, marti ranges, link,
 // control) is made eagerly; the rest (how time start stale version __group point), which nothing
-// on the hot path reads, is kept as ranges of the frame's latin1 string and made on first access.
-// Strings are immutable, so a lazy field stays correct after the frame Buffer is reused. Fields
-// that need decoding (UTF-8, references) and every field of a large frame are made eagerly.
-// Few own properties: one array of packed ranges and one of made values, so a header is cheap
-// to build (it is made for every frame).
-const NONE = -1; // packed range: absent, or made (the value is in the values array)
-const RANGE_BITS = 8192; // WHOLE_FRAME_MAX < RANGE_BITS: start * RANGE_BITS + end fits a small int
-/** the lazy fields, in the order of the ranges array; L_POINT..L_POINT+4 are lat lon hae ce le */
-const LAZY = [F_HOW, F_TIME, F_START, F_STALE, F_VERSION, F_GNAME, F_GROLE];
+// on the hot path reads, is found again on first access in the frame's latin1 string, from where
+// the core says its element starts (<event>, the first <point>, the first <__group>): a header
+// keeps three offsets, not a dozen ranges (copying those out of the core cost ~10% of a frame).
+// Strings are immutable, so a lazy field stays correct after the frame Buffer is reused. When a
+// lazy field needs decoding (UTF-8, references) or the frame is large, they are all made at once.
+const LAZY_NAMES = ['how', 'time', 'start', 'stale', 'version', 'name', 'role'];
+const LAZY_FIELDS = [F_HOW, F_TIME, F_START, F_STALE, F_VERSION, F_GNAME, F_GROLE];
+const L_GROUP = 5; // LAZY_NAMES[5, 7) are __group's
 const L_POINT = 7;
-/** last slot of the ranges array: the point is absent, still ranges, or made (in the values) */
-const P_STATE = 12, P_NONE = 0, P_PENDING = 1, P_MADE = 2;
+const ALL_MADE = 0xff;
 /** dests of the (usual) frame without any: one shared, frozen array */
 const NO_DESTS: CotDest[] = Object.freeze([]) as unknown as CotDest[];
 
@@ -216,81 +215,75 @@ class Header implements CotHeader {
   linkUid: string | undefined;
   hasLink: boolean;
   control: boolean;
-  /** latin1 string of the frame (lazy ranges index it), '' when all is eager */
+  /** latin1 string of the frame (the lazy fields are read from it), '' when all are made */
   private readonly s_: string;
-  /** packed ranges of the lazy fields (LAZY order, then the point's five coordinates, P_STATE) */
-  private readonly r_: number[];
-  /** made values of the lazy fields (LAZY order, then the point), undefined until one is made */
+  /** offsets in s_ of the <event>, first <point> and first <__group> start tags (-1: none) */
+  private readonly ev_: number;
+  private readonly pt_: number;
+  private readonly gr_: number;
+  /** bit i: the lazy field i (LAZY_NAMES order, then the point) is made, in v_[i] */
+  private made_: number;
   private v_: (string | CotPoint | undefined)[] | undefined;
 
   constructor(b: Buffer, base: number, str: string) {
-    this.s_ = str;
+    const m = mem32;
+    const at = off + base; // core address of the frame start
     this.uid = field(b, F_UID)!;
     const type = field(b, F_TYPE)!;
     this.type = type;
     const staleMs = memF64[STALE_MS]; // made by the core for the plain CoT form
-    this.staleMs = staleMs === staleMs || mem32[FS + F_STALE] < 0 ? staleMs : Date.parse(field(b, F_STALE)!);
+    this.staleMs = staleMs === staleMs || m[FS + F_STALE] < 0 ? staleMs : Date.parse(field(b, F_STALE)!);
     this.callsign = field(b, F_CALLSIGN);
     this.endpoint = field(b, F_ENDPOINT);
-    const ndests = mem32[M_NDESTS];
+    const ndests = m[M_NDESTS];
     const list: CotDest[] = ndests === 0 ? NO_DESTS : [];
-    for (let i = 0, o = mem32[M_DESTS] >> 2; i < ndests; i++, o += 6) {
+    for (let i = 0, o = m[M_DESTS] >> 2; i < ndests; i++, o += 6) {
       const d: CotDest = {};
-      const m = mem32;
       if (m[o] >= 0) d.callsign = text(b, m[o] - off, m[o + 1] - off, m[o + 2]);
       if (m[o + 3] >= 0) d.uid = text(b, m[o + 3] - off, m[o + 4] - off, m[o + 5]);
       list.push(d);
     }
     this.dests = list;
-    const ms = mem32[M_MSTART], me = mem32[M_MEND], nmore = mem32[M_NMORE];
-    const at = off + base; // core address of the frame start
+    const ms = m[M_MSTART], me = m[M_MEND], nmore = m[M_NMORE];
     this.martiStart = ms < 0 ? -1 : ms - at;
     this.martiEnd = me < 0 ? -1 : me - at;
     if (nmore === 0) {
       this.martiMore = undefined;
     } else {
       const more: number[] = [];
-      for (let i = 0, o = mem32[M_MORE] >> 2; i < nmore; i++) more.push(mem32[o + i] - at);
+      for (let i = 0, o = m[M_MORE] >> 2; i < nmore; i++) more.push(m[o + i] - at);
       this.martiMore = more;
     }
     this.linkUid = field(b, F_LINK);
-    this.hasLink = mem32[M_LINK] !== 0;
+    this.hasLink = m[M_LINK] !== 0;
     this.control = type.charCodeAt(0) === 0x74 && isControlType(type);
-    const lazy = str.length !== 0;
-    const r = [
-      lazyRange(F_HOW, at, lazy), lazyRange(F_TIME, at, lazy), lazyRange(F_START, at, lazy), lazyRange(F_STALE, at, lazy),
-      lazyRange(F_VERSION, at, lazy), lazyRange(F_GNAME, at, lazy), lazyRange(F_GROLE, at, lazy),
-      NONE, NONE, NONE, NONE, NONE, P_NONE,
-    ];
-    this.r_ = r;
-    this.v_ = undefined;
-    let v: (string | CotPoint | undefined)[] | undefined;
-    for (let i = 0; i < L_POINT; i++) {
-      if (r[i] === NONE && mem32[FS + LAZY[i]] >= 0) (v ??= new Array(L_POINT + 1))[i] = field(b, LAZY[i]);
+    if (str.length !== 0 && m[M_LAZYF] === 0) {
+      this.s_ = str;
+      this.ev_ = m[M_EVENT] - at;
+      const pt = m[M_POINT], gr = m[M_GROUP];
+      this.pt_ = pt < 0 ? -1 : pt - at;
+      this.gr_ = gr < 0 ? -1 : gr - at;
+      this.made_ = 0;
+      this.v_ = undefined;
+    } else {
+      this.s_ = '';
+      this.ev_ = this.pt_ = this.gr_ = -1;
+      this.made_ = ALL_MADE;
+      const v: (string | CotPoint | undefined)[] = LAZY_FIELDS.map((f) => field(b, f));
+      v.push(m[FS + F_LAT] === -2 ? undefined
+        : { lat: coord(b, F_LAT), lon: coord(b, F_LON), hae: coord(b, F_HAE), ce: coord(b, F_CE), le: coord(b, F_LE) });
+      this.v_ = v;
     }
-    if (mem32[FS + F_LAT] !== -2) {
-      if (lazy && (mem32[FF + F_LAT] | mem32[FF + F_LON] | mem32[FF + F_HAE] | mem32[FF + F_CE] | mem32[FF + F_LE]) === 0) {
-        r[L_POINT] = packed(F_LAT, at); r[L_POINT + 1] = packed(F_LON, at); r[L_POINT + 2] = packed(F_HAE, at);
-        r[L_POINT + 3] = packed(F_CE, at); r[L_POINT + 4] = packed(F_LE, at);
-        r[P_STATE] = P_PENDING;
-      } else {
-        (v ??= new Array(L_POINT + 1))[L_POINT] = { lat: coord(b, F_LAT), lon: coord(b, F_LON), hae: coord(b, F_HAE), ce: coord(b, F_CE), le: coord(b, F_LE) };
-        r[P_STATE] = P_MADE;
-      }
-    }
-    if (v !== undefined) this.v_ = v;
   }
 
-  /** lazy field i (LAZY order) */
+  /** lazy field i (LAZY_NAMES order) */
   private lazy(i: number): string | undefined {
-    const r = this.r_[i];
-    if (r !== NONE) {
-      const v = (this.v_ ??= new Array(L_POINT + 1));
-      const s = Math.floor(r / RANGE_BITS);
-      v[i] = this.s_.substring(s, r - s * RANGE_BITS);
-      this.r_[i] = NONE;
+    if ((this.made_ & (1 << i)) === 0) {
+      const tag = i < L_GROUP ? this.ev_ : this.gr_;
+      (this.v_ ??= new Array(L_POINT + 1))[i] = tag < 0 ? undefined : attrIn(this.s_, tag, LAZY_NAMES[i]);
+      this.made_ |= 1 << i;
     }
-    return this.v_?.[i] as string | undefined;
+    return this.v_![i] as string | undefined;
   }
 
   get how(): string | undefined { return this.lazy(0); }
@@ -301,19 +294,17 @@ class Header implements CotHeader {
   get groupName(): string | undefined { return this.lazy(5); }
   get groupRole(): string | undefined { return this.lazy(6); }
   get point(): CotPoint | undefined {
-    const r = this.r_;
-    if (r[P_STATE] === P_PENDING) {
+    if ((this.made_ & (1 << L_POINT)) === 0) {
+      const s = this.s_, t = this.pt_;
       // numberOf(text) is what parseDecimal() computes from the same plain ASCII bytes
-      const c = (i: number): number => {
-        const x = r[L_POINT + i];
-        if (x === NONE) return NaN;
-        const s = Math.floor(x / RANGE_BITS);
-        return numberOf(this.s_.substring(s, x - s * RANGE_BITS));
+      const c = (name: string): number => {
+        const x = attrIn(s, t, name);
+        return x === undefined ? NaN : numberOf(x);
       };
-      (this.v_ ??= new Array(L_POINT + 1))[L_POINT] = { lat: c(0), lon: c(1), hae: c(2), ce: c(3), le: c(4) };
-      r[P_STATE] = P_MADE;
+      (this.v_ ??= new Array(L_POINT + 1))[L_POINT] = t < 0 ? undefined : { lat: c('lat'), lon: c('lon'), hae: c('hae'), ce: c('ce'), le: c('le') };
+      this.made_ |= 1 << L_POINT;
     }
-    return r[P_STATE] === P_MADE ? this.v_![L_POINT] as CotPoint : undefined;
+    return this.v_![L_POINT] as CotPoint | undefined;
   }
 
   /** plain data, so a header logs and compares like the object it describes */
@@ -328,15 +319,27 @@ class Header implements CotHeader {
 }
 Object.defineProperty(Header.prototype, 'ok', { value: true, enumerable: true });
 
-/** packed range of field f relative to the frame start `at` (core address), NONE when absent */
-function packed(f: number, at: number): number {
-  const s = mem32[FS + f];
-  return s < 0 ? NONE : (s - at) * RANGE_BITS + (mem32[FE + f] - at);
-}
-
-/** packed range of a lazily made plain field; NONE when absent, eager or not plain */
-function lazyRange(f: number, at: number, lazy: boolean): number {
-  return lazy && mem32[FF + f] === 0 ? packed(f, at) : NONE;
+/** The value of attribute `name` of the start tag at s[tag] ('<'), undefined when it has none. The
+ *  frame has passed the core, so the tag is `<name (ws+ attr ws* = ws* quoted-value)* ws* /?>`
+ *  and a value never holds its own quote; lazily read values are plain (no references), so the
+ *  text between the quotes is the value. */
+function attrIn(s: string, tag: number, name: string): string | undefined {
+  let i = tag + 1;
+  let c = s.charCodeAt(i);
+  while (c !== 0x20 && c !== 0x0a && c !== 0x09 && c !== 0x0d && c !== 0x3e && c !== 0x2f) c = s.charCodeAt(++i);
+  for (;;) {
+    while (c === 0x20 || c === 0x0a || c === 0x09 || c === 0x0d) c = s.charCodeAt(++i);
+    if (c === 0x3e || c === 0x2f) return undefined;
+    const ns = i;
+    while (c !== 0x3d && c !== 0x20 && c !== 0x0a && c !== 0x09 && c !== 0x0d) c = s.charCodeAt(++i);
+    const ne = i;
+    while (c !== 0x22 && c !== 0x27) c = s.charCodeAt(++i);
+    const vs = i + 1;
+    const ve = s.indexOf(c === 0x22 ? '"' : "'", vs);
+    if (ne - ns === name.length && s.startsWith(name, ns)) return s.substring(vs, ve);
+    i = ve + 1;
+    c = s.charCodeAt(i);
+  }
 }
 
 function build(b: Buffer, base: number, end: number): CotHeader {

@@ -29,7 +29,8 @@ const FE: i32 = RES + 68; // i32[NF] end
 const FF: i32 = RES + 136; // i32[NF] flags
 const MISC: i32 = RES + 256; // i32 slots below
 const M_ERR: i32 = 0, M_ERROFF: i32 = 1, M_END: i32 = 2, M_POS: i32 = 3, M_NDESTS: i32 = 4,
-  M_DESTS: i32 = 5, M_MSTART: i32 = 6, M_MEND: i32 = 7, M_NMORE: i32 = 8, M_MORE: i32 = 9, M_LINK: i32 = 10;
+  M_DESTS: i32 = 5, M_MSTART: i32 = 6, M_MEND: i32 = 7, M_NMORE: i32 = 8, M_MORE: i32 = 9, M_LINK: i32 = 10,
+  M_EVENT: i32 = 11, M_POINT: i32 = 12, M_GROUP: i32 = 13, M_LAZYF: i32 = 14;
 const STALE_MS: i32 = MISC + 64; // f64: stale as epoch ms; NaN: absent or not the plain CoT form
 const ATTR_S: i32 = 2560;
 const ATTR_E: i32 = 2592;
@@ -457,6 +458,7 @@ function scanBytes(s: i32, n: i32, framing: bool): i32 {
   seenContact = seenGroup = hasLink = false;
   let martiStart = -1;
   let martiEnd = -1;
+  let eventTag = -1, pointTag = -1, groupTag = -1;
 
   let p = framing ? s : skipMisc(s, n, s);
   if (p < 0) return -1;
@@ -516,12 +518,13 @@ function scanBytes(s: i32, n: i32, framing: bool): i32 {
       if (depth == 0) {
         if (!isEventName(ns, nlen)) return fail(R_NOT_EVENT, ns);
         kind = K_EVENT;
+        eventTag = tagStart;
       } else {
         const parent = load<i32>(<usize>(stack + (depth - 1) * 8 + 4)) & 15;
         kind = parent == K_OTHER ? K_OTHER : kindOf(parent, ns, nlen);
-        if (kind == K_POINT) store<i32>(<usize>(FS + F_LAT * 4), -1); // -1: the element exists
+        if (kind == K_POINT) { store<i32>(<usize>(FS + F_LAT * 4), -1); pointTag = tagStart; } // -1: the element exists
         else if (kind == K_CONTACT) seenContact = true;
-        else if (kind == K_GROUP) seenGroup = true;
+        else if (kind == K_GROUP) { seenGroup = true; groupTag = tagStart; }
         else if (kind == K_LINK) hasLink = true;
         else if (kind == K_DEST) {
           if (ndests == destsCap) {
@@ -604,6 +607,14 @@ function scanBytes(s: i32, n: i32, framing: bool): i32 {
   setMisc(M_NMORE, nmore);
   setMisc(M_MORE, more);
   setMisc(M_LINK, hasLink ? 1 : 0);
+  // where the host finds the lazily read fields again (protocol/scan.ts Header), and whether any
+  // of them needs decoding (then the host makes them all at once)
+  setMisc(M_EVENT, eventTag);
+  setMisc(M_POINT, pointTag);
+  setMisc(M_GROUP, groupTag);
+  let lazyFlags = 0;
+  for (let f = F_HOW; f <= F_LE; f++) lazyFlags |= load<i32>(<usize>(FF + f * 4));
+  setMisc(M_LAZYF, lazyFlags | load<i32>(<usize>(FF + F_GNAME * 4)) | load<i32>(<usize>(FF + F_GROLE * 4)));
   const ss = fStart(F_STALE);
   store<f64>(<usize>STALE_MS, ss >= 0 && load<i32>(<usize>(FF + F_STALE * 4)) == 0
     ? isoMs(ss, load<i32>(<usize>(FE + F_STALE * 4))) : NaN);

@@ -144,6 +144,34 @@ describe('scan core (WebAssembly)', () => {
     assert.ok(!r.ok && r.reason === ScanReason.attrDuplicate);
   });
 
+  it('lazy fields are found again in their tag whatever surrounds them (values naming other attributes, quotes, white space)', () => {
+    const xml = `<?xml version="1.0"?>\n<event uid='x how="bad" time="bad"' how\n = 'h-e' type="a" time = "T" stale="2020-08-19T08:07:47.157Z"
+      version="2.0" start='S "q"'><point le="5" ce="4" lat="1" hae='3' lon="2"/><point lat="9" lon="9" hae="9" ce="9" le="9"/>
+      <detail><x name="no"/><__group  role='R' name="N"/><__group name="second" role="second"/></detail></event>`;
+    const h = scan(Buffer.from(xml)) as CotHeader;
+    assert.ok(h.ok);
+    assert.equal(h.uid, 'x how="bad" time="bad"');
+    assert.equal(h.how, 'h-e');
+    assert.equal(h.time, 'T');
+    assert.equal(h.start, 'S "q"');
+    assert.equal(h.stale, '2020-08-19T08:07:47.157Z');
+    assert.equal(h.version, '2.0');
+    assert.deepEqual(h.point, { lat: 1, lon: 2, hae: 3, ce: 4, le: 5 });
+    assert.equal(h.groupName, 'N');
+    assert.equal(h.groupRole, 'R');
+    // absent ones stay absent, read twice
+    const g = scan(Buffer.from('<event uid="u" type="t"><point lat="1"/><detail/></event>')) as CotHeader;
+    assert.equal(g.how, undefined);
+    assert.equal(g.how, undefined);
+    assert.equal(g.groupName, undefined);
+    assert.ok(Number.isNaN(g.point!.lon) && g.point!.lat === 1);
+    // a lazy field that needs decoding makes them all at once, from the bytes
+    const d = scan(Buffer.from('<event uid="u" type="t" how="h&amp;e" time="\u00e9"><point lat="1" lon="2" hae="3" ce="4" le="5"/></event>')) as CotHeader;
+    assert.equal(d.how, 'h&e');
+    assert.equal(d.time, '\u00e9');
+    assert.deepEqual(d.point, { lat: 1, lon: 2, hae: 3, ce: 4, le: 5 });
+  });
+
   it('a single-quoted value may hold " and a double-quoted one \' (the other quote is content)', () => {
     const h = scan(Buffer.from(`<event uid='a"b' type="c'd"><detail><contact callsign="${'x'.repeat(20)}'${'y'.repeat(20)}"/></detail></event>`)) as CotHeader;
     assert.ok(h.ok);
