@@ -68,7 +68,7 @@ async function measure(variant: Variant, nodes: SpawnedServer[], redisPid: numbe
   let r0 = NaN;
   const r: LoadResult = await runLoad({
     host: '127.0.0.1', port: nodes[0].port, ports: nodes.map((n) => n.port), certsDir, certs: 8, clients, senders,
-    rates: [rate, rate], duration, grace: 1, size: 600, concurrency: 16, serverPid: 0, metricsUrl: '', hold: 0.5, startAt: 0,
+    rates: [rate, rate], duration, warmup: 0, grace: 1, size: 600, concurrency: 16, serverPid: 0, metricsUrl: '', hold: 0.5, startAt: 0,
     genId: Math.floor(Math.random() * 2 ** 30) + 1, stopWhenSaturated: false,
   }, (s) => {
     if (s.startsWith('step 1/2 done')) { c0 = cpu(); r0 = redisPid ? cpuSeconds(redisPid) : 0; }
