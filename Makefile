@@ -5,7 +5,7 @@ TSX := node_modules/.bin/tsx
 # apt-get needs root: use sudo when we are not root and it exists
 SUDO := $(shell [ "$$(id -u)" -ne 0 ] && command -v sudo >/dev/null && echo sudo)
 
-.PHONY: run test deps system-deps dev-certs typecheck bench bench-parser bench-proto bench-redis clean-certs
+.PHONY: run test deps system-deps dev-certs typecheck bench bench-parser bench-proto bench-redis clean-certs wasm wasm-check
 
 # npm ci only when package-lock.json changed since the last install.
 node_modules/.installed: package-lock.json
@@ -13,6 +13,22 @@ node_modules/.installed: package-lock.json
 	@touch $@
 
 deps: node_modules/.installed
+
+# The scan core (protocol/wasm/scan.ts, AssemblyScript) compiles to protocol/wasm/scan.wasm, which is
+# committed so that every entry point (bin/cotstream.js, npm start, a bare mocha) finds it;
+# asc output is deterministic, and `make test` checks the committed file is exactly what the
+# source builds to (protocol/README.md "WebAssembly core").
+WASM := protocol/wasm/scan.wasm
+WASM_SRC := protocol/wasm/scan.ts protocol/wasm/asconfig.json
+$(WASM): $(WASM_SRC) node_modules/.installed
+	node_modules/.bin/asc --config protocol/wasm/asconfig.json
+
+wasm: $(WASM)
+
+wasm-check: deps
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	node_modules/.bin/asc --config protocol/wasm/asconfig.json -o "$$tmp/scan.wasm" && \
+	cmp -s "$$tmp/scan.wasm" $(WASM) || { echo "$(WASM) is not what protocol/wasm/scan.ts builds to: run 'make wasm' and commit it"; exit 1; }
 
 # Debian packages the test-suite drives for real: redis-server (scale-out tests) and prometheus
 # (scrapes a live server; its promtool checks /metrics and the alert rules). apt-get update runs
@@ -38,26 +54,26 @@ dev-certs: deps
 	  fi; \
 	done
 
-run: deps dev-certs
+run: deps $(WASM) dev-certs
 	$(TSX) src/cli.ts start --certs-dir $(CERTS_DIR)
 
 typecheck: deps
 	node_modules/.bin/tsc --noEmit -p tsconfig.typecheck.json
 
-test: deps system-deps
+test: deps system-deps wasm-check
 	node_modules/.bin/tsc --noEmit -p tsconfig.typecheck.json
 	node_modules/.bin/mocha
 
-bench-parser: deps
+bench-parser: deps $(WASM)
 	$(TSX) bench/parser.ts
 
 # TAK protocol (protobuf) vs XML through the whole per-event path, no sockets (bench/takproto.ts)
-bench-proto: deps
+bench-proto: deps $(WASM)
 	$(TSX) bench/takproto.ts $(BENCH_ARGS)
 
-bench: deps
+bench: deps $(WASM)
 	$(TSX) bench/run.ts $(BENCH_ARGS)
 
 # two nodes on Redis vs one node in memory, same load, same run (needs redis-server)
-bench-redis: deps system-deps
+bench-redis: deps system-deps $(WASM)
 	$(TSX) bench/redis.ts $(BENCH_ARGS)

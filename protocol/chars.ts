@@ -1,5 +1,7 @@
-// Byte classes and UTF-8 / character-reference checks shared by the framer and the scan.
-// Everything works on bytes (Uint8Array indexes); nothing here allocates per byte.
+// Byte constants shared by the framer and the TAK protocol codec, and what the JS side needs to
+// make strings from ranges the scan core (protocol/wasm/scan.ts) has validated: references
+// decoded, white space normalised. The byte classes and UTF-8 checks of the pass itself live in
+// the core. Everything works on bytes (Uint8Array indexes); nothing here allocates per byte.
 
 export const TAB = 0x09;
 export const LF = 0x0a;
@@ -19,75 +21,6 @@ export const GT = 0x3e; // >
 export const QM = 0x3f; // ?
 export const LSQB = 0x5b; // [
 export const RSQB = 0x5d; // ]
-
-/** XML white space: space, tab, LF, CR. */
-export function isWs(c: number): boolean {
-  return c === SP || c === LF || c === TAB || c === CR;
-}
-
-/** NAME_START | NAME bits per byte. Bytes >= 0x80 are accepted as name characters here and
- *  validated as UTF-8 by the caller; the exact Unicode NameChar ranges are not checked (documented
- *  in protocol/README.md). */
-export const NAME_START = 1;
-export const NAME_CHAR = 2;
-export const nameTab = new Uint8Array(256);
-for (let c = 0; c < 256; c++) {
-  if ((c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c === 0x5f || c === 0x3a || c >= 0x80) {
-    nameTab[c] = NAME_START | NAME_CHAR;
-  } else if ((c >= 0x30 && c <= 0x39) || c === DASH || c === 0x2e) {
-    nameTab[c] = NAME_CHAR;
-  }
-}
-
-/** Byte tables: 0 = an ordinary byte needing no attention in that context, 1 = look closer.
- *  Control bytes (< 0x20) are "look closer" everywhere; tab/LF/CR are then accepted by the caller. */
-function table(special: number[], wsPlain: boolean): Uint8Array {
-  const t = new Uint8Array(256);
-  for (let c = 0; c < 0x20; c++) t[c] = 1;
-  if (wsPlain) t[TAB] = t[LF] = t[CR] = 0;
-  for (let c = 0x80; c < 256; c++) t[c] = 1;
-  for (const c of special) t[c] = 1;
-  return t;
-}
-/** attribute value in double quotes: tab/LF/CR are special because they are normalised to spaces */
-export const attrDqTab = table([DQ, LT, AMP], false);
-export const attrSqTab = table([SQ, LT, AMP], false);
-/** character data between tags ('>' is special only to catch "]]>") */
-export const textTab = table([LT, AMP, GT], true);
-export const commentTab = table([DASH], true);
-export const cdataTab = table([RSQB], true);
-export const piTab = table([QM], true);
-
-/** Validates one UTF-8 encoded XML Char whose lead byte b[p] is >= 0x80. Returns the index after it,
- *  or -1 for an invalid sequence (bad lead or continuation byte, overlong form, surrogate, beyond
- *  U+10FFFF, truncated) or for U+FFFE / U+FFFF, which XML 1.0 excludes. */
-export function utf8Next(b: Uint8Array, p: number, n: number): number {
-  const c = b[p];
-  if (c < 0xc2) return -1;
-  if (c < 0xe0) {
-    if (p + 1 >= n || (b[p + 1] & 0xc0) !== 0x80) return -1;
-    return p + 2;
-  }
-  if (c < 0xf0) {
-    if (p + 2 >= n) return -1;
-    const c1 = b[p + 1];
-    const c2 = b[p + 2];
-    if ((c1 & 0xc0) !== 0x80 || (c2 & 0xc0) !== 0x80) return -1;
-    if (c === 0xe0 && c1 < 0xa0) return -1; // overlong
-    if (c === 0xed && c1 >= 0xa0) return -1; // UTF-16 surrogate
-    if (c === 0xef && c1 === 0xbf && c2 >= 0xbe) return -1; // U+FFFE, U+FFFF
-    return p + 3;
-  }
-  if (c < 0xf5) {
-    if (p + 3 >= n) return -1;
-    const c1 = b[p + 1];
-    if ((c1 & 0xc0) !== 0x80 || (b[p + 2] & 0xc0) !== 0x80 || (b[p + 3] & 0xc0) !== 0x80) return -1;
-    if (c === 0xf0 && c1 < 0x90) return -1; // overlong
-    if (c === 0xf4 && c1 >= 0x90) return -1; // > U+10FFFF
-    return p + 4;
-  }
-  return -1;
-}
 
 /** Is the code point an XML 1.0 Char? */
 export function isXmlChar(cp: number): boolean {
@@ -190,10 +123,6 @@ export function decodeAttr(b: Buffer, s: number, e: number): string {
   if (run < e) out += b.toString('utf8', run, e);
   return out;
 }
-
-/** 1 for ASCII name characters (the tight loop); bytes >= 0x80 are handled apart as UTF-8. */
-export const nameAsciiTab = new Uint8Array(256);
-for (let c = 0; c < 0x80; c++) nameAsciiTab[c] = nameTab[c] & NAME_CHAR ? 1 : 0;
 
 /** Buffer's own slice functions: Buffer#toString(enc, s, e) without its argument handling. */
 interface Slices { latin1Slice(s: number, e: number): string; utf8Slice(s: number, e: number): string }

@@ -15,7 +15,8 @@
 // the session relies on that to find where a t-x-takp-q request ended in its chunk (the switch to
 // TAK protobuf happens right there; test/e2e/takproto.test.ts "request and first protobuf message").
 import { CR, DQ, GT, LF, LT, QM, SLASH, SP, SQ, TAB, DASH, RSQB, BANG, LSQB } from './chars.ts';
-import { primeScan, scanAt, scanEnd, type CotHeader } from './scan.ts';
+import { nextEnd, nextPos, nextFrameAt, primeScan, type CotHeader } from './scan.ts';
+import { place, release, top } from './core.ts';
 
 export type FrameRejectReason = 'oversize' | 'malformed';
 export interface FramerSink {
@@ -92,7 +93,12 @@ export class Framer {
   /** Consumes a chunk. When the sink is called, the counters already cover every byte up to the
    *  end of that frame (the session relies on it to switch to protobuf right after a request). */
   push(chunk: Buffer): void {
-    this.pushXml(chunk);
+    const saved = top;
+    try {
+      this.pushXml(chunk);
+    } finally {
+      release(saved); // the chunk's copy in the scan core
+    }
   }
 
   private pushXml(b: Buffer): void {
@@ -100,6 +106,9 @@ export class Framer {
     let p = 0;
     /** start of the current (tentative) frame in this chunk; -1: it began in an earlier chunk */
     let fs = -1;
+    /** the chunk from `p` on is copied into the scan core once, the first time it is between
+     *  frames; b[i] is then at core address base + i */
+    let base = -1;
 
     while (p < n) {
       const st = this.st;
@@ -116,17 +125,25 @@ export class Framer {
       const before = p;
       switch (st) {
         case OUT: {
-          while (p < n && ws(b[p])) p++;
-          this.ignoredBytes += p - before;
+          // Fast path: the core skips white space and complete declarations and reads the event
+          // there in the same pass that validates it (see the note after pushXml).
+          if (base < 0) base = place(b, p, n) - p;
+          const h = nextFrameAt(b, base, p, n, this.max);
+          this.ignoredBytes += nextPos - p;
+          p = nextPos;
+          if (h !== undefined) {
+            const e = nextEnd;
+            this.framedBytes += e - p;
+            this.deliver(b.subarray(p, e), h);
+            p = e;
+            continue;
+          }
           if (p >= n) continue;
           if (b[p] !== LT) { this.st = JUNK; continue; }
           const c1 = p + 1 < n ? b[p + 1] : -1;
           if (c1 === 0x65 /* e */ && p + 6 < n && b[p + 2] === 0x76 && b[p + 3] === 0x65 && b[p + 4] === 0x6e &&
             b[p + 5] === 0x74 && (ws(b[p + 6]) || b[p + 6] === GT || b[p + 6] === SLASH)) {
-            // Fast path: the scan reads the event straight from the chunk and says where it ends
-            // (see fastFrame()); anything else is lexed exactly below.
-            const e = this.fastFrame(b, p);
-            if (e > 0) { p = e; continue; }
+            // not a complete well-formed event in this chunk: lex it exactly
             fs = p;
             p += 6;
             this.frameLen = 6;
@@ -135,21 +152,7 @@ export class Framer {
             this.st = TAG;
             continue;
           }
-          if (c1 === QM) {
-            // declaration / PI between events, usually wholly in this chunk
-            // (a short JS loop: cheaper than a native indexOf call for ~55 bytes)
-            let q = p + 2;
-            for (;;) {
-              while (q < n && b[q] !== QM) q++;
-              if (q + 1 >= n || b[q + 1] === GT) break;
-              q++;
-            }
-            if (q + 1 < n) {
-              this.ignoredBytes += q + 2 - p;
-              p = q + 2;
-              continue;
-            }
-          }
+          // '<' of something else (a declaration the core found incomplete here, a comment, junk)
           fs = p++;
           this.frameLen = 1;
           this.k = 0;
@@ -370,22 +373,13 @@ export class Framer {
     if (this.st >= FIRST_FRAME_STATE) this.append(b, fs < 0 ? 0 : fs, n);
   }
 
-  /** A frame wholly inside this chunk, read by the scan in the same pass that validates it: if
-   *  the scan finds a well-formed <event> element starting at s, its end is the frame end the
-   *  exact lexer would find (a well-formed element holds "</event" only in comments, CDATA or PIs,
-   *  which both skip, and the scan refuses nested <event> elements), so the frame is delivered with
-   *  its scan result: one pass over the bytes. Returns the end, or -1 to lex exactly from s (frame
-   *  cut by the chunk end or the size limit, or not well-formed: the scan stops at the first error,
-   *  so that costs at most one extra pass over the frame). */
-  private fastFrame(b: Buffer, s: number): number {
-    const limit = Math.min(b.length, s + this.max);
-    const h = scanAt(b, s, limit);
-    if (h === undefined) return -1;
-    const e = scanEnd;
-    this.framedBytes += e - s;
-    this.deliver(b.subarray(s, e), h);
-    return e;
-  }
+  // The fast path (OUT above): a frame wholly inside this chunk is read by the scan core in the
+  // same pass that validates it. If the core finds a well-formed <event> element, its end is the
+  // frame end the exact lexer would find (a well-formed element holds "</event" only in comments,
+  // CDATA or PIs, which both skip, and the scan refuses nested <event> elements), so the frame is
+  // delivered with its scan result: one pass over the bytes. Otherwise (frame cut by the chunk end
+  // or the size limit, or not well-formed: the scan stops at the first error) the frame is lexed
+  // exactly from its start, at most one extra pass over it.
 
   private deliver(frame: Buffer, r: CotHeader | undefined): void {
     primeScan(frame, r);

@@ -1,0 +1,77 @@
+// The WebAssembly scan core (protocol/wasm/scan.ts, built to scan.wasm by the Makefile): loaded
+// synchronously at import, one instance per process. This module owns its memory: bytes to scan
+// are copied in above DATA, stacked so that a nested use (a sink calling scan() on another Buffer
+// while the framer's chunk is still in memory) never overwrites what an outer caller still reads.
+// Layout constants must match protocol/wasm/scan.ts.
+import { readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+
+interface CoreExports {
+  memory: WebAssembly.Memory;
+  init(): void;
+  setSeed(lo: number, hi: number): void;
+  /** one whole frame in [s, n): its end, or -1 (reason/offset in the MISC slots) */
+  scanFrame(s: number, n: number, scratch: number): number;
+  /** framer fast path from p in a chunk ending at n: 1 = a well-formed event at M_POS..M_END */
+  nextFrame(p: number, n: number, max: number, scratch: number): number;
+  /** Date.parse of a plain CoT time in [s, e), NaN when not that form */
+  isoMs(s: number, e: number): number;
+}
+
+const wasmModule = new WebAssembly.Module(readFileSync(new URL('./wasm/scan.wasm', import.meta.url)));
+export const core = new WebAssembly.Instance(wasmModule, {}).exports as unknown as CoreExports;
+core.init();
+{
+  const r = randomBytes(8); // duplicate-attribute hash seed (crafted collisions need it)
+  core.setSeed(r.readUInt32LE(0), r.readUInt32LE(4));
+}
+
+/** i32 slot indexes of the results (byte address / 4) */
+export const FS = 512, FE = 529, FF = 546;
+const MISC = 576;
+export const M_ERR = MISC, M_ERROFF = MISC + 1, M_END = MISC + 2, M_POS = MISC + 3, M_NDESTS = MISC + 4,
+  M_DESTS = MISC + 5, M_MSTART = MISC + 6, M_MEND = MISC + 7, M_NMORE = MISC + 8, M_MORE = MISC + 9,
+  M_LINK = MISC + 10;
+/** f64 slot: stale as epoch ms, NaN when absent or to be read by Date.parse */
+export const STALE_MS = (2304 + 64) / 8;
+
+const DATA = 65536;
+/** SIMD loads read up to 15 bytes past a range; the scratch area after the data covers that */
+const SLACK = 64;
+
+/** views of the wasm memory; memory.grow() detaches them (length 0), refresh() makes new ones */
+export let mem8 = new Uint8Array(core.memory.buffer);
+export let mem32 = new Int32Array(core.memory.buffer);
+export let memF64 = new Float64Array(core.memory.buffer);
+export function refresh(): void {
+  mem8 = new Uint8Array(core.memory.buffer);
+  mem32 = new Int32Array(core.memory.buffer);
+  memF64 = new Float64Array(core.memory.buffer);
+}
+
+/** first free byte above the data placed by callers still running */
+export let top = DATA;
+
+/** Copies b[s, e) into wasm memory at `top` and reserves it; returns its address. The caller
+ *  restores `top` with release() when done. The core's scratch starts at scratchAt(). */
+export function place(b: Uint8Array, s: number, e: number): number {
+  const at = top;
+  const need = at + (e - s) + SLACK + 65536;
+  if (need > mem8.length) {
+    core.memory.grow(Math.ceil((need - mem8.length) / 65536));
+    refresh();
+  }
+  if (s === 0 && e === b.length) mem8.set(b, at);
+  else mem8.set(b.subarray(s, e), at);
+  top = (at + (e - s) + 15) & ~15;
+  return at;
+}
+
+export function release(to: number): void {
+  top = to;
+}
+
+/** where the core may grow its stacks and tables (above everything placed) */
+export function scratchAt(): number {
+  return top + SLACK;
+}
