@@ -4,11 +4,12 @@
 // and counts what it gets; each event carries a marker (generator, sender, step, sequence, send
 // time) so loss, duplicates and latency are exact. See bench/README.md.
 import tls from 'node:tls';
+import type { OnReadOpts } from 'node:net';
 import { randomInt } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
 import { Command, Option } from 'commander';
 import { benchCreds } from './lib/certs.ts';
-import { EventMaker, MARK, nowUs, readMark, type Mark } from './lib/event.ts';
+import { EventMaker, MARK, MARK_BYTE, markEndsAt, nowUs, readMark, type Mark } from './lib/event.ts';
 import { Histogram } from './lib/hist.ts';
 import { ProcWatch } from './lib/proc.ts';
 import { fmt, textTable } from './lib/table.ts';
@@ -38,6 +39,8 @@ export interface LoadOptions {
   /** epoch ms at which the first step starts (to line up several generator processes) */
   startAt: number;
   genId: number;
+  /** seconds of unreported sending at the first rate before the first step */
+  warmup: number;
   /** stop after the first step that is saturated (delivered < 85% of sent, any loss, or unsent events) */
   stopWhenSaturated: boolean;
 }
@@ -112,10 +115,20 @@ class Run {
   constructor(readonly genId: number) {}
 }
 
+/**
+ * All receive buffers: each socket's reads are decrypted into this one buffer and handed to its
+ * client synchronously (net/tls `onread`), so a receiver allocates nothing per read and skips the
+ * readable-stream machinery. The generator must cost less per delivery than the server it measures.
+ */
+const READ_BUF = Buffer.allocUnsafe(65536);
+const LT = 0x3c;
+
 class BenchClient {
   readonly sources = new Map<number, SrcState>();
+  /** the start of a marker cut by the end of the previous read (a copy: READ_BUF is reused) */
   private rest: Buffer | null = null;
   private readonly m: Mark = { gen: 0, sender: 0, step: 0, seq: 0, tUs: 0 };
+  sock!: tls.TLSSocket;
   closed = false;
   /** sender state */
   maker: EventMaker | null = null;
@@ -123,23 +136,37 @@ class BenchClient {
   sentThisStep = 0;
   notSent = 0;
 
-  constructor(readonly idx: number, readonly sock: tls.TLSSocket, private readonly run: Run) {
-    sock.on('data', this.onData);
+  constructor(readonly idx: number, private readonly run: Run) {}
+
+  attach(sock: tls.TLSSocket): this {
+    this.sock = sock;
     sock.on('close', () => { this.closed = true; });
     sock.on('error', () => { this.closed = true; });
+    return this;
   }
 
-  private readonly onData = (chunk: Buffer): void => {
+  readonly onRead = (nread: number, buf: Buffer): boolean => {
+    // a view of exactly the bytes read: memchr must not run on into stale bytes of READ_BUF
+    if (this.rest === null) this.onData(buf.subarray(0, nread));
+    else {
+      const b = Buffer.concat([this.rest, buf.subarray(0, nread)]);
+      this.rest = null;
+      this.onData(b);
+    }
+    return true;
+  };
+
+  private onData(b: Buffer): void {
     const run = this.run;
-    const b = this.rest ? Buffer.concat([this.rest, chunk]) : chunk;
-    this.rest = null;
     const now = nowUs();
     const m = this.m;
+    const n = b.length;
     let p = 0;
     let i: number;
-    while ((i = b.indexOf(MARK, p)) >= 0) {
-      const end = readMark(b, i, m);
-      if (end < 0) { this.rest = b.subarray(i); return; }
+    while ((i = b.indexOf(MARK_BYTE, p)) >= 0) {
+      if (!markEndsAt(b, i)) { p = i + 1; continue; }
+      const end = readMark(b, i - MARK.length + 1, m, n);
+      if (end < 0) { this.rest = Buffer.from(b.subarray(i - MARK.length + 1, n)); return; }
       p = end;
       if (m.step !== run.step) { run.late++; continue; }
       if (m.gen === run.genId && m.sender === this.idx) { run.echoes++; continue; }
@@ -154,18 +181,24 @@ class BenchClient {
       s.n++;
       if (m.gen === run.genId) run.ownReceived++;
     }
-    // keep a tail that may be the start of a marker cut by the chunk boundary
-    const keep = Math.min(b.length - p, MARK.length - 1);
-    if (keep > 0) this.rest = Buffer.from(b.subarray(b.length - keep));
-  };
+    // keep the tail only when it may be the start of a marker cut by the read boundary
+    for (let j = Math.max(p, n - MARK.length + 1); j < n; j++) {
+      if (b[j] !== LT) continue;
+      let k = 1;
+      while (j + k < n && b[j + k] === MARK[k]) k++;
+      if (j + k === n) { this.rest = Buffer.from(b.subarray(j, n)); return; }
+    }
+  }
 }
 
-function connectOne(o: LoadOptions, ctx: tls.SecureContext, port: number): Promise<tls.TLSSocket> {
+function connectOne(o: LoadOptions, ctx: tls.SecureContext, port: number, client: BenchClient): Promise<BenchClient> {
   return new Promise((resolve, reject) => {
-    const sock = tls.connect({ host: o.host, port, servername: 'localhost', secureContext: ctx });
+    // tls.connect takes net's `onread` (Node docs); @types/node leaves it out of ConnectionOptions
+    const opts: tls.ConnectionOptions & { onread: OnReadOpts } = { host: o.host, port, servername: 'localhost', secureContext: ctx, onread: { buffer: READ_BUF, callback: client.onRead } };
+    const sock = tls.connect(opts);
     const fail = (e: Error) => reject(e);
     sock.once('error', fail);
-    sock.once('secureConnect', () => { sock.off('error', fail); sock.setNoDelay(true); resolve(sock); });
+    sock.once('secureConnect', () => { sock.off('error', fail); sock.setNoDelay(true); resolve(client.attach(sock)); });
   });
 }
 
@@ -204,7 +237,7 @@ export async function runLoad(o: LoadOptions, progress: (s: string) => void = ()
       const i = next++;
       try {
         const port = o.ports?.length ? o.ports[i % o.ports.length] : o.port;
-        clients[i] = new BenchClient(i, await connectOne(o, ctxs[i % ctxs.length], port), run);
+        clients[i] = await connectOne(o, ctxs[i % ctxs.length], port, new BenchClient(i, run));
       } catch (err) {
         failures++;
         if (failures === 1) progress(`connect failed: ${(err as Error).message}`);
@@ -230,9 +263,15 @@ export async function runLoad(o: LoadOptions, progress: (s: string) => void = ()
   }
   if (o.startAt > 0 && o.rates.length) await sleep(Math.max(0, o.startAt - Date.now()));
   const steps: StepResult[] = [];
-  for (let k = 0; k < o.rates.length; k++) {
-    const rate = o.rates[k];
-    run.step = k;
+  // a warm-up step first (JIT, buffers, the server's first GCs), sent at the first rate and not
+  // reported: without it the first step's tail latency measures start-up, not the server
+  const warm = o.warmup > 0 && o.rates.length > 0;
+  for (let k = warm ? -1 : 0; k < o.rates.length; k++) {
+    const rate = o.rates[Math.max(0, k)];
+    const duration = k < 0 ? o.warmup : o.duration;
+    // markers carry a non-negative step number: the warm-up's is one no measured step uses
+    const markStep = k < 0 ? o.rates.length : k;
+    run.step = markStep;
     run.winDeliveries = run.deliveries = run.dupes = run.echoes = run.late = run.ownReceived = 0;
     run.hist.reset();
     for (const c of live) { c.sources.clear(); c.sentThisStep = 0; c.notSent = 0; }
@@ -248,7 +287,7 @@ export async function runLoad(o: LoadOptions, progress: (s: string) => void = ()
       let lastProgress = start;
       const tick = () => {
         const now = performance.now();
-        const el = Math.min(now - start, o.duration * 1000);
+        const el = Math.min(now - start, duration * 1000);
         const tUs = nowUs();
         const iso = new Date(tUs / 1000).toISOString();
         const stale = new Date(tUs / 1000 + 60_000).toISOString();
@@ -260,15 +299,15 @@ export async function runLoad(o: LoadOptions, progress: (s: string) => void = ()
           if (lag > lagMax) lagMax = lag;
           if (s.sock.writableLength > SENDER_BACKLOG_LIMIT) { s.notSent += due; continue; }
           let out = '';
-          for (let j = 0; j < due; j++) out += s.maker!.event(iso, stale, k, s.seq++, tUs);
+          for (let j = 0; j < due; j++) out += s.maker!.event(iso, stale, markStep, s.seq++, tUs);
           s.sock.write(out);
           s.sentThisStep += due;
         }
         if (now - lastProgress >= 1000) {
           lastProgress = now;
-          progress(`step ${k + 1}/${o.rates.length} ${fmt(rate * senders.length)} ev/s: delivered ${fmt(run.winDeliveries / ((now - start) / 1000))}/s, p99 ${fmt(run.hist.quantile(0.99) / 1000, 2)} ms`);
+          progress(`${k < 0 ? 'warm-up' : `step ${k + 1}/${o.rates.length}`} ${fmt(rate * senders.length)} ev/s: delivered ${fmt(run.winDeliveries / ((now - start) / 1000))}/s, p99 ${fmt(run.hist.quantile(0.99) / 1000, 2)} ms`);
         }
-        if (now - start >= o.duration * 1000) { clearInterval(timer); resolve(); }
+        if (now - start >= duration * 1000) { clearInterval(timer); resolve(); }
       };
       const timer = setInterval(tick, 1);
     });
@@ -283,6 +322,7 @@ export async function runLoad(o: LoadOptions, progress: (s: string) => void = ()
     // grace: stragglers still in flight; stop early once everything arrived
     const graceEnd = performance.now() + o.grace * 1000;
     while (performance.now() < graceEnd && run.ownReceived < expected) await sleep(25);
+    if (k < 0) { progress(`warm-up done (${fmt(o.warmup, 1)} s at ${fmt(rate * senders.length)} ev/s, not reported)`); continue; }
     const drop1 = [await metricSum(o.metricsUrl, 'slow_consumer'), await metricSum(o.metricsUrl, 'rate_limit')];
     const h = run.hist;
     const r: StepResult = {
@@ -376,6 +416,7 @@ export function buildProgram(): Command {
     .option('-s, --senders <n>', 'how many of them send (the others only receive; senders receive too)', num('--senders'), 1)
     .addOption(new Option('-r, --rate <list>', 'events/s per sender; a comma-separated list runs one step per rate').default([100]).argParser((v) => v.split(',').map(num('--rate'))))
     .option('-d, --duration <s>', 'seconds of sending per step', num('--duration'), 5)
+    .option('--warmup <s>', 'seconds of sending at the first rate before the first step, not reported (JIT, first GCs)', num('--warmup'), 2)
     .option('--grace <s>', 'seconds to wait for late events before counting loss', num('--grace'), 2)
     .option('--size <bytes>', 'event size', num('--size'), 600)
     .option('--concurrency <n>', 'handshakes in flight while connecting', num('--concurrency'), 32)
@@ -395,7 +436,7 @@ async function main(): Promise<void> {
   const f = cmd.opts();
   const o: LoadOptions = {
     host: f.host, port: f.port, ports: f.ports, certsDir: f.certsDir, certs: Math.max(1, f.certs), clients: f.clients, senders: f.senders,
-    rates: f.rate, duration: f.duration, grace: f.grace, size: f.size, concurrency: Math.max(1, f.concurrency), serverPid: f.serverPid,
+    rates: f.rate, duration: f.duration, warmup: f.warmup, grace: f.grace, size: f.size, concurrency: Math.max(1, f.concurrency), serverPid: f.serverPid,
     metricsUrl: f.metricsUrl, hold: f.hold, startAt: f.startAt, genId: f.genId ?? randomInt(1, 2 ** 31),
     stopWhenSaturated: f.stopWhenSaturated,
   };

@@ -22,7 +22,7 @@ export interface RawOptions {
   certsDir: string; ca: string; cert: string; key: string; crl: string;
   handshakeTimeout: number; idleTimeout: number; redis: string; redisCa: string; busHeartbeat: number; maxFrameBytes: number;
   logLevel: string; maxClients: number; maxClientsPerIp: number; maxSendBuffer: number;
-  slowConsumerTimeout: number; rateEvents: number; rateBurst: number; rateBytes: number;
+  slowConsumerTimeout: number; writeCoalesce: number; rateEvents: number; rateBurst: number; rateBytes: number;
   nodeId: string; metricsToken: string; metricsAllow: string; announce: boolean;
 }
 
@@ -48,6 +48,7 @@ export const OPTIONS: OptionSpec[] = [
   { key: 'maxClientsPerIp', flag: '--max-clients-per-ip <n>', env: ['COTSTREAM_MAX_CLIENTS_PER_IP'], kind: 'int', def: 64, help: 'connections accepted at once from one IP address' },
   { key: 'maxSendBuffer', flag: '--max-send-buffer <bytes>', env: ['COTSTREAM_MAX_SEND_BUFFER'], kind: 'bytes', def: 4194304, help: 'bytes queued for one client before its events are dropped' },
   { key: 'slowConsumerTimeout', flag: '--slow-consumer-timeout <ms>', env: ['COTSTREAM_SLOW_CONSUMER_TIMEOUT_MS'], kind: 'ms', def: 10000, help: 'disconnect a client that stays over --max-send-buffer this long' },
+  { key: 'writeCoalesce', flag: '--write-coalesce <ms>', env: ['COTSTREAM_WRITE_COALESCE_MS'], kind: 'ms', def: 1, help: 'a client written to less than this long ago gets its next events in one write that long after the last (fewer TLS records under load, at most that much added latency); 0 = one write per event-loop turn' },
   { key: 'rateEvents', flag: '--rate-events <n>', env: ['COTSTREAM_RATE_EVENTS'], kind: 'int', def: 100, help: 'sustained events/s accepted from one client; 0 = unlimited' },
   { key: 'rateBurst', flag: '--rate-burst <n>', env: ['COTSTREAM_RATE_BURST'], kind: 'int', def: 500, help: 'burst of events accepted from one client above the sustained rate' },
   { key: 'rateBytes', flag: '--rate-bytes <bytes>', env: ['COTSTREAM_RATE_BYTES'], kind: 'bytes', def: 1048576, help: 'sustained bytes/s accepted from one client (burst: 5x); 0 = unlimited' },

@@ -61,7 +61,7 @@ export class CotServer {
 
   constructor(readonly cfg: Config, readonly log: Logger, metrics?: Metrics) {
     this.metrics = metrics ?? new Metrics();
-    this.flusher = new FlushScheduler(this.metrics);
+    this.flusher = new FlushScheduler(this.metrics, cfg.writeCoalesce);
     this.bus = cfg.redis
       ? new RedisBus({ url: cfg.redis, nodeId: cfg.nodeId, tlsCa: cfg.redisCa, heartbeatMs: cfg.busHeartbeat, metrics: this.metrics, log })
       : new MemoryBus(cfg.nodeId, this.metrics);

@@ -35,22 +35,38 @@ export type CloseReason = keyof typeof CloseReason;
 /**
  * Coalesces writes: sessions that got data during this turn of the event loop are flushed once,
  * together, in a setImmediate — one TLS write per session per tick however many events it got.
+ *
+ * And in time (`--write-coalesce`, default 1 ms): a session written less than `coalesceMs` ago
+ * waits, with every other such session, on one shared timer until then. An event for a quiet
+ * client still leaves at once; under load each client gets one TLS write per interval however its
+ * events arrive (several senders, batches from other nodes over the bus) instead of one per tick.
+ * The per-write cost (TLS record, syscall) is most of a delivery's CPU (bench/README.md). Added
+ * latency: at most about coalesceMs (Node timers tick in whole milliseconds).
  */
 export class FlushScheduler {
   private dirty: Session[] = [];
+  private later: Session[] = [];
   private scheduled = false;
+  private timer: NodeJS.Timeout | null = null;
   /**
-   * Receive times of the events delivered this tick, observed once each after the writes. A typed
-   * array reused from tick to tick (grown by doubling, never shrunk): no allocation per event or tick.
+   * Receive times of the events delivered, observed once each after the writes (after the deferred
+   * ones too, when some are pending). A typed array reused from tick to tick (grown by doubling,
+   * never shrunk): no allocation per event or tick.
    */
   private t0s = new Float64Array(1024);
   private nT0 = 0;
-  private readonly run = (): void => this.flush();
-  constructor(private readonly metrics: Metrics) {}
+  private readonly run = (): void => this.flushNow();
+  private readonly runLater = (): void => this.flushLater();
+  constructor(private readonly metrics: Metrics, private readonly coalesceMs = 1) {}
 
   mark(s: Session): void {
-    this.dirty.push(s);
-    if (!this.scheduled) { this.scheduled = true; setImmediate(this.run); }
+    if (this.coalesceMs > 0 && performance.now() - s.lastFlush < this.coalesceMs) {
+      this.later.push(s);
+      if (this.timer === null) this.timer = setTimeout(this.runLater, this.coalesceMs);
+    } else {
+      this.dirty.push(s);
+      if (!this.scheduled) { this.scheduled = true; setImmediate(this.run); }
+    }
   }
 
   delivered(t0: number): void {
@@ -63,18 +79,41 @@ export class FlushScheduler {
     if (!this.scheduled) { this.scheduled = true; setImmediate(this.run); }
   }
 
+  /** Write everything pending now, deferred sessions included (shutdown, tests). */
   flush(): void {
+    if (this.timer !== null) { clearTimeout(this.timer); this.timer = null; }
     this.scheduled = false;
-    const d = this.dirty;
-    for (let i = 0; i < d.length; i++) d[i].flush();
+    const now = performance.now();
+    this.flushList(this.dirty, now);
+    this.flushList(this.later, now);
+    this.observe(now);
+  }
+
+  private flushNow(): void {
+    this.scheduled = false;
+    const now = performance.now();
+    this.flushList(this.dirty, now);
+    if (this.later.length === 0) this.observe(now);
+  }
+
+  private flushLater(): void {
+    this.timer = null;
+    const now = performance.now();
+    this.flushList(this.later, now);
+    if (this.dirty.length === 0) this.observe(now);
+  }
+
+  private flushList(d: Session[], now: number): void {
+    for (let i = 0; i < d.length; i++) d[i].flush(now);
     d.length = 0;
+  }
+
+  private observe(now: number): void {
     const n = this.nT0;
-    if (n > 0) {
-      const t0s = this.t0s;
-      const now = performance.now();
-      for (let i = 0; i < n; i++) this.metrics.latency.observe((now - t0s[i]) / 1000);
-      this.nT0 = 0;
-    }
+    if (n === 0) return;
+    const t0s = this.t0s;
+    for (let i = 0; i < n; i++) this.metrics.latency.observe((now - t0s[i]) / 1000);
+    this.nT0 = 0;
   }
 }
 
@@ -357,9 +396,13 @@ export class Session implements FramerSink {
     return false;
   }
 
-  /** Write everything queued this tick in one go (called by the FlushScheduler). */
-  flush(): void {
+  /** performance.now() of the last flush (the FlushScheduler coalesces writes in time by it) */
+  lastFlush = -Infinity;
+
+  /** Write everything queued since the last flush in one go (called by the FlushScheduler). */
+  flush(now: number): void {
     this.dirty = false;
+    this.lastFlush = now;
     const q = this.queue;
     const n = q.length;
     if (n === 0 || this.closed) { q.length = 0; this.queuedBytes = 0; return; }

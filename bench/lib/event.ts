@@ -4,7 +4,17 @@
 // Epoch microseconds (timeOrigin + now) are comparable across generator processes on one machine.
 import { performance } from 'node:perf_hooks';
 
-export const MARK = Buffer.from('<bench g="');
+export const MARK = Buffer.from('<bench g="#');
+/** the last byte of MARK, unique in a bench event */
+export const MARK_BYTE = MARK[MARK.length - 1];
+
+/** whether MARK ends at index i of b (i is where MARK_BYTE was found) */
+export function markEndsAt(b: Buffer, i: number): boolean {
+  const s = i - MARK.length + 1;
+  if (s < 0) return false;
+  for (let k = 0; k < MARK.length - 1; k++) if (b[s + k] !== MARK[k]) return false;
+  return true;
+}
 
 /** wall-clock microseconds since the epoch, sub-millisecond resolution */
 export function nowUs(): number {
@@ -56,10 +66,9 @@ export interface Mark {
 
 const DQ = 0x22;
 
-/** Parse decimal digits at p up to the closing quote; returns -1 when the buffer ends first. */
-function digits(b: Buffer, p: number, out: { v: number }): number {
+/** Parse decimal digits at p up to the closing quote; returns -1 when byte n is reached first. */
+function digits(b: Buffer, p: number, n: number, out: { v: number }): number {
   let v = 0;
-  const n = b.length;
   while (p < n) {
     const c = b[p];
     if (c === DQ) { out.v = v; return p + 1; }
@@ -75,20 +84,20 @@ const tmp = { v: 0 };
 const SEP = 4;
 
 /**
- * Read one marker starting at `i` (the index of MARK). Returns the index just after it, or -1
- * when the buffer ends inside it (the caller keeps the rest for the next chunk).
+ * Read one marker starting at `i` (the index of MARK) in the first `n` bytes of `b`. Returns the
+ * index just after it, or -1 when the data ends inside it (the caller keeps the rest for the next chunk).
  */
-export function readMark(b: Buffer, i: number, m: Mark): number {
-  let p = digits(b, i + MARK.length, tmp);
+export function readMark(b: Buffer, i: number, m: Mark, n: number = b.length): number {
+  let p = digits(b, i + MARK.length, n, tmp);
   if (p < 0) return -1;
   m.gen = tmp.v;
-  if ((p = digits(b, p + SEP, tmp)) < 0) return -1;
+  if ((p = digits(b, p + SEP, n, tmp)) < 0) return -1;
   m.sender = tmp.v;
-  if ((p = digits(b, p + SEP, tmp)) < 0) return -1;
+  if ((p = digits(b, p + SEP, n, tmp)) < 0) return -1;
   m.step = tmp.v;
-  if ((p = digits(b, p + SEP, tmp)) < 0) return -1;
+  if ((p = digits(b, p + SEP, n, tmp)) < 0) return -1;
   m.seq = tmp.v;
-  if ((p = digits(b, p + SEP, tmp)) < 0) return -1;
+  if ((p = digits(b, p + SEP, n, tmp)) < 0) return -1;
   m.tUs = tmp.v;
   return p;
 }

@@ -67,3 +67,26 @@ export class ProcWatch {
     this.timer = null;
   }
 }
+
+/**
+ * Pin every thread of a running process to one CPU (taskset -a -p). Returns false when taskset is
+ * missing or refuses (the caller reports the run as unpinned).
+ */
+export function pinProcess(pid: number, cpu: number): boolean {
+  try {
+    execFileSync('taskset', ['-a', '-p', '-c', String(cpu), String(pid)], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** write-type syscalls (write, writev, send…) made so far by pid (/proc/<pid>/io syscw), or NaN. */
+export function writeSyscalls(pid: number): number {
+  try {
+    const m = /^syscw:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/io`, 'utf8'));
+    return m ? Number(m[1]) : NaN;
+  } catch {
+    return NaN;
+  }
+}

@@ -226,8 +226,11 @@ describe('e2e: Redis outage', function () {
       sent += n;
       if (a1.sock.writableLength > 4 << 20) await new Promise((r) => a1.sock.once('drain', r));
     }
-    await a2.waitFor(() => a2.frames.length >= base + N, 60000, 'the flood delivered locally');
-    assert.equal(count(a2, 'flood;'), N);
+    // every flood event reaches a2 unless a2 (this busy test process) fell behind and the server
+    // dropped for it through the counted slow-consumer path, the designed overload behaviour
+    const slowDrops = () => metric(A, 'cot_events_dropped_total', { reason: 'slow_consumer' });
+    await until(async () => a2.frames.length - base + (await slowDrops()) >= N, 60000, 'the flood delivered locally (or counted as slow-consumer drops)');
+    assert.equal(count(a2, 'flood;') + (await slowDrops()), N);
     a2.frames.length = 0; // the test client keeps every frame; the server must not
     const errors = await metric(A, 'cot_bus_publish_errors_total');
     const rssAfter = rssOf(A.proc.pid!);
