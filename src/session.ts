@@ -212,32 +212,52 @@ export class Session implements FramerSink {
     this.idleTimer?.refresh();
     this.chunkEvents = 0;
     let junk: number;
-    const pf = this.protoFramer;
-    if (pf) {
-      const skippedBefore = pf.skippedBytes;
-      pf.push(chunk);
-      junk = pf.skippedBytes - skippedBefore;
-    } else {
-      const skippedBefore = this.framer.skippedBytes;
-      this.chunkLen = chunk.length;
-      this.inXmlPush = true;
-      this.framer.push(chunk);
-      this.inXmlPush = false;
-      if (this.switchAt < 0) {
-        junk = this.framer.skippedBytes - skippedBefore;
+    try {
+      const pf = this.protoFramer;
+      if (pf) {
+        const skippedBefore = pf.skippedBytes;
+        pf.push(chunk);
+        junk = pf.skippedBytes - skippedBefore;
       } else {
-        // negotiated inside this chunk: what follows the request is protobuf
-        junk = this.skippedAtSwitch - skippedBefore;
-        const rest = chunk.subarray(this.switchAt);
-        this.switchAt = -1;
-        const next = this.protoFramer!;
-        if (rest.length > 0) { next.push(rest); junk += next.skippedBytes; }
+        const skippedBefore = this.framer.skippedBytes;
+        this.chunkLen = chunk.length;
+        this.inXmlPush = true;
+        this.framer.push(chunk);
+        this.inXmlPush = false;
+        if (this.switchAt < 0) {
+          junk = this.framer.skippedBytes - skippedBefore;
+        } else {
+          // negotiated inside this chunk: what follows the request is protobuf
+          junk = this.skippedAtSwitch - skippedBefore;
+          const rest = chunk.subarray(this.switchAt);
+          this.switchAt = -1;
+          const next = this.protoFramer!;
+          if (rest.length > 0) { next.push(rest); junk += next.skippedBytes; }
+        }
       }
+    } catch (err) {
+      if (this.chunkEvents > 0) this.metrics.eventsReceived.inc(this.chunkEvents);
+      this.streamFailed(err);
+      return;
     }
     if (this.chunkEvents > 0) this.metrics.eventsReceived.inc(this.chunkEvents);
     if (junk > 0) this.onJunk(junk);
     if (this.protoFramer?.fatal) this.close('protocol');
   };
+
+  /**
+   * The framer or scan core threw on this client's bytes. Hostile input is handled without
+   * throwing, so this is a bug: it must cost this client only — not the process, not the other
+   * clients. Its stream state can no longer be trusted, so the client is disconnected.
+   */
+  private streamFailed(err: unknown): void {
+    this.inXmlPush = false;
+    this.switchAt = -1;
+    this.metrics.drop.malformed.inc();
+    this.dropped++;
+    this.log.error({ audit: 'bad_input', kind: 'internal', err: (err as Error).stack ?? String(err) }, 'stream could not be parsed (internal error): client disconnected');
+    this.close('error');
+  }
 
   /** Bytes outside any event: counted; logged once unless this client was already logged for bad
    *  input (a rejected frame's bytes are skipped too, and one offender is one line) */

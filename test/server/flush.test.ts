@@ -1,44 +1,22 @@
 // Write coalescing (FlushScheduler, --write-coalesce): real Sessions over a stream that records
-// each write the session makes (one call per write or corked writev), so the test sees exactly
-// how many writes left and when. Delivery itself over real TLS is covered by the e2e tests.
+// each write the session makes (test/helpers/session.ts), so the test sees exactly how many
+// writes left and when. Delivery itself over real TLS is covered by the e2e tests.
 import assert from 'node:assert/strict';
-import { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
-import { FlushScheduler, Session, type SessionHost } from '../../src/session.ts';
+import { FlushScheduler } from '../../src/session.ts';
 import { Metrics } from '../../src/ops/metrics.ts';
-import { createLogger } from '../../src/ops/log.ts';
+import { memSession } from '../helpers/session.ts';
 
-class WriteRecorder extends Duplex {
-  readonly writes: Array<{ events: number; at: number }> = [];
-  override _read(): void {}
-  override _write(_chunk: Buffer, _enc: BufferEncoding, cb: () => void): void {
-    this.writes.push({ events: 1, at: performance.now() });
-    cb();
-  }
-  override _writev(chunks: Array<{ chunk: Buffer }>, cb: () => void): void {
-    this.writes.push({ events: chunks.length, at: performance.now() });
-    cb();
-  }
-}
-
-const host: SessionHost = { onFrame: () => {}, onClose: () => {} };
-const limits = { maxFrameBytes: 1 << 20, maxSendBuffer: 1 << 22, slowConsumerTimeout: 0, idleTimeout: 0, rateEvents: 0, rateBurst: 0, rateBytes: 0 };
 const tick = () => new Promise((r) => setImmediate(r));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const EVENT = Buffer.from('<event version="2.0" uid="u" type="a-f-G" how="m-g"/>');
-
-function session(sched: FlushScheduler, m: Metrics): { s: Session; rec: WriteRecorder } {
-  const rec = new WriteRecorder();
-  const id = { cn: 'alpha', serial: '1', fingerprint: '', remote: '127.0.0.1:1', plaintext: false };
-  return { s: new Session(rec, id, host, limits, m, sched, createLogger('silent')), rec };
-}
 
 describe('server: write coalescing', function () {
   this.timeout(10000);
 
   it('an event for a quiet client leaves in the same turn of the event loop', async () => {
     const m = new Metrics({ defaultMetrics: false });
-    const { s, rec } = session(new FlushScheduler(m, 50), m);
+    const { s, rec } = memSession(new FlushScheduler(m, 50), m);
     s.send(EVENT);
     assert.equal(rec.writes.length, 0, 'queued, not written synchronously');
     await tick();
@@ -49,7 +27,7 @@ describe('server: write coalescing', function () {
   it('events for a client written less than --write-coalesce ago wait and leave in one write', async () => {
     const m = new Metrics({ defaultMetrics: false });
     const COALESCE = 40; // long enough that a loaded machine cannot blur the two phases
-    const { s, rec } = session(new FlushScheduler(m, COALESCE), m);
+    const { s, rec } = memSession(new FlushScheduler(m, COALESCE), m);
     s.send(EVENT);
     await tick();
     const first = rec.writes[0].at;
@@ -65,7 +43,7 @@ describe('server: write coalescing', function () {
 
   it('--write-coalesce 0: one write per turn of the event loop', async () => {
     const m = new Metrics({ defaultMetrics: false });
-    const { s, rec } = session(new FlushScheduler(m, 0), m);
+    const { s, rec } = memSession(new FlushScheduler(m, 0), m);
     for (let i = 0; i < 10; i++) { s.send(EVENT); await tick(); }
     assert.deepEqual(rec.writes.map((w) => w.events), Array(10).fill(1));
     s.close('shutdown');
@@ -74,8 +52,8 @@ describe('server: write coalescing', function () {
   it('flush() (shutdown) writes what waits at once, and latency is observed after the deferred writes', async () => {
     const m = new Metrics({ defaultMetrics: false });
     const sched = new FlushScheduler(m, 10_000);
-    const a = session(sched, m);
-    const b = session(sched, m);
+    const a = memSession(sched, m);
+    const b = memSession(sched, m);
     a.s.send(EVENT);
     await tick(); // a was just written: its next events wait
     a.s.send(EVENT);
