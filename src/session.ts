@@ -117,6 +117,26 @@ export class FlushScheduler {
   }
 }
 
+/**
+ * A session's log: the server's logger with the session's fields (sid, cn, serial, remote) put in
+ * front of each line's own. Not a pino child: a child serialises its bindings when made (a dozen
+ * strings and objects, ~1 KB per connection, held for the connection's life), while a session
+ * logs a handful of lines (connect, identify, drops, close), so binding at call time is cheaper.
+ */
+export class SessionLog {
+  constructor(private readonly base: Logger, private readonly s: Session) {}
+
+  private bind(o: object): object {
+    const s = this.s;
+    return { sid: s.id, cn: s.identity.cn, serial: s.identity.serial, remote: s.identity.remote, ...o };
+  }
+
+  debug(o: object, msg: string): void { if (this.base.isLevelEnabled('debug')) this.base.debug(this.bind(o), msg); }
+  info(o: object, msg: string): void { this.base.info(this.bind(o), msg); }
+  warn(o: object, msg: string): void { this.base.warn(this.bind(o), msg); }
+  error(o: object, msg: string): void { this.base.error(this.bind(o), msg); }
+}
+
 let nextId = 1;
 
 /** drops closer together than this are one episode: one audit line, however many events */
@@ -175,8 +195,9 @@ export class Session implements FramerSink {
   private evTokens: number;
   private byteTokens: number;
   private lastRefill = performance.now();
-  private readonly loggedReject = new Set<string>();
-  readonly log: Logger;
+  /** kinds of bad input already logged for this client (made on the first; most clients never need it) */
+  private loggedReject: Set<string> | null = null;
+  readonly log: SessionLog;
 
   constructor(
     readonly socket: Duplex & { setNoDelay?: (b: boolean) => unknown; writableLength: number },
@@ -187,7 +208,7 @@ export class Session implements FramerSink {
     private readonly flusher: FlushScheduler,
     log: Logger,
   ) {
-    this.log = log.child({ sid: this.id, cn: identity.cn, serial: identity.serial, remote: identity.remote });
+    this.log = new SessionLog(log, this);
     this.framer = new Framer(this, limits.maxFrameBytes);
     this.evTokens = limits.rateBurst;
     this.byteTokens = limits.rateBytes * BYTE_BURST_SECONDS;
@@ -263,7 +284,7 @@ export class Session implements FramerSink {
    *  input (a rejected frame's bytes are skipped too, and one offender is one line) */
   private onJunk(bytes: number): void {
     this.metrics.junkBytes.inc(bytes);
-    if (this.loggedReject.size === 0) this.logOnce('junk', { bytes }, 'skipped bytes outside any CoT event (further ones are only counted)');
+    if (this.loggedReject === null) this.logOnce('junk', { bytes }, 'skipped bytes outside any CoT event (further ones are only counted)');
   }
 
   /**
@@ -309,8 +330,7 @@ export class Session implements FramerSink {
       // a bug on some odd input must cost that event, not the process and every other client
       this.metrics.drop.malformed.inc();
       this.dropped++;
-      if (!this.loggedReject.has('internal')) {
-        this.loggedReject.add('internal');
+      if (this.firstOf('internal')) {
         this.log.error({ audit: 'bad_input', kind: 'internal', err: (err as Error).stack ?? String(err), uid: h.uid, type: h.type }, 'event could not be routed (internal error): dropped');
       }
     } finally {
@@ -326,9 +346,16 @@ export class Session implements FramerSink {
     this.logOnce(reason, { detail });
   }
 
+  /** true the first time this kind of bad input is seen for this client */
+  private firstOf(kind: string): boolean {
+    const seen = (this.loggedReject ??= new Set());
+    if (seen.has(kind)) return false;
+    seen.add(kind);
+    return true;
+  }
+
   private logOnce(kind: string, extra: Record<string, unknown>, msg = `dropped ${kind} input from client (further ones are only counted)`): void {
-    if (this.loggedReject.has(kind)) return;
-    this.loggedReject.add(kind);
+    if (!this.firstOf(kind)) return;
     this.log.warn({ audit: kind === 'oversize_out' ? 'dropped_output' : 'bad_input', kind, ...extra }, msg);
   }
 
