@@ -830,25 +830,37 @@ function rehash(newCap: i32): void {
 
 // ---- comments, CDATA, PIs, prolog/epilog -------------------------------------------------------
 
+/**
+ * The body of a comment, CDATA section or PI from p: the next `stop` byte (its position), past
+ * ordinary runs and checked UTF-8 sequences; n when the data ends first; -1 (fail) on invalid
+ * UTF-8 (reported at `start`) or a character XML does not allow. The callers read the terminator.
+ */
+@inline
+function runTo(p: i32, n: i32, stop: i32, start: i32): i32 {
+  for (;;) {
+    p = run1(p, n, stop);
+    if (p >= n) return n;
+    const c = at(p);
+    if (c == stop) return p;
+    if (c < 0x80) return fail(R_CHAR, p);
+    p = utf8Next(p, n);
+    if (p < 0) return fail(R_UTF8, start);
+  }
+  return -1; // not reached
+}
+
 function skipComment(p: i32, n: i32): i32 {
   // p is just after "<!--"; "--" may only appear as part of the closing "-->"
   const start = p - 4;
   for (;;) {
-    p = run1(p, n, DASH);
+    p = runTo(p, n, DASH, start);
+    if (p < 0) return -1;
     if (p >= n) return fail(R_COMMENT, start);
-    const c = at(p);
-    if (c == DASH) {
-      if (p + 1 < n && at(p + 1) == DASH) {
-        if (p + 2 < n && at(p + 2) == GT) return p + 3;
-        return fail(R_COMMENT, p);
-      }
-      p++;
-    } else if (c >= 0x80) {
-      p = utf8Next(p, n);
-      if (p < 0) return fail(R_UTF8, start);
-    } else {
-      return fail(R_CHAR, p);
+    if (p + 1 < n && at(p + 1) == DASH) {
+      if (p + 2 < n && at(p + 2) == GT) return p + 3;
+      return fail(R_COMMENT, p);
     }
+    p++;
   }
   return -1; // not reached
 }
@@ -857,18 +869,11 @@ function skipCdata(p: i32, n: i32): i32 {
   // p is just after "<![CDATA["
   const start = p - 9;
   for (;;) {
-    p = run1(p, n, RSQB);
+    p = runTo(p, n, RSQB, start);
+    if (p < 0) return -1;
     if (p >= n) return fail(R_CDATA, start);
-    const c = at(p);
-    if (c == RSQB) {
-      if (p + 2 < n && at(p + 1) == RSQB && at(p + 2) == GT) return p + 3;
-      p++;
-    } else if (c >= 0x80) {
-      p = utf8Next(p, n);
-      if (p < 0) return fail(R_UTF8, start);
-    } else {
-      return fail(R_CHAR, p);
-    }
+    if (p + 2 < n && at(p + 1) == RSQB && at(p + 2) == GT) return p + 3;
+    p++;
   }
   return -1; // not reached
 }
@@ -890,18 +895,11 @@ function skipPi(p: i32, n: i32, decl: bool): i32 {
   }
   if (p >= n || !isWs(at(p))) return fail(R_PI, start);
   for (;;) {
-    p = run1(p, n, QM);
+    p = runTo(p, n, QM, start);
+    if (p < 0) return -1;
     if (p >= n) return fail(R_PI, start);
-    const c = at(p);
-    if (c == QM) {
-      if (p + 1 < n && at(p + 1) == GT) return p + 2;
-      p++;
-    } else if (c >= 0x80) {
-      p = utf8Next(p, n);
-      if (p < 0) return fail(R_UTF8, start);
-    } else {
-      return fail(R_CHAR, p);
-    }
+    if (p + 1 < n && at(p + 1) == GT) return p + 2;
+    p++;
   }
   return -1; // not reached
 }
