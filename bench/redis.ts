@@ -51,7 +51,7 @@ const SERVER_CPU = 0;
 /** start cotstream nodes, pinned to the server CPU */
 async function nodesUp(flags: string[][]): Promise<SpawnedServer[]> {
   const nodes = await Promise.all(flags.map((f) => spawnServer(f)));
-  if (pinned) nodes.forEach((n, i) => pinProcess(n.proc.pid!, process.env.SPREAD ? i % 2 : SERVER_CPU));
+  if (pinned) for (const n of nodes) pinProcess(n.proc.pid!, SERVER_CPU);
   return nodes;
 }
 const certsDir = path.resolve(String(o.certsDir));
