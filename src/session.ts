@@ -214,20 +214,22 @@ export class Session implements FramerSink {
     this.framer = new Framer(this, limits.maxFrameBytes);
     this.evTokens = limits.rateBurst;
     this.byteTokens = limits.rateBytes * BYTE_BURST_SECONDS;
-    socket.on('data', this.onData);
-    socket.on('end', this.onEnd);
-    socket.on('close', this.onSocketClose);
-    socket.on('error', this.onError);
-    socket.on('drain', this.onDrain);
+    (socket as SessionSocket)[SESSION] = this;
+    socket.on('data', socketData);
+    socket.on('end', socketEnd);
+    socket.on('close', socketClose);
+    socket.on('error', socketError);
+    socket.on('drain', socketDrain);
     if (limits.idleTimeout > 0) {
-      this.idleTimer = setTimeout(this.onIdle, limits.idleTimeout);
+      this.idleTimer = setTimeout(idleFired, limits.idleTimeout, this);
       this.idleTimer.unref();
     }
   }
 
   // ---- receive path -------------------------------------------------------------------------
 
-  private readonly onData = (chunk: Buffer): void => {
+  /** @internal a chunk from the socket (socketData) */
+  onData(chunk: Buffer): void {
     if (this.closed) return;
     this.t0 = performance.now();
     this.bytesIn += chunk.length;
@@ -485,31 +487,30 @@ export class Session implements FramerSink {
     this.slowLastDrop = now;
     // the deadline runs from the first drop since the client last caught up (drain), not per drop
     if (this.slowTimer === null && this.limits.slowConsumerTimeout > 0) {
-      this.slowTimer = setTimeout(this.onSlowTimeout, this.limits.slowConsumerTimeout);
+      this.slowTimer = setTimeout(slowFired, this.limits.slowConsumerTimeout, this);
       this.slowTimer.unref();
     }
   }
 
-  /** Everything written so far has left: the client caught up. */
-  private readonly onDrain = (): void => {
+  /** @internal Everything written so far has left: the client caught up (socketDrain). */
+  onDrain(): void {
     if (this.slowTimer) { clearTimeout(this.slowTimer); this.slowTimer = null; }
-  };
+  }
 
-  private readonly onSlowTimeout = (): void => {
+  /** @internal the slow-consumer deadline (slowFired) */
+  onSlowTimeout(): void {
     this.slowTimer = null;
     // still behind (a send buffer below the stream's high-water mark may never emit 'drain')
     if (this.socket.writableLength > 0) this.close('slow_consumer');
-  };
+  }
 
   // ---- lifecycle ----------------------------------------------------------------------------
 
-  private readonly onIdle = (): void => this.close('idle');
-  private readonly onEnd = (): void => this.close('client');
-  private readonly onSocketClose = (): void => this.close('client');
-  private readonly onError = (err: Error): void => {
+  /** @internal (socketError) */
+  onError(err: Error): void {
     if (!this.closed) this.log.debug({ err: err.message }, 'socket error');
     this.close('error');
-  };
+  }
 
   /** Idempotent: clears every timer and listener, destroys the socket, tells the router once. */
   close(reason: CloseReason): void {
@@ -521,13 +522,27 @@ export class Session implements FramerSink {
     this.queue.length = 0;
     this.queuedBytes = 0;
     const s = this.socket;
-    s.off('data', this.onData);
-    s.off('end', this.onEnd);
-    s.off('drain', this.onDrain);
+    s.off('data', socketData);
+    s.off('end', socketEnd);
+    s.off('drain', socketDrain);
     // keep an error listener: a late error on a destroyed socket must not crash the process
-    s.off('close', this.onSocketClose);
+    s.off('close', socketClose);
     if (reason === 'shutdown' || reason === 'client') s.end();
     s.destroy();
     this.host.onClose(this, reason);
   }
 }
+
+// Socket and timer callbacks are shared by every session: the socket carries its session and a
+// timer gets it as its argument. Per-session arrow functions cost ~300 bytes each for the life of
+// the connection (tsx keeps function names, which gives every such closure its own property
+// array); seven of them were ~2 KiB of every idle connection's memory.
+const SESSION = Symbol('cotstream.session');
+type SessionSocket = Duplex & { [SESSION]: Session };
+function socketData(this: SessionSocket, chunk: Buffer): void { this[SESSION].onData(chunk); }
+function socketEnd(this: SessionSocket): void { this[SESSION].close('client'); }
+function socketClose(this: SessionSocket): void { this[SESSION].close('client'); }
+function socketError(this: SessionSocket, err: Error): void { this[SESSION].onError(err); }
+function socketDrain(this: SessionSocket): void { this[SESSION].onDrain(); }
+function idleFired(s: Session): void { s.close('idle'); }
+function slowFired(s: Session): void { s.onSlowTimeout(); }

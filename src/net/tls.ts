@@ -62,8 +62,9 @@ export function classifyHandshakeError(err: Error & { code?: string }, authoriza
 
 const refused = Symbol('cotstream.refused');
 const remoteKey = Symbol('cotstream.remote');
+const ipKey = Symbol('cotstream.ip');
 
-type Tagged = net.Socket & { [refused]?: boolean; [remoteKey]?: string };
+type Tagged = net.Socket & { [refused]?: boolean; [remoteKey]?: string; [ipKey]?: string };
 
 export interface TlsListenerHooks {
   /** a client completed mutual TLS with a certificate from our CA */
@@ -83,6 +84,8 @@ export function createTlsListener(o: ListenerOptions, limiter: ConnectionLimiter
     // session tickets would let a revoked client resume without presenting its certificate again
     sessionTimeout: 0,
   });
+  // one close listener for every socket (not a closure per connection: idle connections are many)
+  function releaseSlot(this: Tagged): void { limiter.release(this[ipKey]!); }
   server.on('connection', (raw: net.Socket) => {
     raw.setNoDelay(true);
     const ip = raw.remoteAddress ?? '?';
@@ -95,7 +98,8 @@ export function createTlsListener(o: ListenerOptions, limiter: ConnectionLimiter
       raw.destroy();
       return;
     }
-    raw.once('close', () => limiter.release(ip));
+    (raw as Tagged)[ipKey] = ip;
+    raw.on('close', releaseSlot);
   });
   server.on('tlsClientError', (err: Error & { code?: string }, sock: tls.TLSSocket) => {
     const raw = (sock as unknown as { _parent?: Tagged })._parent;
