@@ -62,15 +62,29 @@ export let top = DATA;
 /** Copies b[s, e) into wasm memory at `top` and reserves it; returns its address. The caller
  *  restores `top` with release() when done. The core's scratch starts at scratchAt(). */
 export function place(b: Uint8Array, s: number, e: number): number {
+  const at = reserve(e - s);
+  if (s === 0 && e === b.length) mem8.set(b, at);
+  else mem8.set(b.subarray(s, e), at);
+  return at;
+}
+
+/** place() of a[0, alen) followed by all of b, contiguous (a frame's start kept from the last
+ *  chunk, then the next chunk); returns the address of a[0] (b[0] is at that + alen) */
+export function placeJoined(a: Uint8Array, alen: number, b: Uint8Array): number {
+  const at = reserve(alen + b.length);
+  mem8.set(a.subarray(0, alen), at);
+  mem8.set(b, at + alen);
+  return at;
+}
+
+function reserve(len: number): number {
   const at = top;
-  const need = at + (e - s) + SLACK + 65536;
+  const need = at + len + SLACK + 65536;
   if (need > mem8.length) {
     core.memory.grow(Math.ceil((need - mem8.length) / 65536));
     refresh();
   }
-  if (s === 0 && e === b.length) mem8.set(b, at);
-  else mem8.set(b.subarray(s, e), at);
-  top = (at + (e - s) + 15) & ~15;
+  top = (at + len + 15) & ~15;
   return at;
 }
 

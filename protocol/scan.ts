@@ -140,11 +140,39 @@ export function nextFrameAt(b: Buffer, base: number, p: number, n: number, max: 
   if (mem32.length === 0) refresh();
   const s = mem32[M_POS] - base;
   nextPos = s;
-  if (r === 0) return undefined;
+  if (r === 0) {
+    const why = mem32[M_ERR];
+    nextCut = why === R_UNCLOSED || why === R_TAG_UNTERMINATED || why === R_ATTR_UNTERMINATED;
+    return undefined;
+  }
   const e = mem32[M_END] - base;
   nextEnd = e;
   off = base;
   return build(b, s, e, n, true);
+}
+
+/** @internal After nextFrameAt() found no frame: an <event> element starts at nextPos and is
+ *  well-formed up to the end of the bytes given, which cut it (it may complete in the next chunk). */
+export let nextCut = false;
+// the core's reasons that only arise when the bytes run out
+const R_ATTR_UNTERMINATED = REASONS.indexOf(ScanReason.attrUnterminated),
+  R_TAG_UNTERMINATED = REASONS.indexOf(ScanReason.tagUnterminated), R_UNCLOSED = REASONS.indexOf(ScanReason.unclosed);
+
+/** @internal For the framer: a frame cut by the last chunk, its start kept and now placed in the
+ *  core followed by the next chunk, from core address `at` to `end`. The length of the frame
+ *  when it is complete and well-formed there (then joinedHeader() of the frame's bytes), else -1. */
+export function joinedFrameAt(at: number, end: number, max: number): number {
+  const r = core.nextFrame(at, end, max, scratchAt());
+  if (mem32.length === 0) refresh();
+  if (r === 0 || mem32[M_POS] !== at) return -1;
+  return mem32[M_END] - at;
+}
+
+/** @internal The header of the frame joinedFrameAt() just found: `frame` holds its bytes as placed
+ *  from core address `at` (no core call in between). */
+export function joinedHeader(frame: Buffer, at: number): CotHeader {
+  off = at;
+  return build(frame, 0, frame.length, frame.length, false);
 }
 
 /** t-x-c-* (ping t-x-c-t, pong t-x-c-t-r) and t-x-takp-* (protocol negotiation). */

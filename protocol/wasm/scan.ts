@@ -1058,17 +1058,21 @@ export function scanFrame(s: i32, n: i32, scratch: i32): i32 {
  *  complete <?…?> (as the framer's OUT state does) and, at `<event` followed by white space, '>' or
  *  '/', scans the element within the frame limit `max`. Returns 1 with M_POS = its start and
  *  M_END = its end when that is a complete well-formed event; else 0 with M_POS where the exact
- *  JS lexer takes over (in its OUT state). */
+ *  JS lexer takes over (in its OUT state) and M_ERR the reason the element failed (0: none
+ *  scanned). */
 export function nextFrame(p: i32, n: i32, max: i32, scratch: i32): i32 {
   p = skipBetween(p, n);
   setMisc(M_POS, p);
+  setMisc(M_ERR, 0);
   if (p + 6 < n && at(p) == LT && at4(p + 1) == W_EVEN && at(p + 5) == 0x74) {
     const d = at(p + 6);
     if (isWs(d) || d == GT || d == SLASH) {
       begin(scratch);
       const lim = n - p > max ? p + max : n;
       const e = scanBytes(p, lim, true);
-      if (e < 0) return 0;
+      // the reason tells the framer whether the bytes merely ran out (unclosed, unterminated tag
+      // or value: everything before the end was well-formed) and the frame may complete later
+      if (e < 0) { setMisc(M_ERR, errReason); return 0; }
       setMisc(M_END, e);
       internAll();
       return 1;
