@@ -264,4 +264,27 @@ describe('scan core (WebAssembly)', () => {
     for (let c = 1; c < stream.length; c++) assert.deepEqual(run([c]), whole, `cut at ${c}`);
     for (let c = 1; c + 20 < stream.length; c += 3) assert.deepEqual(run([c, c + 1, c + 20]), whole, `cuts at ${c}, +1, +20`);
   });
+
+  it('lazily read values: records of many frames (more than the staging area holds), read in any order, during and after the push', () => {
+    const mk = (i: number) => `<event uid="u${i}" type="a" how="h${i}" time="T${i}" version="${i % 3 === 0 ? '' : 'v'}"><point lat="${i}" lon="-${i}.5" hae="${i}e1" le=""/>` +
+      `<detail><__group name="N${i}"/></detail></event>`;
+    const check = (h: CotHeader, i: number) => {
+      assert.deepEqual([h.how, h.time, h.start, h.stale, h.version, h.groupName, h.groupRole], [`h${i}`, `T${i}`, undefined, undefined, i % 3 === 0 ? '' : 'v', `N${i}`, undefined]);
+      assert.deepEqual(h.point, { lat: i, lon: -i - 0.5, hae: i * 10, ce: NaN, le: NaN });
+    };
+    // standalone scans, never sealed by a framer: the area fills and seals batches by itself
+    const kept = Array.from({ length: 1500 }, (_, i) => { const b = Buffer.from(mk(i)); const h = scan(b) as CotHeader; b.fill(0x20); return h; });
+    for (let i = kept.length - 1; i >= 0; i -= 7) check(kept[i], i);
+    kept.forEach(check);
+    // a sink that reads some headers' lazy values while the chunk is being framed
+    const hs: CotHeader[] = [];
+    const f = new Framer({ frame: (b) => { const h = scan(b) as CotHeader; hs.push(h); if (hs.length % 5 === 0) check(h, hs.length - 1); }, reject: () => {} });
+    const chunk = Buffer.from(Array.from({ length: 50 }, (_, i) => mk(i)).join('\n'));
+    f.push(chunk);
+    chunk.fill(0x20);
+    hs.forEach(check);
+    // without a point or a group, and a frame with no lazy value at all
+    const bare = scan(Buffer.from('<event uid="u" type="t"><detail><__group role="R"/></detail></event>')) as CotHeader;
+    assert.deepEqual([bare.how, bare.point, bare.groupName, bare.groupRole], [undefined, undefined, undefined, 'R']);
+  });
 });
