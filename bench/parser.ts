@@ -9,7 +9,7 @@ import os from 'node:os';
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import CoT from '@tak-ps/node-cot';
 import { Framer } from '../protocol/framer.ts';
-import { nextEnd, nextFrameAt, scan } from '../protocol/scan.ts';
+import { endChunk, nextEnd, nextFrameAt, scan } from '../protocol/scan.ts';
 import { core, M_END, mem32, place, release, scratchAt, top } from '../protocol/core.ts';
 import { loadSamples } from '../test/helpers/samples.ts';
 
@@ -203,6 +203,7 @@ for (const w of workloads) {
       let k = 0;
       for (let r = 0; r < REPEAT; r++) {
         for (let p = 0, h; (h = nextFrameAt(chunk, base, p, n, 1 << 20)) !== undefined; p = nextEnd) { k++; sink += h.uid.length; }
+        endChunk(); // as the framer does when push() returns
       }
       return k;
     }],
@@ -213,6 +214,7 @@ for (const w of workloads) {
           k++;
           sink += h.uid.length + chunk.subarray(p, nextEnd).length;
         }
+        endChunk();
       }
       return k;
     }],

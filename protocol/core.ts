@@ -34,8 +34,15 @@ export const M_ERR = MISC, M_ERROFF = MISC + 1, M_END = MISC + 2, M_POS = MISC +
   M_LINK = MISC + 10, M_EVENT = MISC + 11, M_POINT = MISC + 12, M_GROUP = MISC + 13, M_LAZYF = MISC + 14;
 /** f64 slot: stale as epoch ms, NaN when absent or to be read by Date.parse */
 export const STALE_MS = (2304 + 64) / 8;
+/** i32 slots: intern table slot of uid, type, callsign, endpoint, link uid (wasm/scan.ts intern()):
+ *  i (the table has the value), ~i (a miss: the host makes the string, then validates slot i),
+ *  I_NONE (absent or not interned) */
+export const M_IDS = MISC + 18;
+export const I_NONE = 0x40000000;
+/** i32 index of slot i's length word is ISLOT_LEN + i * ISLOT_WORDS */
+export const ISLOTS = 1024, ISLOT_WORDS = 128 / 4, ISLOT_LEN = 65536 / 4 + 1;
 
-const DATA = 65536;
+const DATA = 65536 + ISLOTS * 128;
 /** SIMD loads read up to 15 bytes past a range; the scratch area after the data covers that */
 const SLACK = 64;
 

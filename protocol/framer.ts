@@ -15,7 +15,7 @@
 // the session relies on that to find where a t-x-takp-q request ended in its chunk (the switch to
 // TAK protobuf happens right there; test/e2e/takproto.test.ts "request and first protobuf message").
 import { CR, DQ, GT, LF, LT, QM, SLASH, SP, SQ, TAB, DASH, RSQB, BANG, LSQB } from './chars.ts';
-import { nextEnd, nextPos, nextFrameAt, primeScan, type CotHeader } from './scan.ts';
+import { endChunk, nextEnd, nextPos, nextFrameAt, primeScan, type CotHeader } from './scan.ts';
 import { place, release, top } from './core.ts';
 
 export type FrameRejectReason = 'oversize' | 'malformed';
@@ -98,6 +98,7 @@ export class Framer {
       this.pushXml(chunk);
     } finally {
       release(saved); // the chunk's copy in the scan core
+      endChunk(); // and its latin1 text: the Buffer may be refilled once push() returns
     }
   }
 

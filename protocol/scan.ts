@@ -9,7 +9,7 @@ import { numberOf, parseDecimal } from './values.ts';
 import {
   core, FE, FF, FS, M_DESTS, M_END, M_ERR, M_ERROFF, M_EVENT, M_GROUP, M_LAZYF, M_LINK, M_MEND, M_MORE, M_MSTART,
   M_NDESTS, M_NMORE, M_POINT, M_POS,
-  mem32, memF64, place, refresh, release, scratchAt, STALE_MS, top,
+  ISLOT_LEN, ISLOT_WORDS, ISLOTS, M_IDS, mem32, memF64, place, refresh, release, scratchAt, STALE_MS, top,
 } from './core.ts';
 
 export interface CotDest { callsign?: string; uid?: string }
@@ -120,7 +120,7 @@ export function scanFrame(b: Buffer): CotHeader | ScanError {
     if (mem32.length === 0) refresh();
     if (end < 0) return { ok: false, reason: REASONS[mem32[M_ERR]], offset: mem32[M_ERROFF] - at };
     off = at;
-    return build(b, 0, end - at);
+    return build(b, 0, end - at, b.length, false);
   } finally {
     release(saved);
   }
@@ -144,7 +144,7 @@ export function nextFrameAt(b: Buffer, base: number, p: number, n: number, max: 
   const e = mem32[M_END] - base;
   nextEnd = e;
   off = base;
-  return build(b, s, e);
+  return build(b, s, e, n, true);
 }
 
 /** t-x-c-* (ping t-x-c-t, pong t-x-c-t-r) and t-x-takp-* (protocol negotiation). */
@@ -154,36 +154,62 @@ export function isControlType(type: string): boolean {
 
 // ---- values, made once the frame has passed ----------------------------------------------------
 
-/** Small frames are decoded to one latin1 string and fields are substrings of it (one native call
- *  instead of one per field); bigger frames decode field by field so a kept uid never pins a
- *  large string. */
-const WHOLE_FRAME_MAX = 4096;
-let frameStr: string | undefined;
-let frameBase = 0;
-let frameEnd = 0;
-
-function text(b: Buffer, s: number, e: number, flags: number): string {
-  if (flags === 0) {
-    if (frameEnd - frameBase <= WHOLE_FRAME_MAX) {
-      if (frameStr === undefined) frameStr = latin1(b, frameBase, frameEnd);
-      return frameStr.substring(s - frameBase, e - frameBase);
-    }
-    return latin1(b, s, e);
-  }
+/** A string of its own (never a slice of a longer one, so keeping it pins nothing) from b[s, e). */
+function own(b: Buffer, s: number, e: number, flags: number): string {
+  if (flags === 0) return latin1(b, s, e);
   if (flags === V_UTF8) return utf8(b, s, e);
   return decodeAttr(b, s, e);
 }
 
 function field(b: Buffer, f: number): string | undefined {
   const s = mem32[FS + f];
-  return s < 0 ? undefined : text(b, s - off, mem32[FE + f] - off, mem32[FF + f]);
+  return s < 0 ? undefined : own(b, s - off, mem32[FE + f] - off, mem32[FF + f]);
+}
+
+/** One JS string per slot of the core's intern table (wasm/scan.ts intern()). */
+const interned: string[] = new Array<string>(ISLOTS).fill('');
+
+/** Eager field f (k: its index in M_IDS): the interned string when the core's table has its bytes;
+ *  else made from the bytes, and on a miss stored in its slot, which is then validated. */
+function eager(b: Buffer, f: number, k: number): string | undefined {
+  const m = mem32;
+  const id = m[M_IDS + k];
+  if (id >= 0 && id < ISLOTS) return interned[id];
+  const s = m[FS + f];
+  if (s < 0) return undefined;
+  const e = m[FE + f];
+  const str = own(b, s - off, e - off, m[FF + f]);
+  if (id < 0) {
+    interned[~id] = str;
+    m[ISLOT_LEN + ~id * ISLOT_WORDS] = e - s + 1;
+  }
+  return str;
 }
 
 function coord(b: Buffer, f: number): number {
   const s = mem32[FS + f];
   if (s < 0) return NaN;
   if (mem32[FF + f] === 0) return parseDecimal(b, s - off, mem32[FE + f] - off);
-  return numberOf(text(b, s - off, mem32[FE + f] - off, mem32[FF + f]));
+  return numberOf(own(b, s - off, mem32[FE + f] - off, mem32[FF + f]));
+}
+
+/** Lazy fields of frames up to this size are read later from a latin1 string holding the frame;
+ *  bigger frames make them at once, so a kept header never pins a large string. */
+const WHOLE_FRAME_MAX = 4096;
+/** The framer's frames share one latin1 string per stretch of the chunk (one native call per
+ *  LAZY_SPAN bytes instead of one per frame): the lazy fields' text, kept by the headers. Valid
+ *  for the chunk being pushed only: the framer calls endChunk() when push() returns, since the
+ *  same Buffer may then be refilled. */
+const LAZY_SPAN = 16384;
+let spanBuf: Buffer | undefined;
+let spanStr = '';
+let spanFrom = 0;
+let spanTo = 0;
+
+/** @internal the framer's chunk is done: its Buffer may be reused */
+export function endChunk(): void {
+  spanBuf = undefined;
+  spanStr = '';
 }
 
 // The header: what the router reads (uid, type, staleMs, contact, dests, marti ranges, link,
@@ -225,22 +251,25 @@ class Header implements CotHeader {
   private made_: number;
   private v_: (string | CotPoint | undefined)[] | undefined;
 
-  constructor(b: Buffer, base: number, str: string) {
+  /** str: latin1 text holding the frame b[base, …) from str[strAt] ('' to make all fields now) */
+  constructor(b: Buffer, base: number, str: string, strAt: number) {
     const m = mem32;
     const at = off + base; // core address of the frame start
-    this.uid = field(b, F_UID)!;
-    const type = field(b, F_TYPE)!;
+    // the interned fields first: a missed slot is validated once its string is stored
+    this.uid = eager(b, F_UID, 0)!;
+    const type = eager(b, F_TYPE, 1)!;
     this.type = type;
+    this.callsign = eager(b, F_CALLSIGN, 2);
+    this.endpoint = eager(b, F_ENDPOINT, 3);
+    this.linkUid = eager(b, F_LINK, 4);
     const staleMs = memF64[STALE_MS]; // made by the core for the plain CoT form
     this.staleMs = staleMs === staleMs || m[FS + F_STALE] < 0 ? staleMs : Date.parse(field(b, F_STALE)!);
-    this.callsign = field(b, F_CALLSIGN);
-    this.endpoint = field(b, F_ENDPOINT);
     const ndests = m[M_NDESTS];
     const list: CotDest[] = ndests === 0 ? NO_DESTS : [];
     for (let i = 0, o = m[M_DESTS] >> 2; i < ndests; i++, o += 6) {
       const d: CotDest = {};
-      if (m[o] >= 0) d.callsign = text(b, m[o] - off, m[o + 1] - off, m[o + 2]);
-      if (m[o + 3] >= 0) d.uid = text(b, m[o + 3] - off, m[o + 4] - off, m[o + 5]);
+      if (m[o] >= 0) d.callsign = own(b, m[o] - off, m[o + 1] - off, m[o + 2]);
+      if (m[o + 3] >= 0) d.uid = own(b, m[o + 3] - off, m[o + 4] - off, m[o + 5]);
       list.push(d);
     }
     this.dests = list;
@@ -254,15 +283,15 @@ class Header implements CotHeader {
       for (let i = 0, o = m[M_MORE] >> 2; i < nmore; i++) more.push(m[o + i] - at);
       this.martiMore = more;
     }
-    this.linkUid = field(b, F_LINK);
     this.hasLink = m[M_LINK] !== 0;
     this.control = type.charCodeAt(0) === 0x74 && isControlType(type);
     if (str.length !== 0 && m[M_LAZYF] === 0) {
       this.s_ = str;
-      this.ev_ = m[M_EVENT] - at;
+      const d = strAt - at; // core address + d = index in str
+      this.ev_ = m[M_EVENT] + d;
       const pt = m[M_POINT], gr = m[M_GROUP];
-      this.pt_ = pt < 0 ? -1 : pt - at;
-      this.gr_ = gr < 0 ? -1 : gr - at;
+      this.pt_ = pt < 0 ? -1 : pt + d;
+      this.gr_ = gr < 0 ? -1 : gr + d;
       this.made_ = 0;
       this.v_ = undefined;
     } else {
@@ -342,13 +371,17 @@ function attrIn(s: string, tag: number, name: string): string | undefined {
   }
 }
 
-function build(b: Buffer, base: number, end: number): CotHeader {
-  frameStr = undefined;
-  frameBase = base;
-  frameEnd = end;
-  const small = end - base <= WHOLE_FRAME_MAX;
-  if (small) frameStr = latin1(b, base, end);
-  const h = new Header(b, base, small ? frameStr! : '');
-  frameStr = undefined;
-  return h;
+/** The header of the frame b[base, end), just scanned by the core; n: end of the data in b
+ *  (the framer's chunk, or the frame) and shared: whether b[base, n) is the framer's chunk, whose
+ *  latin1 text the frames share until endChunk() */
+function build(b: Buffer, base: number, end: number, n: number, shared: boolean): CotHeader {
+  if (end - base > WHOLE_FRAME_MAX) return new Header(b, base, '', 0);
+  if (!shared) return new Header(b, base, latin1(b, base, end), 0);
+  if (spanBuf !== b || base < spanFrom || end > spanTo) {
+    spanTo = Math.min(n, base + LAZY_SPAN);
+    spanStr = latin1(b, base, spanTo);
+    spanBuf = b;
+    spanFrom = base;
+  }
+  return new Header(b, base, spanStr, base - spanFrom);
 }

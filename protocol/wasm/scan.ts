@@ -18,7 +18,8 @@
 // [8192, 9728)   dests (64 × 6 i32), grows likewise
 // [9728, 9984)   further <marti> ranges (64 i32), grows likewise
 // [10240, 12288) attribute hash table (256 slots of 8 bytes), grows likewise
-// the host's data from 65536; scratch (growth of the above) from the address the host passes.
+// [65536, 196608) string intern table (1024 slots of 128 bytes, see intern())
+// the host's data from 196608; scratch (growth of the above) from the address the host passes.
 
 const T_NAME: i32 = 0; // bit 1: NAME_START, bit 2: NAME_CHAR
 
@@ -32,6 +33,7 @@ const M_ERR: i32 = 0, M_ERROFF: i32 = 1, M_END: i32 = 2, M_POS: i32 = 3, M_NDEST
   M_DESTS: i32 = 5, M_MSTART: i32 = 6, M_MEND: i32 = 7, M_NMORE: i32 = 8, M_MORE: i32 = 9, M_LINK: i32 = 10,
   M_EVENT: i32 = 11, M_POINT: i32 = 12, M_GROUP: i32 = 13, M_LAZYF: i32 = 14;
 const STALE_MS: i32 = MISC + 64; // f64: stale as epoch ms; NaN: absent or not the plain CoT form
+const M_IDS: i32 = 18; // i32[5]: intern slot of uid, type, callsign, endpoint, link uid (see intern())
 const ATTR_S: i32 = 2560;
 const ATTR_E: i32 = 2592;
 const ATTR_LINEAR_MAX: i32 = 8;
@@ -969,6 +971,71 @@ export function isoMs(s: i32, e: i32): f64 {
   return <f64>days * 86400000.0 + <f64>(h * 3600000 + mi * 60000 + sec * 1000 + ms);
 }
 
+// ---- interned strings ----------------------------------------------------------------------------
+// The host keeps one JS string per slot of this table, so the values the router reads on every
+// frame (uid, type, callsign, endpoint, link uid — the same on every SA a device sends) cost an
+// array load instead of a string made from bytes. Direct-mapped by a seeded hash of the bytes
+// (a string is a function of its bytes, whatever decoding they need): no probe chains, a
+// colliding value just replaces the slot, so crafted input costs misses, never more work. A slot
+// is [i32 hash, i32 length + 1, bytes]; on a miss the core writes hash and bytes with length 0
+// (not valid) and the host validates the slot once it has stored the string (protocol/scan.ts):
+// a slot never matches bytes its string was not made from.
+const INTERN: i32 = 65536;
+const ISLOTS: i32 = 1024;
+const ISLOT: i32 = 128;
+const IMAX: i32 = ISLOT - 8;
+/** M_IDS value: the field is absent or too long to intern */
+const I_NONE: i32 = 0x40000000;
+
+/** a hash of [s, len) from its first, middle and last word (a slot only needs to be spread
+ *  well; the bytes are compared in full on a hit) */
+@inline function internHash(s: i32, len: i32): u32 {
+  let h: u32 = seed ^ (<u32>len * 0x9e3779b1);
+  if (len >= 4) {
+    h ^= <u32>at4(s) * 0x85ebca6b;
+    h ^= <u32>at4(s + len - 4) * 0xc2b2ae35;
+    if (len > 8) h ^= <u32>at4(s + (len >> 1) - 2) * 0x27d4eb2f;
+  } else {
+    h ^= (<u32>at4(s) & (0xffffff >> <u32>((3 - len) * 8))) * 0x85ebca6b;
+  }
+  h ^= h >> 15;
+  h *= 0x2c1b3c6d;
+  return h ^ (h >> 13);
+}
+
+/** Slot of field f's value: its index when the table has it, ~index after writing it there (the
+ *  host makes the string and validates the slot), I_NONE when absent or too long. */
+@inline function intern(f: i32): i32 {
+  const s = fStart(f);
+  if (s < 0) return I_NONE;
+  const len = load<i32>(<usize>(FE + f * 4)) - s;
+  if (len > IMAX) return I_NONE;
+  const h = internHash(s, len);
+  const i = <i32>(h & <u32>(ISLOTS - 1));
+  const slot = INTERN + i * ISLOT;
+  if (load<u32>(<usize>slot) == h && load<i32>(<usize>(slot + 4)) == len + 1) {
+    let k = 0;
+    for (; k + 4 <= len; k += 4) if (at4(slot + 8 + k) != at4(s + k)) break;
+    if (k + 4 > len) {
+      for (; k < len; k++) if (at(slot + 8 + k) != at(s + k)) break;
+      if (k == len) return i;
+    }
+  }
+  store<u32>(<usize>slot, h);
+  store<i32>(<usize>(slot + 4), 0);
+  memory.copy(<usize>(slot + 8), <usize>s, <usize>len);
+  return ~i;
+}
+
+/** after a frame has passed every check: the slots of the eagerly read strings */
+function internAll(): void {
+  setMisc(M_IDS, intern(F_UID));
+  setMisc(M_IDS + 1, intern(F_TYPE));
+  setMisc(M_IDS + 2, intern(F_CALLSIGN));
+  setMisc(M_IDS + 3, intern(F_ENDPOINT));
+  setMisc(M_IDS + 4, intern(F_LINK));
+}
+
 // ---- entry points --------------------------------------------------------------------------------
 
 @inline function begin(scratch: i32): void {
@@ -983,6 +1050,7 @@ export function scanFrame(s: i32, n: i32, scratch: i32): i32 {
   begin(scratch);
   const e = scanBytes(s, n, false);
   if (e < 0) { setMisc(M_ERR, errReason); setMisc(M_ERROFF, errOffset); }
+  else internAll();
   return e;
 }
 
@@ -1002,6 +1070,7 @@ export function nextFrame(p: i32, n: i32, max: i32, scratch: i32): i32 {
       const e = scanBytes(p, lim, true);
       if (e < 0) return 0;
       setMisc(M_END, e);
+      internAll();
       return 1;
     }
   }

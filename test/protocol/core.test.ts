@@ -179,4 +179,47 @@ describe('scan core (WebAssembly)', () => {
     assert.equal(h.type, "c'd");
     assert.equal(h.callsign, `${'x'.repeat(20)}'${'y'.repeat(20)}`);
   });
+
+  it('interned strings: many distinct values (more than the table holds), repeats, values that decode, and a header kept while its slot is reused', () => {
+    const mk = (i: number, cs: string) => `<event uid="U-${i}" type="a-f-${i % 7}"><detail><contact callsign="${cs}" endpoint="*:-1:stcp"/><link uid="L${i % 3}"/></detail></event>`;
+    const want = (i: number, cs: string) => ({ uid: `U-${i}`, type: `a-f-${i % 7}`, callsign: cs.replace('&amp;', '&'), endpoint: '*:-1:stcp', linkUid: `L${i % 3}` });
+    const got = (h: CotHeader) => ({ uid: h.uid, type: h.type, callsign: h.callsign, endpoint: h.endpoint, linkUid: h.linkUid });
+    const kept = scan(Buffer.from(mk(0, 'first'))) as CotHeader;
+    const long = 'l'.repeat(200); // too long to intern
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 5000; i += round + 1) {
+        const cs = i % 5 === 0 ? 'A&amp;B' : i % 5 === 1 ? 'Zoë' : i % 5 === 2 ? long : `cs${i % 50}`;
+        const h = scan(Buffer.from(mk(i, cs))) as CotHeader;
+        assert.deepEqual(got(h), want(i, cs), `round ${round}, event ${i}`);
+      }
+    }
+    assert.deepEqual(got(kept), want(0, 'first'));
+    // a frame rejected after its fields were read leaves nothing behind
+    const bad = scan(Buffer.from(`${mk(7, 'bad')}<x/>`));
+    assert.ok(!bad.ok);
+    assert.deepEqual(got(scan(Buffer.from(mk(7, 'good'))) as CotHeader), want(7, 'good'));
+    // the framer's fast path goes through the same table
+    const stream = Buffer.from(Array.from({ length: 40 }, (_, i) => mk(i % 13, `c${i % 4}`)).join('\n'));
+    const hs: CotHeader[] = [];
+    new Framer({ frame: (b) => hs.push(scan(b) as CotHeader), reject: () => {} }).push(stream);
+    assert.equal(hs.length, 40);
+    hs.forEach((h, i) => assert.deepEqual(got(h), want(i % 13, `c${i % 4}`)));
+  });
+
+  it("lazy fields of the framer's frames stay right after the chunk Buffer is refilled and pushed again", () => {
+    const mk = (k: string) => `<?xml version="1.0"?>\n<event uid="u" type="a" how="${k}" time="T${k}"><point lat="1" lon="2" hae="3" ce="4" le="${k.length}"/>` +
+      `<detail><__group name="G${k}" role="R${k}"/></detail></event>\n`;
+    const a = Buffer.from(mk('one') + mk('two') + mk('six'));
+    const b = Buffer.from(mk('ten') + mk('abc') + mk('xyz'));
+    assert.equal(a.length, b.length);
+    const chunk = Buffer.from(a);
+    const hs: CotHeader[] = [];
+    const f = new Framer({ frame: (x) => hs.push(scan(x) as CotHeader), reject: () => {} });
+    f.push(chunk);
+    chunk.set(b); // the same Buffer object, refilled (as a socket's read buffer can be)
+    f.push(chunk);
+    chunk.fill(0x20);
+    assert.deepEqual(hs.map((h) => [h.how, h.time, h.groupName, h.groupRole, h.point!.le]),
+      ['one', 'two', 'six', 'ten', 'abc', 'xyz'].map((k) => [k, `T${k}`, `G${k}`, `R${k}`, 3]));
+  });
 });
