@@ -4,7 +4,7 @@ import tls from 'node:tls';
 import net from 'node:net';
 import type { Metrics, HandshakeResult } from '../ops/metrics.ts';
 import { LogLimiter, type Logger } from '../ops/log.ts';
-import { remoteOf } from '../auth/identity.ts';
+import { identityFromSocket, remoteOf } from '../auth/identity.ts';
 
 export interface ListenerOptions {
   host: string;
@@ -43,9 +43,10 @@ export class ConnectionLimiter {
 }
 
 /**
- * Map a handshake error to the `cot_handshakes_total` result label. Node verifies the client
- * chain after the handshake and then destroys the socket quietly, leaving only
- * `authorizationError` (e.g. UNABLE_TO_VERIFY_LEAF_SIGNATURE for another CA) on it.
+ * Map a handshake that failed at the TLS level (timeout, protocol error, a client that gave up)
+ * to the `cot_handshakes_total` result label. Certificates that fail verification complete the
+ * handshake and are refused in 'secureConnection' (createTlsListener); `authorizationError` is
+ * still read here for a client that hangs up in between.
  */
 export function classifyHandshakeError(err: Error & { code?: string }, authorizationError?: string | Error | null): HandshakeResult {
   const authz = authorizationError ? String((authorizationError as Error).message ?? authorizationError) : '';
@@ -71,6 +72,12 @@ export interface TlsListenerHooks {
   onSecure(sock: tls.TLSSocket): void;
 }
 
+/** CN of the issuer of the peer certificate ('' when none): tells "another CA" from "our CA, expired". */
+function issuerCn(sock: tls.TLSSocket): string {
+  const v = sock.getPeerCertificate()?.issuer?.CN as string | string[] | undefined;
+  return Array.isArray(v) ? (v[0] ?? '') : (v ?? '');
+}
+
 export function createTlsListener(o: ListenerOptions, limiter: ConnectionLimiter, metrics: Metrics, log: Logger, hooks: TlsListenerHooks): tls.Server {
   const limitedLog = new LogLimiter(log);
   const server = tls.createServer({
@@ -78,7 +85,11 @@ export function createTlsListener(o: ListenerOptions, limiter: ConnectionLimiter
     cert: o.cert,
     ca: o.ca,
     requestCert: true,
-    rejectUnauthorized: true,
+    // The chain is still verified on every handshake; only the refusal is ours (in
+    // 'secureConnection' below, before any CoT byte is read): Node's own refusal destroys the
+    // socket before anyone can read the certificate, and an operator needs to know WHICH device
+    // came with an expired certificate or one from another CA, not just its address.
+    rejectUnauthorized: false,
     minVersion: 'TLSv1.2',
     handshakeTimeout: o.handshakeTimeout > 0 ? o.handshakeTimeout : undefined,
     // session tickets would let a revoked client resume without presenting its certificate again
@@ -112,7 +123,22 @@ export function createTlsListener(o: ListenerOptions, limiter: ConnectionLimiter
     }
     sock.destroy();
   });
-  server.on('secureConnection', (sock: tls.TLSSocket) => hooks.onSecure(sock));
+  server.on('secureConnection', (sock: tls.TLSSocket) => {
+    if (sock.authorized) { hooks.onSecure(sock); return; }
+    // Not verified against our CA (or no certificate at all): refused here, with whatever the
+    // client presented. The socket is destroyed before any listener could read from it.
+    const id = identityFromSocket(sock);
+    const result: HandshakeResult = id.serial === '' ? 'no_cert' : 'bad_cert';
+    metrics.handshake[result].inc();
+    if (limitedLog.allow()) {
+      const err = sock.authorizationError as unknown;
+      const code = typeof err === 'string' ? err : (err as Error | null)?.message ?? '';
+      const issuer = id.serial === '' ? undefined : issuerCn(sock);
+      log.warn({ audit: 'refused', reason: result, cn: id.cn || undefined, serial: id.serial || undefined, issuer, remote: id.remote, code },
+        result === 'no_cert' ? 'TLS client refused: no client certificate' : `TLS client refused: certificate not valid for this server (${code})`);
+    }
+    sock.destroy();
+  });
   return server;
 }
 

@@ -108,7 +108,7 @@ describe('e2e: acceptance (hostile traffic over the wire)', function () {
       await new Promise<void>((r) => sock.once('close', () => r()));
       assert.equal(got, 0, `${code}: no CoT`);
       assert.equal(await srv.metric('cot_handshakes_total', { result: 'bad_cert' }) - before, 1, code);
-      assert.ok(srv.logs.some((l) => l.audit === 'refused' && l.code === code), `${code} logged`);
+      assert.ok(srv.logs.some((l) => l.audit === 'refused' && l.code === code && l.cn === 'timetraveller' && l.serial === c.serialNumber.replace(/^0+/, '')), `${code} logged with the certificate's CN and serial`);
     }
     await alive();
   });

@@ -100,8 +100,12 @@ describe('e2e: mutual-TLS CoT server', function () {
     const c = await CotClient.connect(srv.port, { ...creds, ca: pki.ca }).catch(() => null);
     if (c) { clients.push(c); c.send(sa('mallory', 'M')); await c.waitClosed(5000); assert.equal(c.frames.length, 0); }
     await waitMetric(srv, 'cot_handshakes_total', { result: 'bad_cert' }, before + 1);
-    const refused = srv.logs.filter((l) => l.audit === 'refused' && l.reason === 'bad_cert');
-    assert.ok(refused.length >= 1, 'refusal not logged');
+    // the refusal names the certificate the client came with, not just its address
+    const refused = srv.logs.filter((l) => l.audit === 'refused' && l.reason === 'bad_cert' && l.cn === 'mallory');
+    assert.equal(refused.length, 1, `refusal not logged with the client's identity: ${JSON.stringify(srv.logs.filter((l) => l.audit === 'refused'))}`);
+    assert.match(String(refused[0].serial), /^[0-9a-f]+$/);
+    assert.notEqual(refused[0].issuer, undefined);
+    assert.match(String(refused[0].remote), /^127\.0\.0\.1:\d+$/);
   });
 
   it('a TCP connection that never starts the handshake is closed after the handshake timeout', async () => {
