@@ -700,9 +700,26 @@ function scanBytes(s: i32, n: i32, framing: bool): i32 {
       }
     }
     const ve = q++;
-    // duplicate names: a 32-bit signature of (length, first, last byte) rules most out at once;
-    // else pairwise for the usual handful, a hash table beyond that (linear for hostile tags)
     const alen = ae - as;
+    const f = kind != K_OTHER ? fieldOf(kind, as, alen) : -1;
+    if (f >= 0) {
+      // a value the header reads: each slot is filled by one element per frame, so a slot already
+      // set is this element's duplicate (and only a name like it can be one: no general check)
+      const o = kind == K_DEST ? dests + (ndests - 1) * 24 + f * 4 : FS + f * 4;
+      if (load<i32>(<usize>o) >= 0) return fail(R_ATTR_DUPLICATE, as);
+      if (kind == K_DEST) {
+        store<i32>(<usize>o, vs);
+        store<i32>(<usize>(o + 4), ve);
+        store<i32>(<usize>(o + 8), flags);
+      } else {
+        store<i32>(<usize>o, vs);
+        store<i32>(<usize>(FE + f * 4), ve);
+        store<i32>(<usize>(FF + f * 4), flags);
+      }
+      continue;
+    }
+    // other names: a 32-bit signature of (length, first, last byte) rules most duplicates out at
+    // once; else pairwise for the usual handful, a hash table beyond that (linear for hostile tags)
     const bit = 1 << ((alen * 7 + at(as) + at(ae - 1) * 3) & 31);
     const maybeDup = (sig & bit) != 0;
     sig |= bit;
@@ -722,21 +739,6 @@ function scanBytes(s: i32, n: i32, framing: bool): i32 {
       if (!hashAdd(as, ae)) return fail(R_ATTR_DUPLICATE, as);
     }
     nattr++;
-    if (kind != K_OTHER) {
-      const f = fieldOf(kind, as, alen);
-      if (f >= 0) {
-        if (kind == K_DEST) {
-          const o = dests + (ndests - 1) * 24 + f * 4;
-          store<i32>(<usize>o, vs);
-          store<i32>(<usize>(o + 4), ve);
-          store<i32>(<usize>(o + 8), flags);
-        } else {
-          store<i32>(<usize>(FS + f * 4), vs);
-          store<i32>(<usize>(FE + f * 4), ve);
-          store<i32>(<usize>(FF + f * 4), flags);
-        }
-      }
-    }
   }
   return -1; // not reached
 }

@@ -287,4 +287,27 @@ describe('scan core (WebAssembly)', () => {
     const bare = scan(Buffer.from('<event uid="u" type="t"><detail><__group role="R"/></detail></event>')) as CotHeader;
     assert.deepEqual([bare.how, bare.point, bare.groupName, bare.groupRole], [undefined, undefined, undefined, 'R']);
   });
+
+  it('duplicates of the attributes the header reads are found in every element that has them, among few or many others', () => {
+    const many = Array.from({ length: 12 }, (_, i) => `x${i}="1"`).join(' ');
+    const cases: [string, string][] = [
+      ['event', '<event uid="u" type="t" A uid="v"/>'], ['event', '<event uid="u" type="t" A stale="s" stale="s"/>'],
+      ['point', '<event uid="u" type="t"><point lat="1" A lat="2"/></event>'], ['point', '<event uid="u" type="t"><point le="1" A le="1"/></event>'],
+      ['contact', '<event uid="u" type="t"><detail><contact A callsign="a" callsign="b"/></detail></event>'],
+      ['__group', '<event uid="u" type="t"><detail><__group role="r" A role="r"/></detail></event>'],
+      ['link', '<event uid="u" type="t"><detail><link uid="a" A uid="b"/></detail></event>'],
+      ['dest', '<event uid="u" type="t"><detail><marti><dest uid="a"/><dest callsign="c" A callsign="c"/></marti></detail></event>'],
+    ];
+    for (const [what, xml] of cases) {
+      for (const a of ['', many]) {
+        const r = scan(Buffer.from(xml.replace(' A ', ` ${a} `.replace('  ', ' '))));
+        assert.ok(!r.ok && r.reason === ScanReason.attrDuplicate, `${what}${a ? ' among many' : ''}: ${xml}`);
+      }
+    }
+    // the same names in different elements (a second point, contact, group, link, another dest) are fine
+    const h = scan(Buffer.from(`<event uid="u" type="t" ${many}><point lat="1"/><point lat="2"/><detail><contact callsign="a"/><contact callsign="b"/>` +
+      '<__group name="g"/><__group name="h"/><link uid="l"/><link uid="m"/><marti><dest uid="a"/><dest uid="a"/></marti></detail></event>')) as CotHeader;
+    assert.ok(h.ok);
+    assert.deepEqual([h.point!.lat, h.callsign, h.groupName, h.linkUid, h.dests], [1, 'a', 'g', 'l', [{ uid: 'a' }, { uid: 'a' }]]);
+  });
 });
