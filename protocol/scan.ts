@@ -197,12 +197,12 @@ function field(b: Buffer, f: number): string | undefined {
 /** One JS string per slot of the core's intern table (wasm/scan.ts intern()). */
 const interned: string[] = new Array<string>(ISLOTS).fill('');
 
-/** Eager field f (k: its index in M_IDS): the interned string when the core's table has its bytes;
- *  else made from the bytes, and on a miss stored in its slot, which is then validated. */
+/** Eager field f (k: its index in M_IDS) that the core's table does not have (the constructor
+ *  takes the interned string itself): made from the bytes, and on a miss stored in its slot,
+ *  which is then validated. */
 function eager(b: Buffer, f: number, k: number): string | undefined {
   const m = mem32;
   const id = m[M_IDS + k];
-  if (id >= 0 && id < ISLOTS) return interned[id];
   const s = m[FS + f];
   if (s < 0) return undefined;
   const e = m[FE + f];
@@ -293,12 +293,18 @@ class Header implements CotHeader {
     const m = mem32;
     const at = off + base; // core address of the frame start
     // the interned fields first: a missed slot is validated once its string is stored
-    this.uid = eager(b, F_UID, 0)!;
-    const type = eager(b, F_TYPE, 1)!;
+    const is = interned;
+    let id = m[M_IDS];
+    this.uid = id >= 0 && id < ISLOTS ? is[id] : eager(b, F_UID, 0)!;
+    id = m[M_IDS + 1];
+    const type = id >= 0 && id < ISLOTS ? is[id] : eager(b, F_TYPE, 1)!;
     this.type = type;
-    this.callsign = eager(b, F_CALLSIGN, 2);
-    this.endpoint = eager(b, F_ENDPOINT, 3);
-    this.linkUid = eager(b, F_LINK, 4);
+    id = m[M_IDS + 2];
+    this.callsign = id >= 0 && id < ISLOTS ? is[id] : eager(b, F_CALLSIGN, 2);
+    id = m[M_IDS + 3];
+    this.endpoint = id >= 0 && id < ISLOTS ? is[id] : eager(b, F_ENDPOINT, 3);
+    id = m[M_IDS + 4];
+    this.linkUid = id >= 0 && id < ISLOTS ? is[id] : eager(b, F_LINK, 4);
     const staleMs = memF64[STALE_MS]; // made by the core for the plain CoT form
     this.staleMs = staleMs === staleMs || m[FS + F_STALE] < 0 ? staleMs : Date.parse(field(b, F_STALE)!);
     const ndests = m[M_NDESTS];
