@@ -472,7 +472,12 @@ let hasLink: bool = false;
  *  it closes (the framer's fast path); else the range is one whole frame (prolog, element,
  *  epilog). Returns the end, or -1 with the error recorded. */
 function scanBytes(s: i32, n: i32, framing: bool): i32 {
-  for (let i = 0; i < NF; i++) { store<i32>(<usize>(FS + i * 4), -2); store<i32>(<usize>(FF + i * 4), 0); }
+  // the field slots (NF = 17): starts -2 (absent), flags 0, a vector store for four at a time
+  const absent = i32x4.splat(-2);
+  v128.store(<usize>FS, absent); v128.store(<usize>(FS + 16), absent); v128.store(<usize>(FS + 32), absent);
+  v128.store(<usize>(FS + 48), absent); store<i32>(<usize>(FS + 64), -2);
+  v128.store(<usize>FF, ZERO); v128.store(<usize>(FF + 16), ZERO); v128.store(<usize>(FF + 32), ZERO);
+  v128.store(<usize>(FF + 48), ZERO); store<i32>(<usize>(FF + 64), 0);
   ndests = 0;
   nmore = 0;
   seenContact = seenGroup = hasLink = false;
@@ -1023,6 +1028,17 @@ const I_NONE: i32 = 0x40000000;
   return h ^ (h >> 13);
 }
 
+/** [a, a + len) and [b, b + len) hold the same bytes (16 at a time; both may be read past len) */
+@inline function sameRun(a: i32, b: i32, len: i32): bool {
+  let k = 0;
+  for (; k + 16 <= len; k += 16) {
+    if (i8x16.bitmask(i8x16.eq(v128.load(<usize>(a + k)), v128.load(<usize>(b + k)))) != 0xffff) return false;
+  }
+  if (k == len) return true;
+  const m = (1 << (len - k)) - 1;
+  return (i8x16.bitmask(i8x16.eq(v128.load(<usize>(a + k)), v128.load(<usize>(b + k)))) & m) == m;
+}
+
 /** Slot of field f's value: its index when the table has it, ~index after writing it there (the
  *  host makes the string and validates the slot), I_NONE when absent or too long. */
 @inline function intern(f: i32): i32 {
@@ -1033,14 +1049,7 @@ const I_NONE: i32 = 0x40000000;
   const h = internHash(s, len);
   const i = <i32>(h & <u32>(ISLOTS - 1));
   const slot = INTERN + i * ISLOT;
-  if (load<u32>(<usize>slot) == h && load<i32>(<usize>(slot + 4)) == len + 1) {
-    let k = 0;
-    for (; k + 4 <= len; k += 4) if (at4(slot + 8 + k) != at4(s + k)) break;
-    if (k + 4 > len) {
-      for (; k < len; k++) if (at(slot + 8 + k) != at(s + k)) break;
-      if (k == len) return i;
-    }
-  }
+  if (load<u32>(<usize>slot) == h && load<i32>(<usize>(slot + 4)) == len + 1 && sameRun(slot + 8, s, len)) return i;
   store<u32>(<usize>slot, h);
   store<i32>(<usize>(slot + 4), 0);
   memory.copy(<usize>(slot + 8), <usize>s, <usize>len);
