@@ -10,7 +10,7 @@ import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import CoT from '@tak-ps/node-cot';
 import { Framer } from '../protocol/framer.ts';
 import { endChunk, nextEnd, nextFrameAt, scan } from '../protocol/scan.ts';
-import { core, M_END, mem32, place, release, scratchAt, top } from '../protocol/core.ts';
+import { core, M_END, mem32, place, release, scratchAt, STAGE, top } from '../protocol/core.ts';
 import { loadSamples } from '../test/helpers/samples.ts';
 
 const CHUNK = 16384;
@@ -195,7 +195,7 @@ for (const w of workloads) {
     ['core (WebAssembly) only', () => {
       let k = 0;
       for (let r = 0; r < REPEAT; r++) {
-        for (let p = base; core.nextFrame(p, base + n, 1 << 20, scratchAt()) === 1; p = mem32[M_END]) k++;
+        for (let p = base; core.nextFrame(p, base + n, 1 << 20, scratchAt(), STAGE) === 1; p = mem32[M_END]) k++;
       }
       return k;
     }],

@@ -15,8 +15,8 @@
 // the session relies on that to find where a t-x-takp-q request ended in its chunk (the switch to
 // TAK protobuf happens right there; test/e2e/takproto.test.ts "request and first protobuf message").
 import { CR, DQ, GT, LF, LT, QM, SLASH, SP, SQ, TAB, DASH, RSQB, BANG, LSQB } from './chars.ts';
-import { endChunk, nextEnd, nextPos, nextFrameAt, primeScan, type CotHeader } from './scan.ts';
-import { place, release, top } from './core.ts';
+import { endChunk, joinedFrameAt, joinedHeader, nextCut, nextEnd, nextPos, nextFrameAt, primeScan, type CotHeader } from './scan.ts';
+import { place, placeJoined, release, top } from './core.ts';
 
 export type FrameRejectReason = 'oversize' | 'malformed';
 export interface FramerSink {
@@ -35,6 +35,9 @@ const OUT = 0, OUT_PI = 1, OUT_COMMENT = 2, JUNK = 3;
 const T_LT = 4, T_BANG = 5, T_BANG_DASH = 6, T_EVENT = 7; // after '<' seen between frames
 const CONTENT = 10, LT_ = 11, TAG = 12, DQV = 13, SQV = 14, ETAG = 15, ETAG_WS = 16, BANG_ = 17,
   BANG_DASH = 18, CDATA_OPEN = 19, COMMENT = 20, CDATA = 21, PI = 22;
+/** the start of a frame the chunk end cut, well-formed so far, kept in acc without lexing it: the
+ *  next chunk first tries the core on the two joined (see the note after pushXml) */
+const CUT = 23;
 const FIRST_FRAME_STATE = T_LT;
 
 const EVENT = [0x65, 0x76, 0x65, 0x6e, 0x74]; // "event"
@@ -78,6 +81,8 @@ export class Framer {
   /** reassembly of a frame that spans chunks: the one copy */
   private acc: Buffer = EMPTY;
   private accLen = 0;
+  /** lexing a cut frame's start again (the core could not finish it): do not keep it as CUT */
+  private relex = false;
 
   constructor(sink: FramerSink, maxFrameBytes: number = DEFAULT_MAX_FRAME_BYTES) {
     if (!Number.isInteger(maxFrameBytes) || maxFrameBytes < 16) throw new RangeError(`maxFrameBytes must be an integer >= 16, got ${maxFrameBytes}`);
@@ -110,6 +115,37 @@ export class Framer {
     /** the chunk from `p` on is copied into the scan core once, the first time it is between
      *  frames; b[i] is then at core address base + i */
     let base = -1;
+    if (this.st === CUT && n > 0) {
+      const plen = this.accLen;
+      const at = placeJoined(this.acc, plen, b);
+      base = at + plen;
+      const len = joinedFrameAt(at, base + n, this.max);
+      if (len > plen) {
+        // complete and well-formed now: acc gets the rest of it and is the frame
+        p = len - plen;
+        this.append(b, 0, p);
+        const frame = this.acc.subarray(0, len);
+        const h = joinedHeader(frame, at);
+        this.framedBytes += len;
+        this.frameLen = 0;
+        this.accLen = 0;
+        this.st = OUT;
+        this.deliver(frame, h);
+        if (this.acc.length > KEEP_ACC_MAX) this.acc = EMPTY;
+      } else {
+        // not (or not yet) a well-formed frame: the lexer reads it exactly from its start, once
+        const start = Buffer.from(this.acc.subarray(0, plen));
+        this.frameLen = 0;
+        this.accLen = 0;
+        this.st = OUT;
+        this.relex = true;
+        try {
+          this.pushXml(start);
+        } finally {
+          this.relex = false;
+        }
+      }
+    }
 
     while (p < n) {
       const st = this.st;
@@ -140,6 +176,14 @@ export class Framer {
             continue;
           }
           if (p >= n) continue;
+          if (nextCut && n - p < this.max && !this.relex) {
+            // an event well-formed up to the chunk end: kept as it is for the core to finish
+            this.append(b, p, n);
+            this.frameLen = n - p;
+            this.st = CUT;
+            p = n;
+            continue;
+          }
           if (b[p] !== LT) { this.st = JUNK; continue; }
           const c1 = p + 1 < n ? b[p + 1] : -1;
           if (c1 === 0x65 /* e */ && p + 6 < n && b[p + 2] === 0x76 && b[p + 3] === 0x65 && b[p + 4] === 0x6e &&
@@ -371,7 +415,7 @@ export class Framer {
       }
     }
     // Keep the unfinished frame (or tentative '<event' prefix) for the next chunk.
-    if (this.st >= FIRST_FRAME_STATE) this.append(b, fs < 0 ? 0 : fs, n);
+    if (this.st >= FIRST_FRAME_STATE && this.st !== CUT) this.append(b, fs < 0 ? 0 : fs, n);
   }
 
   // The fast path (OUT above): a frame wholly inside this chunk is read by the scan core in the
@@ -381,6 +425,15 @@ export class Framer {
   // delivered with its scan result: one pass over the bytes. Otherwise (frame cut by the chunk end
   // or the size limit, or not well-formed: the scan stops at the first error) the frame is lexed
   // exactly from its start, at most one extra pass over it.
+  //
+  // A frame the chunk end cuts (one per chunk of a steady stream) would cost the lexer's walk over
+  // both its parts and a second scan. When the core reports it well-formed up to the chunk end
+  // (its reason is one that only the end of the bytes gives: unclosed, unterminated tag or value,
+  // so the lexer would not find its end before the chunk end either), its bytes are kept as they
+  // are (CUT) and the next push() places them and the new chunk contiguously in the core and tries
+  // once more from the frame start: complete and well-formed, it is delivered with its header;
+  // otherwise the lexer reads the kept start exactly (relex) and goes on into the chunk as if it
+  // had never stopped. Each frame gets at most this one retry, so time stays linear.
 
   private deliver(frame: Buffer, r: CotHeader | undefined): void {
     primeScan(frame, r);

@@ -7,8 +7,8 @@
 import { decodeAttr, latin1, utf8 } from './chars.ts';
 import { numberOf, parseDecimal } from './values.ts';
 import {
-  core, FE, FF, FS, M_DESTS, M_END, M_ERR, M_ERROFF, M_EVENT, M_GROUP, M_LAZYF, M_LINK, M_MEND, M_MORE, M_MSTART,
-  M_NDESTS, M_NMORE, M_POINT, M_POS,
+  core, FE, FF, FS, M_DESTS, M_END, M_ERR, M_ERROFF, M_LINK, M_MEND, M_MORE, M_MSTART,
+  M_NDESTS, M_NMORE, M_POS, M_RECLEN, memBuf, STAGE, STAGE_CAP,
   ISLOT_LEN, ISLOT_WORDS, ISLOTS, M_IDS, mem32, memF64, place, refresh, release, scratchAt, STALE_MS, top,
 } from './core.ts';
 
@@ -116,11 +116,11 @@ export function scanFrame(b: Buffer): CotHeader | ScanError {
   const saved = top;
   try {
     const at = place(b, 0, b.length);
-    const end = core.scanFrame(at, at + b.length, scratchAt());
+    const end = core.scanFrame(at, at + b.length, scratchAt(), stageAt());
     if (mem32.length === 0) refresh();
     if (end < 0) return { ok: false, reason: REASONS[mem32[M_ERR]], offset: mem32[M_ERROFF] - at };
     off = at;
-    return build(b, 0, end - at, b.length, false);
+    return new Header(b, 0);
   } finally {
     release(saved);
   }
@@ -136,15 +136,43 @@ export let nextEnd = 0;
  *  <event> element that starts there within `max` bytes. undefined when there is no complete
  *  well-formed event there (the framer then lexes exactly from nextPos). */
 export function nextFrameAt(b: Buffer, base: number, p: number, n: number, max: number): CotHeader | undefined {
-  const r = core.nextFrame(base + p, base + n, max, scratchAt());
+  const r = core.nextFrame(base + p, base + n, max, scratchAt(), stageAt());
   if (mem32.length === 0) refresh();
   const s = mem32[M_POS] - base;
   nextPos = s;
-  if (r === 0) return undefined;
+  if (r === 0) {
+    const why = mem32[M_ERR];
+    nextCut = why === R_UNCLOSED || why === R_TAG_UNTERMINATED || why === R_ATTR_UNTERMINATED;
+    return undefined;
+  }
   const e = mem32[M_END] - base;
   nextEnd = e;
   off = base;
-  return build(b, s, e, n, true);
+  return new Header(b, s);
+}
+
+/** @internal After nextFrameAt() found no frame: an <event> element starts at nextPos and is
+ *  well-formed up to the end of the bytes given, which cut it (it may complete in the next chunk). */
+export let nextCut = false;
+// the core's reasons that only arise when the bytes run out
+const R_ATTR_UNTERMINATED = REASONS.indexOf(ScanReason.attrUnterminated),
+  R_TAG_UNTERMINATED = REASONS.indexOf(ScanReason.tagUnterminated), R_UNCLOSED = REASONS.indexOf(ScanReason.unclosed);
+
+/** @internal For the framer: a frame cut by the last chunk, its start kept and now placed in the
+ *  core followed by the next chunk, from core address `at` to `end`. The length of the frame
+ *  when it is complete and well-formed there (then joinedHeader() of the frame's bytes), else -1. */
+export function joinedFrameAt(at: number, end: number, max: number): number {
+  const r = core.nextFrame(at, end, max, scratchAt(), stageAt());
+  if (mem32.length === 0) refresh();
+  if (r === 0 || mem32[M_POS] !== at) return -1;
+  return mem32[M_END] - at;
+}
+
+/** @internal The header of the frame joinedFrameAt() just found: `frame` holds its bytes as placed
+ *  from core address `at` (no core call in between). */
+export function joinedHeader(frame: Buffer, at: number): CotHeader {
+  off = at;
+  return new Header(frame, 0);
 }
 
 /** t-x-c-* (ping t-x-c-t, pong t-x-c-t-r) and t-x-takp-* (protocol negotiation). */
@@ -193,37 +221,51 @@ function coord(b: Buffer, f: number): number {
   return numberOf(own(b, s - off, mem32[FE + f] - off, mem32[FF + f]));
 }
 
-/** Lazy fields of frames up to this size are read later from a latin1 string holding the frame;
- *  bigger frames make them at once, so a kept header never pins a large string. */
-const WHOLE_FRAME_MAX = 4096;
-/** The framer's frames share one latin1 string per stretch of the chunk (one native call per
- *  LAZY_SPAN bytes instead of one per frame): the lazy fields' text, kept by the headers. Valid
- *  for the chunk being pushed only: the framer calls endChunk() when push() returns, since the
- *  same Buffer may then be refilled. */
-const LAZY_SPAN = 16384;
-let spanBuf: Buffer | undefined;
-let spanStr = '';
-let spanFrom = 0;
-let spanTo = 0;
+// The lazily read values (how time start stale version, __group name role, the point) of a frame
+// whose values are all plain ASCII are copied by the core into a staging area in its memory, one
+// small record per frame (wasm/scan.ts record()); the records of many frames become one latin1
+// string at once (one native call and ~150 bytes per SA frame, instead of a call and the whole
+// frame each), held by a Batch that the headers of those frames share. The batch's string is made
+// when the framer's push() returns (endChunk()), when the area fills up, or when a header of the
+// batch is read first, whichever comes first; the records stay in the area until then. Strings are
+// immutable, so the values stay right after the frame Buffer is reused.
+class Batch {
+  s: string | undefined = undefined;
+}
+let batch = new Batch();
+/** where the current batch starts and where the next record goes, in the staging area */
+let batchFrom = 0;
+let stageTop = 0;
+/** room left for one record: a frame with records is at most 4 KiB (+ marks and SIMD slack) */
+const STAGE_ROOM = 4096 + 64;
 
-/** @internal the framer's chunk is done: its Buffer may be reused */
+/** where the core writes the next record; seals the batch first when the area is nearly full */
+function stageAt(): number {
+  if (stageTop + STAGE_ROOM > STAGE_CAP) seal();
+  return STAGE + stageTop;
+}
+
+/** the current batch gets its string; the next records start a new one (the area from 0 when no
+ *  batch is left unsealed) */
+function seal(): void {
+  if (stageTop > batchFrom) {
+    if (memBuf.length === 0) refresh();
+    batch.s = latin1(memBuf, STAGE + batchFrom, STAGE + stageTop);
+    batch = new Batch();
+  }
+  batchFrom = stageTop = 0;
+}
+
+/** @internal the framer's chunk is done: the lazily read values of its frames become a string */
 export function endChunk(): void {
-  spanBuf = undefined;
-  spanStr = '';
+  seal();
 }
 
 // The header: what the router reads (uid, type, staleMs, contact, dests, marti ranges, link,
-// control) is made eagerly; the rest (how time start stale version __group point), which nothing
-// on the hot path reads, is found again on first access in the frame's latin1 string, from where
-// the core says its element starts (<event>, the first <point>, the first <__group>): a header
-// keeps three offsets, not a dozen ranges (copying those out of the core cost ~10% of a frame).
-// Strings are immutable, so a lazy field stays correct after the frame Buffer is reused. When a
-// lazy field needs decoding (UTF-8, references) or the frame is large, they are all made at once.
-const LAZY_NAMES = ['how', 'time', 'start', 'stale', 'version', 'name', 'role'];
+// control) is made at once, the strings mostly from the core's intern table; the rest, which
+// nothing on the hot path reads, on first access from the frame's record in its batch (above), or
+// at once when a value needs decoding or the frame is large.
 const LAZY_FIELDS = [F_HOW, F_TIME, F_START, F_STALE, F_VERSION, F_GNAME, F_GROLE];
-const L_GROUP = 5; // LAZY_NAMES[5, 7) are __group's
-const L_POINT = 7;
-const ALL_MADE = 0xff;
 /** dests of the (usual) frame without any: one shared, frozen array */
 const NO_DESTS: CotDest[] = Object.freeze([]) as unknown as CotDest[];
 
@@ -241,18 +283,13 @@ class Header implements CotHeader {
   linkUid: string | undefined;
   hasLink: boolean;
   control: boolean;
-  /** latin1 string of the frame (the lazy fields are read from it), '' when all are made */
-  private readonly s_: string;
-  /** offsets in s_ of the <event>, first <point> and first <__group> start tags (-1: none) */
-  private readonly ev_: number;
-  private readonly pt_: number;
-  private readonly gr_: number;
-  /** bit i: the lazy field i (LAZY_NAMES order, then the point) is made, in v_[i] */
-  private made_: number;
+  /** the batch holding this frame's record of lazily read values, and where in its string */
+  private readonly b_: Batch | undefined;
+  private readonly r_: number;
+  /** the lazily read values (LAZY order, then the point), once made */
   private v_: (string | CotPoint | undefined)[] | undefined;
 
-  /** str: latin1 text holding the frame b[base, …) from str[strAt] ('' to make all fields now) */
-  constructor(b: Buffer, base: number, str: string, strAt: number) {
+  constructor(b: Buffer, base: number) {
     const m = mem32;
     const at = off + base; // core address of the frame start
     // the interned fields first: a missed slot is validated once its string is stored
@@ -285,19 +322,16 @@ class Header implements CotHeader {
     }
     this.hasLink = m[M_LINK] !== 0;
     this.control = type.charCodeAt(0) === 0x74 && isControlType(type);
-    if (str.length !== 0 && m[M_LAZYF] === 0) {
-      this.s_ = str;
-      const d = strAt - at; // core address + d = index in str
-      this.ev_ = m[M_EVENT] + d;
-      const pt = m[M_POINT], gr = m[M_GROUP];
-      this.pt_ = pt < 0 ? -1 : pt + d;
-      this.gr_ = gr < 0 ? -1 : gr + d;
-      this.made_ = 0;
+    const rec = m[M_RECLEN];
+    if (rec >= 0) {
+      this.b_ = batch;
+      this.r_ = stageTop - batchFrom;
+      stageTop += rec;
       this.v_ = undefined;
     } else {
-      this.s_ = '';
-      this.ev_ = this.pt_ = this.gr_ = -1;
-      this.made_ = ALL_MADE;
+      // values to decode, or a large frame: all made now, from the bytes
+      this.b_ = undefined;
+      this.r_ = 0;
       const v: (string | CotPoint | undefined)[] = LAZY_FIELDS.map((f) => field(b, f));
       v.push(m[FS + F_LAT] === -2 ? undefined
         : { lat: coord(b, F_LAT), lon: coord(b, F_LON), hae: coord(b, F_HAE), ce: coord(b, F_CE), le: coord(b, F_LE) });
@@ -305,36 +339,41 @@ class Header implements CotHeader {
     }
   }
 
-  /** lazy field i (LAZY_NAMES order) */
-  private lazy(i: number): string | undefined {
-    if ((this.made_ & (1 << i)) === 0) {
-      const tag = i < L_GROUP ? this.ev_ : this.gr_;
-      (this.v_ ??= new Array(L_POINT + 1))[i] = tag < 0 ? undefined : attrIn(this.s_, tag, LAZY_NAMES[i]);
-      this.made_ |= 1 << i;
+  /** the lazily read values, made from the record on first access */
+  private lazy(): (string | CotPoint | undefined)[] {
+    if (this.v_ !== undefined) return this.v_;
+    const bt = this.b_!;
+    if (bt.s === undefined) seal();
+    const s = bt.s!;
+    const v: (string | CotPoint | undefined)[] = [];
+    const num: number[] = [];
+    let p = this.r_;
+    for (let i = 0; i < LAZY_FIELDS.length + 5; i++) {
+      let x: string | undefined;
+      if (s.charCodeAt(p) === 2) {
+        p++;
+      } else {
+        const q = s.indexOf('\x01', p);
+        x = s.substring(p, q);
+        p = q + 1;
+      }
+      // numberOf(text) is what parseDecimal() computes from the same plain ASCII bytes
+      if (i < LAZY_FIELDS.length) v.push(x);
+      else num.push(x === undefined ? NaN : numberOf(x));
     }
-    return this.v_![i] as string | undefined;
+    v.push(s.charCodeAt(p) === 2 ? undefined : { lat: num[0], lon: num[1], hae: num[2], ce: num[3], le: num[4] });
+    this.v_ = v;
+    return v;
   }
 
-  get how(): string | undefined { return this.lazy(0); }
-  get time(): string | undefined { return this.lazy(1); }
-  get start(): string | undefined { return this.lazy(2); }
-  get stale(): string | undefined { return this.lazy(3); }
-  get version(): string | undefined { return this.lazy(4); }
-  get groupName(): string | undefined { return this.lazy(5); }
-  get groupRole(): string | undefined { return this.lazy(6); }
-  get point(): CotPoint | undefined {
-    if ((this.made_ & (1 << L_POINT)) === 0) {
-      const s = this.s_, t = this.pt_;
-      // numberOf(text) is what parseDecimal() computes from the same plain ASCII bytes
-      const c = (name: string): number => {
-        const x = attrIn(s, t, name);
-        return x === undefined ? NaN : numberOf(x);
-      };
-      (this.v_ ??= new Array(L_POINT + 1))[L_POINT] = t < 0 ? undefined : { lat: c('lat'), lon: c('lon'), hae: c('hae'), ce: c('ce'), le: c('le') };
-      this.made_ |= 1 << L_POINT;
-    }
-    return this.v_![L_POINT] as CotPoint | undefined;
-  }
+  get how(): string | undefined { return this.lazy()[0] as string | undefined; }
+  get time(): string | undefined { return this.lazy()[1] as string | undefined; }
+  get start(): string | undefined { return this.lazy()[2] as string | undefined; }
+  get stale(): string | undefined { return this.lazy()[3] as string | undefined; }
+  get version(): string | undefined { return this.lazy()[4] as string | undefined; }
+  get groupName(): string | undefined { return this.lazy()[5] as string | undefined; }
+  get groupRole(): string | undefined { return this.lazy()[6] as string | undefined; }
+  get point(): CotPoint | undefined { return this.lazy()[7] as CotPoint | undefined; }
 
   /** plain data, so a header logs and compares like the object it describes */
   toJSON(): CotHeader {
@@ -347,41 +386,3 @@ class Header implements CotHeader {
   }
 }
 Object.defineProperty(Header.prototype, 'ok', { value: true, enumerable: true });
-
-/** The value of attribute `name` of the start tag at s[tag] ('<'), undefined when it has none. The
- *  frame has passed the core, so the tag is `<name (ws+ attr ws* = ws* quoted-value)* ws* /?>`
- *  and a value never holds its own quote; lazily read values are plain (no references), so the
- *  text between the quotes is the value. */
-function attrIn(s: string, tag: number, name: string): string | undefined {
-  let i = tag + 1;
-  let c = s.charCodeAt(i);
-  while (c !== 0x20 && c !== 0x0a && c !== 0x09 && c !== 0x0d && c !== 0x3e && c !== 0x2f) c = s.charCodeAt(++i);
-  for (;;) {
-    while (c === 0x20 || c === 0x0a || c === 0x09 || c === 0x0d) c = s.charCodeAt(++i);
-    if (c === 0x3e || c === 0x2f) return undefined;
-    const ns = i;
-    while (c !== 0x3d && c !== 0x20 && c !== 0x0a && c !== 0x09 && c !== 0x0d) c = s.charCodeAt(++i);
-    const ne = i;
-    while (c !== 0x22 && c !== 0x27) c = s.charCodeAt(++i);
-    const vs = i + 1;
-    const ve = s.indexOf(c === 0x22 ? '"' : "'", vs);
-    if (ne - ns === name.length && s.startsWith(name, ns)) return s.substring(vs, ve);
-    i = ve + 1;
-    c = s.charCodeAt(i);
-  }
-}
-
-/** The header of the frame b[base, end), just scanned by the core; n: end of the data in b
- *  (the framer's chunk, or the frame) and shared: whether b[base, n) is the framer's chunk, whose
- *  latin1 text the frames share until endChunk() */
-function build(b: Buffer, base: number, end: number, n: number, shared: boolean): CotHeader {
-  if (end - base > WHOLE_FRAME_MAX) return new Header(b, base, '', 0);
-  if (!shared) return new Header(b, base, latin1(b, base, end), 0);
-  if (spanBuf !== b || base < spanFrom || end > spanTo) {
-    spanTo = Math.min(n, base + LAZY_SPAN);
-    spanStr = latin1(b, base, spanTo);
-    spanBuf = b;
-    spanFrom = base;
-  }
-  return new Header(b, base, spanStr, base - spanFrom);
-}

@@ -19,7 +19,8 @@
 // [9728, 9984)   further <marti> ranges (64 i32), grows likewise
 // [10240, 12288) attribute hash table (256 slots of 8 bytes), grows likewise
 // [65536, 196608) string intern table (1024 slots of 128 bytes, see intern())
-// the host's data from 196608; scratch (growth of the above) from the address the host passes.
+// [196608, 229376) the host's staging area for lazily read values (see record())
+// the host's data from 229376; scratch (growth of the above) from the address the host passes.
 
 const T_NAME: i32 = 0; // bit 1: NAME_START, bit 2: NAME_CHAR
 
@@ -31,9 +32,10 @@ const FF: i32 = RES + 136; // i32[NF] flags
 const MISC: i32 = RES + 256; // i32 slots below
 const M_ERR: i32 = 0, M_ERROFF: i32 = 1, M_END: i32 = 2, M_POS: i32 = 3, M_NDESTS: i32 = 4,
   M_DESTS: i32 = 5, M_MSTART: i32 = 6, M_MEND: i32 = 7, M_NMORE: i32 = 8, M_MORE: i32 = 9, M_LINK: i32 = 10,
-  M_EVENT: i32 = 11, M_POINT: i32 = 12, M_GROUP: i32 = 13, M_LAZYF: i32 = 14;
+  M_LAZYF: i32 = 14;
 const STALE_MS: i32 = MISC + 64; // f64: stale as epoch ms; NaN: absent or not the plain CoT form
 const M_IDS: i32 = 18; // i32[5]: intern slot of uid, type, callsign, endpoint, link uid (see intern())
+const M_RECLEN: i32 = 23; // length of the record of lazily read values written (see record()), -1: none
 const ATTR_S: i32 = 2560;
 const ATTR_E: i32 = 2592;
 const ATTR_LINEAR_MAX: i32 = 8;
@@ -67,6 +69,8 @@ const V_UTF8: i32 = 1, V_DECODE: i32 = 2;
 @inline function at(p: i32): i32 { return <i32>load<u8>(<usize>p); }
 @inline function at2(p: i32): i32 { return <i32>load<u16>(<usize>p); } // little-endian pair
 @inline function at4(p: i32): i32 { return load<i32>(<usize>p); }
+// the byte at p, or -1 at or past the end n (a byte past n is always readable: no branch)
+@inline function atOr(p: i32, n: i32): i32 { return select<i32>(at(p), -1, p < n); }
 @inline function misc(i: i32): i32 { return load<i32>(<usize>(MISC + i * 4)); }
 @inline function setMisc(i: i32, v: i32): void { store<i32>(<usize>(MISC + i * 4), v); }
 @inline function fStart(f: i32): i32 { return load<i32>(<usize>(FS + f * 4)); }
@@ -84,6 +88,20 @@ const W_UID: i32 = 0x646975, W_HOW: i32 = 0x776f68, W_TYPE: i32 = 0x65707974, W_
 const M3: i32 = 0xffffff;
 
 export function init(): void {
+  // the SIMD constants are set here, not where declared, so they stay globals that V8 loads
+  // (binaryen would fold a global never written into an immediate V8 rebuilds at every use)
+  ZERO = i8x16.splat(0);
+  NIB = i8x16.splat(0x0f);
+  SPLAT_20 = i8x16.splat(0x20);
+  SPLAT_LT = i8x16.splat(<i8>LT);
+  SPLAT_AMP = i8x16.splat(<i8>AMP);
+  SPLAT_GT = i8x16.splat(<i8>GT);
+  VAL_HI = i8x16(0, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+  VAL_LO_DQ = i8x16(0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 2, 0, 0, 0);
+  VAL_LO_SQ = i8x16(0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 2, 0, 0, 0);
+  WS_TAB = i8x16(0, 0, 0, 0, 0, 0, 0, 0, 0, -1, -1, 0, 0, -1, 0, 0);
+  NAME_HI = i8x16(0, 0, 1, 2, 4, 2 | 8, 4, 2, 0, 0, 0, 0, 0, 0, 0, 0);
+  NAME_LO = i8x16(2, 2 | 4, 2 | 4, 2 | 4, 2 | 4, 2 | 4, 2 | 4, 2 | 4, 2 | 4, 2 | 4, 2 | 4, 4, 4, 1 | 4, 1 | 4, 4 | 8);
   for (let c = 0; c < 256; c++) {
     let nt = 0;
     if ((c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c == 0x5f || c == 0x3a || c >= 0x80) nt = NAME_START | NAME_CHAR;
@@ -147,7 +165,7 @@ function pushMore(v: i32): void {
  *  '&' (rows 2 and 3 of the byte table), one compare for controls and bytes >= 0x80 (signed < 0x20) */
 @inline function valueBits(q: i32, lo: v128): i32 {
   const v = v128.load(<usize>q);
-  const hi = i8x16.swizzle(VAL_HI, i8x16.shr_u(v, 4));
+  const hi = i8x16.swizzle(VAL_HI, v128.and(i16x8.shr_u(v, 4), NIB));
   const cls = v128.and(hi, i8x16.swizzle(lo, v128.and(v, NIB)));
   return ~i8x16.bitmask(i8x16.eq(v128.or(i8x16.lt_s(v, SPLAT_20), cls), ZERO)) & 0xffff;
 }
@@ -164,18 +182,18 @@ function valueRunLong(q: i32, n: i32, lo: v128): i32 {
 // SIMD constants as mutable globals: V8 then loads each with one instruction where it would
 // otherwise rebuild the immediate in every call (measured: ~5% of the core's time on CoT)
 let ZERO: v128 = i8x16.splat(0);
-let NIB: v128 = i8x16.splat(0x0f);
-let SPLAT_20: v128 = i8x16.splat(0x20);
-let SPLAT_LT: v128 = i8x16.splat(<i8>LT);
-let SPLAT_AMP: v128 = i8x16.splat(<i8>AMP);
-let SPLAT_GT: v128 = i8x16.splat(<i8>GT);
+let NIB: v128 = i8x16.splat(0);
+let SPLAT_20: v128 = i8x16.splat(0);
+let SPLAT_LT: v128 = i8x16.splat(0);
+let SPLAT_AMP: v128 = i8x16.splat(0);
+let SPLAT_GT: v128 = i8x16.splat(0);
 // rows: 1 = high nibble 2 ('"' 0x22, '&' 0x26, '\'' 0x27), 2 = high nibble 3 ('<' 0x3c)
-let VAL_HI: v128 = i8x16(0, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
-let VAL_LO_DQ: v128 = i8x16(0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 2, 0, 0, 0);
-let VAL_LO_SQ: v128 = i8x16(0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 2, 0, 0, 0);
-let WS_TAB: v128 = i8x16(0, 0, 0, 0, 0, 0, 0, 0, 0, -1, -1, 0, 0, -1, 0, 0);
-let NAME_HI: v128 = i8x16(0, 0, 1, 2, 4, 2 | 8, 4, 2, 0, 0, 0, 0, 0, 0, 0, 0);
-let NAME_LO: v128 = i8x16(2, 2 | 4, 2 | 4, 2 | 4, 2 | 4, 2 | 4, 2 | 4, 2 | 4, 2 | 4, 2 | 4, 2 | 4, 4, 4, 1 | 4, 1 | 4, 4 | 8);
+let VAL_HI: v128 = i8x16.splat(0);
+let VAL_LO_DQ: v128 = i8x16.splat(0);
+let VAL_LO_SQ: v128 = i8x16.splat(0);
+let WS_TAB: v128 = i8x16.splat(0);
+let NAME_HI: v128 = i8x16.splat(0);
+let NAME_LO: v128 = i8x16.splat(0);
 
 /** controls other than tab/LF/CR, and bytes >= 0x80, as a lane mask */
 @inline function oddBytes(v: v128): v128 {
@@ -332,7 +350,7 @@ function parseRef(p: i32, n: i32): i32 {
  *  4, 6 (A-O, a-o); 8 = f in row 5 ('_')) */
 @inline function nameStops(q: i32): i32 {
   const v = v128.load(<usize>q);
-  const hi = i8x16.swizzle(NAME_HI, i8x16.shr_u(v, 4));
+  const hi = i8x16.swizzle(NAME_HI, v128.and(i16x8.shr_u(v, 4), NIB));
   return i8x16.bitmask(i8x16.eq(v128.and(hi, i8x16.swizzle(NAME_LO, v128.and(v, NIB))), ZERO));
 }
 
@@ -349,7 +367,7 @@ function asciiNameRunLong(q: i32, n: i32): i32 {
 @inline function skipName(q: i32, n: i32): i32 {
   for (;;) {
     q = asciiNameRun(q, n);
-    if (q >= n || at(q) < 0x80) return q;
+    if (at(q) < 0x80 || q >= n) return q; // bytes past n are readable
     q = utf8Next(q, n);
     if (q < 0) return -1;
   }
@@ -460,7 +478,6 @@ function scanBytes(s: i32, n: i32, framing: bool): i32 {
   seenContact = seenGroup = hasLink = false;
   let martiStart = -1;
   let martiEnd = -1;
-  let eventTag = -1, pointTag = -1, groupTag = -1;
 
   let p = framing ? s : skipMisc(s, n, s);
   if (p < 0) return -1;
@@ -471,7 +488,7 @@ function scanBytes(s: i32, n: i32, framing: bool): i32 {
   let martiDepth = -1;
   // Invariant at the top of the loop: at(p) == '<'.
   for (;;) {
-    const c1 = p + 1 < n ? at(p + 1) : -1;
+    const c1 = atOr(p + 1, n);
     if (c1 == SLASH) {
       // end tag: must close the element on top of the stack
       const e = stack + (depth - 1) * 8;
@@ -483,8 +500,8 @@ function scanBytes(s: i32, n: i32, framing: bool): i32 {
       for (; i + 4 <= len; i += 4) if (at4(q + i) != at4(ns + i)) return fail(R_END_TAG, p);
       for (; i < len; i++) if (at(q + i) != at(ns + i)) return fail(R_END_TAG, p);
       q += len;
-      let c = q < n ? at(q) : -1;
-      while (isWs(c)) c = ++q < n ? at(q) : -1;
+      let c = atOr(q, n);
+      while (isWs(c)) c = atOr(++q, n);
       if (c != GT) return fail(R_END_TAG, p);
       p = q + 1;
       depth--;
@@ -520,13 +537,12 @@ function scanBytes(s: i32, n: i32, framing: bool): i32 {
       if (depth == 0) {
         if (!isEventName(ns, nlen)) return fail(R_NOT_EVENT, ns);
         kind = K_EVENT;
-        eventTag = tagStart;
       } else {
         const parent = load<i32>(<usize>(stack + (depth - 1) * 8 + 4)) & 15;
         kind = parent == K_OTHER ? K_OTHER : kindOf(parent, ns, nlen);
-        if (kind == K_POINT) { store<i32>(<usize>(FS + F_LAT * 4), -1); pointTag = tagStart; } // -1: the element exists
+        if (kind == K_POINT) store<i32>(<usize>(FS + F_LAT * 4), -1); // -1: the element exists
         else if (kind == K_CONTACT) seenContact = true;
-        else if (kind == K_GROUP) { seenGroup = true; groupTag = tagStart; }
+        else if (kind == K_GROUP) seenGroup = true;
         else if (kind == K_LINK) hasLink = true;
         else if (kind == K_DEST) {
           if (ndests == destsCap) {
@@ -573,6 +589,7 @@ function scanBytes(s: i32, n: i32, framing: bool): i32 {
       }
     }
     // character data up to the next '<' (CoT: usually none or one newline)
+    if (at2(p) == 0x3c0a && p + 1 < n) p++; // a line break between elements, the usual CoT
     for (;;) {
       if (p < n && at(p) == LT) break;
       p = textRun(p, n);
@@ -609,11 +626,7 @@ function scanBytes(s: i32, n: i32, framing: bool): i32 {
   setMisc(M_NMORE, nmore);
   setMisc(M_MORE, more);
   setMisc(M_LINK, hasLink ? 1 : 0);
-  // where the host finds the lazily read fields again (protocol/scan.ts Header), and whether any
-  // of them needs decoding (then the host makes them all at once)
-  setMisc(M_EVENT, eventTag);
-  setMisc(M_POINT, pointTag);
-  setMisc(M_GROUP, groupTag);
+  // whether any lazily read field needs decoding (then the host makes them all at once)
   let lazyFlags = 0;
   for (let f = F_HOW; f <= F_LE; f++) lazyFlags |= load<i32>(<usize>(FF + f * 4));
   setMisc(M_LAZYF, lazyFlags | load<i32>(<usize>(FF + F_GNAME * 4)) | load<i32>(<usize>(FF + F_GROLE * 4)));
@@ -633,10 +646,10 @@ function scanBytes(s: i32, n: i32, framing: bool): i32 {
   let nattr = 0;
   let sig = 0;
   for (;;) {
-    let c = q < n ? at(q) : -1;
+    let c = atOr(q, n);
     if (c == GT) return q + 1;
     let ws = false;
-    while (isWs(c)) { ws = true; c = ++q < n ? at(q) : -1; }
+    while (isWs(c)) { ws = true; c = atOr(++q, n); }
     if (c == GT) return q + 1;
     if (c == SLASH) {
       if (q + 1 < n && at(q + 1) == GT) return q + 2;
@@ -648,18 +661,18 @@ function scanBytes(s: i32, n: i32, framing: bool): i32 {
     // name
     const as = q;
     if (c < 0x80) q = asciiNameRun(q + 1, n);
-    if (q < n && at(q) >= 0x80) {
+    if (at(q) >= 0x80 && q < n) { // bytes past n are readable
       q = skipName(q, n);
       if (q < 0) return fail(R_UTF8, as);
     }
     const ae = q;
-    c = q < n ? at(q) : -1;
+    c = atOr(q, n);
     if (c != EQ) {
-      while (isWs(c)) c = ++q < n ? at(q) : -1;
+      while (isWs(c)) c = atOr(++q, n);
       if (c != EQ) return fail(c < 0 ? R_TAG_UNTERMINATED : R_ATTR_EQ, c < 0 ? tagStart : q);
     }
-    c = ++q < n ? at(q) : -1;
-    while (isWs(c)) c = ++q < n ? at(q) : -1;
+    c = atOr(++q, n);
+    while (isWs(c)) c = atOr(++q, n);
     if (c != DQ && c != SQ) return fail(c < 0 ? R_TAG_UNTERMINATED : R_ATTR_QUOTE, c < 0 ? tagStart : q);
     // value
     const vs = ++q;
@@ -942,13 +955,18 @@ function skipMisc(p: i32, n: i32, s: i32): i32 {
  *  the result is certain); NaN otherwise, and the host asks Date.parse. */
 export function isoMs(s: i32, e: i32): f64 {
   const len = e - s;
-  if (len < 20 || len > 24 || at(s + 4) != 0x2d || at(s + 7) != 0x2d || at(s + 10) != 0x54 ||
-    at(s + 13) != 0x3a || at(s + 16) != 0x3a || at(e - 1) != 0x5a) return NaN;
-  const c1 = d2(s), c2 = d2(s + 2), mo = d2(s + 5), d = d2(s + 8);
-  const h = d2(s + 11), mi = d2(s + 14), sec = d2(s + 17);
-  if (c1 < 0 || c2 < 0 || mo < 1 || mo > 12 || d < 1 || d > 28 || h < 0 || h > 23 || mi < 0 || mi > 59 || sec < 0 || sec > 59) {
-    return NaN;
-  }
+  if (<u32>(len - 20) > 4) return NaN;
+  // the separators, then the 14 digits, each check folded into one flag (one branch, not 20)
+  const sep = (at(s + 4) ^ 0x2d) | (at(s + 7) ^ 0x2d) | (at(s + 10) ^ 0x54) | (at(s + 13) ^ 0x3a) | (at(s + 16) ^ 0x3a) | (at(e - 1) ^ 0x5a);
+  const y0 = at(s) - 0x30, y1 = at(s + 1) - 0x30, y2 = at(s + 2) - 0x30, y3 = at(s + 3) - 0x30;
+  const m0 = at(s + 5) - 0x30, m1 = at(s + 6) - 0x30, d0 = at(s + 8) - 0x30, d1 = at(s + 9) - 0x30;
+  const h0 = at(s + 11) - 0x30, h1 = at(s + 12) - 0x30, i0 = at(s + 14) - 0x30, i1 = at(s + 15) - 0x30;
+  const s0 = at(s + 17) - 0x30, s1 = at(s + 18) - 0x30;
+  if (sep != 0 ||
+    (<u32>y0 > 9) | (<u32>y1 > 9) | (<u32>y2 > 9) | (<u32>y3 > 9) | (<u32>m0 > 9) | (<u32>m1 > 9) | (<u32>d0 > 9) |
+    (<u32>d1 > 9) | (<u32>h0 > 9) | (<u32>h1 > 9) | (<u32>i0 > 9) | (<u32>i1 > 9) | (<u32>s0 > 9) | (<u32>s1 > 9)) return NaN;
+  const mo = m0 * 10 + m1, d = d0 * 10 + d1, h = h0 * 10 + h1, mi = i0 * 10 + i1, sec = s0 * 10 + s1;
+  if (<u32>(mo - 1) > 11 | <u32>(d - 1) > 27 | h > 23 | mi > 59 | sec > 59) return NaN;
   let ms = 0;
   if (len > 20) {
     if (at(s + 19) != 0x2e || len == 21) return NaN;
@@ -961,7 +979,7 @@ export function isoMs(s: i32, e: i32): f64 {
     }
   }
   // days from 1970-01-01 of the proleptic Gregorian date (H. Hinnant's days_from_civil)
-  let y = c1 * 100 + c2;
+  let y = y0 * 1000 + y1 * 100 + y2 * 10 + y3;
   if (mo <= 2) y--;
   const era = floorDiv(y, 400);
   const yoe = y - era * 400;
@@ -1036,6 +1054,45 @@ function internAll(): void {
   setMisc(M_IDS + 4, intern(F_LINK));
 }
 
+// ---- the lazily read values ----------------------------------------------------------------------
+// What nothing on the hot path reads (event how time start stale version, __group name role, the
+// point's coordinates) is copied, when all of it is plain ASCII (M_LAZYF 0) and the frame small,
+// into the host's staging area as one record: each of the twelve values followed by 0x01, or 0x02
+// alone when absent, then 0x01 or 0x02 for whether the point element exists. A plain value holds no
+// control character, so the marks are unambiguous. The host makes one string of many records
+// (protocol/scan.ts), so a header keeps its lazy values for the price of ~150 bytes of string.
+const RECORD_FRAME_MAX: i32 = 4096;
+
+@inline function copyValue(d: i32, f: i32): i32 {
+  const s = fStart(f);
+  if (s < 0) { store<u8>(<usize>d, 2); return d + 1; }
+  const len = load<i32>(<usize>(FE + f * 4)) - s;
+  // 16 bytes at a time: the source has slack after it, the staging area after the record
+  for (let k = 0; k < len; k += 16) v128.store(<usize>(d + k), v128.load(<usize>(s + k)));
+  store<u8>(<usize>(d + len), 1);
+  return d + len + 1;
+}
+
+/** The record of frame [s, e) at d when it qualifies; its length in M_RECLEN, else -1. */
+function record(d: i32, s: i32, e: i32): void {
+  if (d == 0 || e - s > RECORD_FRAME_MAX || misc(M_LAZYF) != 0) { setMisc(M_RECLEN, -1); return; }
+  const d0 = d;
+  d = copyValue(d, F_HOW);
+  d = copyValue(d, F_TIME);
+  d = copyValue(d, F_START);
+  d = copyValue(d, F_STALE);
+  d = copyValue(d, F_VERSION);
+  d = copyValue(d, F_GNAME);
+  d = copyValue(d, F_GROLE);
+  d = copyValue(d, F_LAT);
+  d = copyValue(d, F_LON);
+  d = copyValue(d, F_HAE);
+  d = copyValue(d, F_CE);
+  d = copyValue(d, F_LE);
+  store<u8>(<usize>d, fStart(F_LAT) == -2 ? 2 : 1);
+  setMisc(M_RECLEN, d + 1 - d0);
+}
+
 // ---- entry points --------------------------------------------------------------------------------
 
 @inline function begin(scratch: i32): void {
@@ -1045,12 +1102,13 @@ function internAll(): void {
   more = MORE0; moreCap = MORE0_CAP;
 }
 
-/** One whole frame in [s, n). Returns its end (n) or -1; the reason and offset are in MISC. */
-export function scanFrame(s: i32, n: i32, scratch: i32): i32 {
+/** One whole frame in [s, n). Returns its end (n) or -1; the reason and offset are in MISC. The
+ *  record of its lazily read values goes to `rec` (0: none; see record()). */
+export function scanFrame(s: i32, n: i32, scratch: i32, rec: i32): i32 {
   begin(scratch);
   const e = scanBytes(s, n, false);
   if (e < 0) { setMisc(M_ERR, errReason); setMisc(M_ERROFF, errOffset); }
-  else internAll();
+  else { internAll(); record(rec, s, e); }
   return e;
 }
 
@@ -1058,19 +1116,24 @@ export function scanFrame(s: i32, n: i32, scratch: i32): i32 {
  *  complete <?…?> (as the framer's OUT state does) and, at `<event` followed by white space, '>' or
  *  '/', scans the element within the frame limit `max`. Returns 1 with M_POS = its start and
  *  M_END = its end when that is a complete well-formed event; else 0 with M_POS where the exact
- *  JS lexer takes over (in its OUT state). */
-export function nextFrame(p: i32, n: i32, max: i32, scratch: i32): i32 {
+ *  JS lexer takes over (in its OUT state) and M_ERR the reason the element failed (0: none
+ *  scanned). The record of its lazily read values goes to `rec` as in scanFrame(). */
+export function nextFrame(p: i32, n: i32, max: i32, scratch: i32, rec: i32): i32 {
   p = skipBetween(p, n);
   setMisc(M_POS, p);
+  setMisc(M_ERR, 0);
   if (p + 6 < n && at(p) == LT && at4(p + 1) == W_EVEN && at(p + 5) == 0x74) {
     const d = at(p + 6);
     if (isWs(d) || d == GT || d == SLASH) {
       begin(scratch);
       const lim = n - p > max ? p + max : n;
       const e = scanBytes(p, lim, true);
-      if (e < 0) return 0;
+      // the reason tells the framer whether the bytes merely ran out (unclosed, unterminated tag
+      // or value: everything before the end was well-formed) and the frame may complete later
+      if (e < 0) { setMisc(M_ERR, errReason); return 0; }
       setMisc(M_END, e);
       internAll();
+      record(rec, p, e);
       return 1;
     }
   }

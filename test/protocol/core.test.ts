@@ -222,4 +222,69 @@ describe('scan core (WebAssembly)', () => {
     assert.deepEqual(hs.map((h) => [h.how, h.time, h.groupName, h.groupRole, h.point!.le]),
       ['one', 'two', 'six', 'ten', 'abc', 'xyz'].map((k) => [k, `T${k}`, `G${k}`, `R${k}`, 3]));
   });
+
+  it('a frame cut by the chunk end, finished by the core across the two: same frames, verdicts, headers and counters as unsplit', () => {
+    // well-formed events, ones that turn out malformed after the cut (end tag, attribute,
+    // reference, nested event), an oversize one, junk, a self-closing root
+    const parts = [
+      '<?xml version="1.0"?>\n', SA.toString(), '<event uid="a" type="t"><detail><x y="1"/></detail></event>\n',
+      '<event uid="b" type="t"><detail></detal></event>\n', '<event uid="c" type="t"><point lat="1" lat="2"/></event>',
+      '<event uid="d" type="t" how="&bad;"/>', '<event uid="e" type="t"><event uid="n" type="t"></event></event>\n',
+      `<event uid="big" type="t"><x v="${'v'.repeat(1000)}"/></event>\n`, 'junk<event uid="f" type="t"/>\n', SA.toString(),
+    ];
+    const stream = Buffer.from(parts.join(''));
+    const max = 1000;
+    let ends: number[] = []; // where the frames of the unsplit stream end
+    const run = (cuts: number[]) => {
+      const got: string[] = [];
+      const seen: number[] = [];
+      const f: Framer = new Framer({
+        frame: (b) => {
+          const upTo = f.framedBytes + f.ignoredBytes + f.skippedBytes;
+          assert.ok(stream.subarray(upTo - b.length, upTo).equals(b), 'counters cover the stream up to this frame');
+          seen.push(upTo);
+          const h = scan(b);
+          got.push(`${b.toString()} => ${h.ok ? `${h.uid} ${h.callsign} ${h.how} ${h.groupName} ${JSON.stringify(h.point)}` : h.reason}`);
+        },
+        reject: (r, d) => got.push(`reject ${r} ${d}`),
+      }, max);
+      let p = 0;
+      for (const c of [...cuts, stream.length]) {
+        f.push(stream.subarray(p, c));
+        p = c;
+        // every frame complete in what was pushed is delivered by the push that completes it
+        if (cuts.length > 0) assert.equal(seen.length, ends.filter((e) => e <= c).length, `frames delivered by the push ending at ${c}`);
+      }
+      if (cuts.length === 0) ends = seen;
+      got.push(`${f.framedBytes} ${f.ignoredBytes} ${f.skippedBytes} ${f.buffered}`);
+      return got;
+    };
+    const whole = run([]);
+    assert.ok(whole.some((x) => x.includes(ScanReason.endTag)) && whole.some((x) => x.startsWith('reject oversize')));
+    for (let c = 1; c < stream.length; c++) assert.deepEqual(run([c]), whole, `cut at ${c}`);
+    for (let c = 1; c + 20 < stream.length; c += 3) assert.deepEqual(run([c, c + 1, c + 20]), whole, `cuts at ${c}, +1, +20`);
+  });
+
+  it('lazily read values: records of many frames (more than the staging area holds), read in any order, during and after the push', () => {
+    const mk = (i: number) => `<event uid="u${i}" type="a" how="h${i}" time="T${i}" version="${i % 3 === 0 ? '' : 'v'}"><point lat="${i}" lon="-${i}.5" hae="${i}e1" le=""/>` +
+      `<detail><__group name="N${i}"/></detail></event>`;
+    const check = (h: CotHeader, i: number) => {
+      assert.deepEqual([h.how, h.time, h.start, h.stale, h.version, h.groupName, h.groupRole], [`h${i}`, `T${i}`, undefined, undefined, i % 3 === 0 ? '' : 'v', `N${i}`, undefined]);
+      assert.deepEqual(h.point, { lat: i, lon: -i - 0.5, hae: i * 10, ce: NaN, le: NaN });
+    };
+    // standalone scans, never sealed by a framer: the area fills and seals batches by itself
+    const kept = Array.from({ length: 1500 }, (_, i) => { const b = Buffer.from(mk(i)); const h = scan(b) as CotHeader; b.fill(0x20); return h; });
+    for (let i = kept.length - 1; i >= 0; i -= 7) check(kept[i], i);
+    kept.forEach(check);
+    // a sink that reads some headers' lazy values while the chunk is being framed
+    const hs: CotHeader[] = [];
+    const f = new Framer({ frame: (b) => { const h = scan(b) as CotHeader; hs.push(h); if (hs.length % 5 === 0) check(h, hs.length - 1); }, reject: () => {} });
+    const chunk = Buffer.from(Array.from({ length: 50 }, (_, i) => mk(i)).join('\n'));
+    f.push(chunk);
+    chunk.fill(0x20);
+    hs.forEach(check);
+    // without a point or a group, and a frame with no lazy value at all
+    const bare = scan(Buffer.from('<event uid="u" type="t"><detail><__group role="R"/></detail></event>')) as CotHeader;
+    assert.deepEqual([bare.how, bare.point, bare.groupName, bare.groupRole], [undefined, undefined, undefined, 'R']);
+  });
 });
