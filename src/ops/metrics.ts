@@ -151,7 +151,9 @@ export class Metrics {
     const r = this.registry;
     const registers = [r];
     if (opts.defaultMetrics !== false) {
-      client.collectDefaultMetrics({ register: r });
+      // event-loop lag sampled every 100 ms, not prom-client's default 10 ms: that timer alone woke an idle
+      // server 100 times a second (~1.5% of a core doing nothing); lag worth alerting on lasts far longer
+      client.collectDefaultMetrics({ register: r, eventLoopMonitoringPrecision: 100 });
       // gauges named *_total break the exposition conventions (promtool check metrics flags them);
       // the same values are in nodejs_active_{handles,requests,resources} by type.
       for (const n of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) r.removeSingleMetric(n);
