@@ -96,6 +96,8 @@ export function init(): void {
   SPLAT_LT = i8x16.splat(<i8>LT);
   SPLAT_AMP = i8x16.splat(<i8>AMP);
   SPLAT_GT = i8x16.splat(<i8>GT);
+  SPLAT_EQ = i8x16.splat(<i8>EQ);
+  SPLAT_DQ = i8x16.splat(<i8>DQ);
   VAL_HI = i8x16(0, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
   VAL_LO_DQ = i8x16(0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 2, 0, 0, 0);
   VAL_LO_SQ = i8x16(0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 2, 0, 0, 0);
@@ -164,7 +166,10 @@ function pushMore(v: i32): void {
 /** lanes of the 16 bytes at q an attribute value must look at: one lookup for the quote, '<' and
  *  '&' (rows 2 and 3 of the byte table), one compare for controls and bytes >= 0x80 (signed < 0x20) */
 @inline function valueBits(q: i32, lo: v128): i32 {
-  const v = v128.load(<usize>q);
+  return valueBitsOf(v128.load(<usize>q), lo);
+}
+
+@inline function valueBitsOf(v: v128, lo: v128): i32 {
   const hi = i8x16.swizzle(VAL_HI, v128.and(i16x8.shr_u(v, 4), NIB));
   const cls = v128.and(hi, i8x16.swizzle(lo, v128.and(v, NIB)));
   return ~i8x16.bitmask(i8x16.eq(v128.or(i8x16.lt_s(v, SPLAT_20), cls), ZERO)) & 0xffff;
@@ -187,6 +192,8 @@ let SPLAT_20: v128 = i8x16.splat(0);
 let SPLAT_LT: v128 = i8x16.splat(0);
 let SPLAT_AMP: v128 = i8x16.splat(0);
 let SPLAT_GT: v128 = i8x16.splat(0);
+let SPLAT_EQ: v128 = i8x16.splat(0);
+let SPLAT_DQ: v128 = i8x16.splat(0);
 // rows: 1 = high nibble 2 ('"' 0x22, '&' 0x26, '\'' 0x27), 2 = high nibble 3 ('<' 0x3c)
 let VAL_HI: v128 = i8x16.splat(0);
 let VAL_LO_DQ: v128 = i8x16.splat(0);
@@ -349,7 +356,10 @@ function parseRef(p: i32, n: i32): i32 {
  *  nibble d-e in row 2 ('-' '.'); 2 = 0-a in rows 3, 5, 7 (digits ':', P-Z, p-z); 4 = 1-f in rows
  *  4, 6 (A-O, a-o); 8 = f in row 5 ('_')) */
 @inline function nameStops(q: i32): i32 {
-  const v = v128.load(<usize>q);
+  return nameStopsOf(v128.load(<usize>q));
+}
+
+@inline function nameStopsOf(v: v128): i32 {
   const hi = i8x16.swizzle(NAME_HI, v128.and(i16x8.shr_u(v, 4), NIB));
   return i8x16.bitmask(i8x16.eq(v128.and(hi, i8x16.swizzle(NAME_LO, v128.and(v, NIB))), ZERO));
 }
@@ -665,46 +675,84 @@ function scanBytes(s: i32, n: i32, framing: bool): i32 {
     if ((at(T_NAME + c) & NAME_START) == 0) return fail(R_ATTR_NAME, q);
     // name
     const as = q;
-    if (c < 0x80) q = asciiNameRun(q + 1, n);
-    if (at(q) >= 0x80 && q < n) { // bytes past n are readable
-      q = skipName(q, n);
-      if (q < 0) return fail(R_UTF8, as);
-    }
-    const ae = q;
-    c = atOr(q, n);
-    if (c != EQ) {
-      while (isWs(c)) c = atOr(++q, n);
-      if (c != EQ) return fail(c < 0 ? R_TAG_UNTERMINATED : R_ATTR_EQ, c < 0 ? tagStart : q);
-    }
-    c = atOr(++q, n);
-    while (isWs(c)) c = atOr(++q, n);
-    if (c != DQ && c != SQ) return fail(c < 0 ? R_TAG_UNTERMINATED : R_ATTR_QUOTE, c < 0 ? tagStart : q);
-    // value
-    const vs = ++q;
+    let ae = -1;
+    let ve = -1;
     let flags = 0;
-    for (;;) {
-      q = valueRun(q, n, c);
-      if (q >= n) return fail(R_ATTR_UNTERMINATED, vs - 1);
-      const v = at(q);
-      if (v == c) break;
-      if (v == AMP) {
-        q = parseRef(q, n);
-        if (q < 0) return fail(R_REFERENCE, vs);
-        flags |= V_DECODE;
-      } else if (v >= 0x80) {
-        q = utf8Next(q, n);
-        if (q < 0) return fail(R_UTF8, vs);
-        flags |= V_UTF8;
-      } else if (v == LT) {
-        return fail(R_ATTR_LT, q);
-      } else if (v == TAB || v == LF || v == CR) {
-        flags |= V_DECODE;
-        q++;
+    if (c < 0x80) {
+      // The usual CoT attribute, name="value" within 16 bytes each, is read off the vectors: where
+      // the name stops, whether it stops at =" and where the value's first stop is its closing
+      // quote, as bits of masks made from the same loads (no byte load that waits for the
+      // position). Anything else takes the general path below, from where the name stops.
+      const v = v128.load(<usize>(q + 1));
+      const stops = nameStopsOf(v);
+      if (stops != 0) {
+        const k = ctz(stops);
+        q += 1 + k;
+        if (q + 1 < n && ((i8x16.bitmask(i8x16.eq(v, SPLAT_EQ)) & (i8x16.bitmask(i8x16.eq(v, SPLAT_DQ)) >> 1)) >> k & 1) != 0) {
+          ae = q;
+          const vs = q + 2;
+          const w = v128.load(<usize>vs);
+          const vstops = valueBitsOf(w, VAL_LO_DQ);
+          if (vstops != 0) {
+            const j = ctz(vstops);
+            if ((i8x16.bitmask(i8x16.eq(w, SPLAT_DQ)) >> j & 1) != 0 && vs + j < n) ve = vs + j;
+          }
+        } else if (q > n) {
+          q = n;
+        }
       } else {
-        return fail(R_CHAR, q);
+        q = asciiNameRunLong(q + 17, n);
       }
     }
-    const ve = q++;
+    let vs: i32;
+    if (ve >= 0) {
+      vs = ae + 2;
+      q = ve;
+    } else {
+      if (ae < 0) {
+        if (at(q) >= 0x80 && q < n) { // bytes past n are readable
+          q = skipName(q, n);
+          if (q < 0) return fail(R_UTF8, as);
+        }
+        ae = q;
+        c = atOr(q, n);
+        if (c != EQ) {
+          while (isWs(c)) c = atOr(++q, n);
+          if (c != EQ) return fail(c < 0 ? R_TAG_UNTERMINATED : R_ATTR_EQ, c < 0 ? tagStart : q);
+        }
+        c = atOr(++q, n);
+        while (isWs(c)) c = atOr(++q, n);
+        if (c != DQ && c != SQ) return fail(c < 0 ? R_TAG_UNTERMINATED : R_ATTR_QUOTE, c < 0 ? tagStart : q);
+      } else {
+        c = DQ;
+        q = ae + 1; // the quote
+      }
+      // value
+      vs = ++q;
+      for (;;) {
+        q = valueRun(q, n, c);
+        if (q >= n) return fail(R_ATTR_UNTERMINATED, vs - 1);
+        const v = at(q);
+        if (v == c) break;
+        if (v == AMP) {
+          q = parseRef(q, n);
+          if (q < 0) return fail(R_REFERENCE, vs);
+          flags |= V_DECODE;
+        } else if (v >= 0x80) {
+          q = utf8Next(q, n);
+          if (q < 0) return fail(R_UTF8, vs);
+          flags |= V_UTF8;
+        } else if (v == LT) {
+          return fail(R_ATTR_LT, q);
+        } else if (v == TAB || v == LF || v == CR) {
+          flags |= V_DECODE;
+          q++;
+        } else {
+          return fail(R_CHAR, q);
+        }
+      }
+    }
+    ve = q++;
     const alen = ae - as;
     const f = kind != K_OTHER ? fieldOf(kind, as, alen) : -1;
     if (f >= 0) {
