@@ -683,23 +683,24 @@ function scanBytes(s: i32, n: i32, framing: bool): i32 {
       // the name stops, whether it stops at =" and where the value's first stop is its closing
       // quote, as bits of masks made from the same loads (no byte load that waits for the
       // position). Anything else takes the general path below, from where the name stops.
+      // The position comes from compares only (the first =" and the value's first quote, '<',
+      // '&', control or byte >= 0x80); the name's characters are checked beside it, as a branch.
       const v = v128.load(<usize>(q + 1));
       const stops = nameStopsOf(v);
-      if (stops != 0) {
-        const k = ctz(stops);
-        q += 1 + k;
-        if (q + 1 < n && ((i8x16.bitmask(i8x16.eq(v, SPLAT_EQ)) & (i8x16.bitmask(i8x16.eq(v, SPLAT_DQ)) >> 1)) >> k & 1) != 0) {
-          ae = q;
-          const vs = q + 2;
-          const w = v128.load(<usize>vs);
-          const vstops = valueBitsOf(w, VAL_LO_DQ);
-          if (vstops != 0) {
-            const j = ctz(vstops);
-            if ((i8x16.bitmask(i8x16.eq(w, SPLAT_DQ)) >> j & 1) != 0 && vs + j < n) ve = vs + j;
-          }
-        } else if (q > n) {
-          q = n;
-        }
+      const eqq = i8x16.bitmask(i8x16.eq(v, SPLAT_EQ)) & (i8x16.bitmask(i8x16.eq(v, SPLAT_DQ)) >> 1);
+      const k = ctz(eqq); // 32 when none
+      if (eqq != 0 && (stops & ((1 << k) - 1)) == 0 && q + 2 + k < n) {
+        ae = q + 1 + k;
+        const vs = ae + 2;
+        const w = v128.load(<usize>vs);
+        const wq = i8x16.eq(w, SPLAT_DQ);
+        const vstops = i8x16.bitmask(v128.or(v128.or(wq, i8x16.eq(w, SPLAT_LT)), v128.or(i8x16.eq(w, SPLAT_AMP), i8x16.lt_s(w, SPLAT_20))));
+        const j = ctz(vstops);
+        if ((i8x16.bitmask(wq) >> j & 1) != 0 && vs + j < n) ve = vs + j; // (no stop: j 32, no bit)
+        else q = ae;
+      } else if (stops != 0) {
+        q += 1 + ctz(stops);
+        if (q > n) q = n;
       } else {
         q = asciiNameRunLong(q + 17, n);
       }

@@ -310,4 +310,33 @@ describe('scan core (WebAssembly)', () => {
     assert.ok(h.ok);
     assert.deepEqual([h.point!.lat, h.callsign, h.groupName, h.linkUid, h.dests], [1, 'a', 'g', 'l', [{ uid: 'a' }, { uid: 'a' }]]);
   });
+
+  it('attributes read off the vectors: names and values of every length and content around the 16-byte blocks', () => {
+    for (let nlen = 1; nlen <= 20; nlen++) {
+      const name = 'n'.repeat(nlen);
+      for (let vlen = 0; vlen <= 34; vlen++) {
+        for (const [raw, want] of [['v', 'v'], ['&amp;', '&'], ['\u00e9', '\u00e9'], ['\t', ' '], ['\'', "'"]]) {
+          const at = vlen >> 1;
+          const value = 'v'.repeat(at) + raw + 'v'.repeat(vlen - at);
+          const expect = 'v'.repeat(at) + want + 'v'.repeat(vlen - at);
+          for (const pad of ['', ' ', '  ']) {
+            const xml = `<event ${name}="${value}" uid="${value}" type="t"><detail><contact ${name}="1" callsign${pad}=${pad}"${value}"/></detail></event>`;
+            const h = scan(Buffer.from(xml));
+            assert.ok(h.ok, `${xml}: ${JSON.stringify(h)}`);
+            assert.equal(h.uid, expect, xml);
+            assert.equal(h.callsign, expect, xml);
+          }
+        }
+        // the same, broken: '<' in the value, a control character, no closing quote before the end
+        const v = 'v'.repeat(vlen);
+        const bad = (x: string) => scan(Buffer.from(x)) as { ok: boolean; reason?: string };
+        assert.equal(bad(`<event ${name}="${v}<" uid="u" type="t"/>`).reason, ScanReason.attrLt);
+        assert.equal(bad(`<event ${name}="${v}\u0001" uid="u" type="t"/>`).reason, ScanReason.char);
+        assert.equal(bad(`<event uid="u" type="t" ${name}="${v}`).reason, ScanReason.attrUnterminated);
+        assert.equal(bad(`<event uid="u" type="t" ${name}="${v}"${name}="x"/>`).reason, ScanReason.attrSpace);
+        assert.equal(bad(`<event uid="u" type="t" ${name}=${v}/>`).reason, ScanReason.attrQuote);
+        assert.equal(bad(`<event uid="u" type="t" ${name}\u00e9x="1" ${name}\u00e9x="2"/>`).reason, ScanReason.attrDuplicate);
+      }
+    }
+  });
 });
