@@ -692,11 +692,18 @@ function scanBytes(s: i32, n: i32, framing: bool): i32 {
       if (eqq != 0 && (stops & ((1 << k) - 1)) == 0 && q + 2 + k < n) {
         ae = q + 1 + k;
         const vs = ae + 2;
-        const w = v128.load(<usize>vs);
-        const wq = i8x16.eq(w, SPLAT_DQ);
-        const vstops = i8x16.bitmask(v128.or(v128.or(wq, i8x16.eq(w, SPLAT_LT)), v128.or(i8x16.eq(w, SPLAT_AMP), i8x16.lt_s(w, SPLAT_20))));
+        let w = v128.load(<usize>vs);
+        let wq = i8x16.eq(w, SPLAT_DQ);
+        let vstops = i8x16.bitmask(v128.or(v128.or(wq, i8x16.eq(w, SPLAT_LT)), v128.or(i8x16.eq(w, SPLAT_AMP), i8x16.lt_s(w, SPLAT_20))));
+        let quotes = i8x16.bitmask(wq);
+        if (vstops == 0) { // a longer value (CoT times, versions): one more block
+          w = v128.load(<usize>(vs + 16));
+          wq = i8x16.eq(w, SPLAT_DQ);
+          vstops = i8x16.bitmask(v128.or(v128.or(wq, i8x16.eq(w, SPLAT_LT)), v128.or(i8x16.eq(w, SPLAT_AMP), i8x16.lt_s(w, SPLAT_20)))) << 16;
+          quotes = i8x16.bitmask(wq) << 16;
+        }
         const j = ctz(vstops);
-        if ((i8x16.bitmask(wq) >> j & 1) != 0 && vs + j < n) ve = vs + j; // (no stop: j 32, no bit)
+        if (vstops != 0 && (quotes >> j & 1) != 0 && vs + j < n) ve = vs + j;
         else q = ae;
       } else if (stops != 0) {
         q += 1 + ctz(stops);
