@@ -51,7 +51,9 @@ const DATA = STAGE + STAGE_CAP;
 /** SIMD loads read up to 15 bytes past a range; the scratch area after the data covers that */
 const SLACK = 64;
 
-/** views of the wasm memory; memory.grow() detaches them (length 0), refresh() makes new ones */
+/** views of the wasm memory; memory.grow() detaches them (length 0), refresh() makes new ones.
+ *  The memory starts at 2 MiB (asconfig.json) so that normal use never grows it: the first
+ *  ArrayBuffer detached in a process makes V8 check typed arrays for detachment from then on. */
 export let mem8 = new Uint8Array(core.memory.buffer);
 export let mem32 = new Int32Array(core.memory.buffer);
 export let memF64 = new Float64Array(core.memory.buffer);
