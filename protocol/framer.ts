@@ -17,6 +17,7 @@
 import { CR, DQ, GT, LF, LT, QM, SLASH, SP, SQ, TAB, DASH, RSQB, BANG, LSQB } from './chars.ts';
 import { endChunk, joinedFrameAt, joinedHeader, nextCut, nextEnd, nextPos, nextFrameAt, primeScan, type CotHeader } from './scan.ts';
 import { place, placeJoined, release, top } from './core.ts';
+import { FrameBuffer } from './framebuffer.mjs';
 
 export type FrameRejectReason = 'oversize' | 'malformed';
 export interface FramerSink {
@@ -115,6 +116,8 @@ export class Framer {
     /** the chunk from `p` on is copied into the scan core once, the first time it is between
      *  frames; b[i] is then at core address base + i */
     let base = -1;
+    const ab = b.buffer;
+    const bo = b.byteOffset;
     if (this.st === CUT && n > 0) {
       const plen = this.accLen;
       const at = placeJoined(this.acc, plen, b);
@@ -171,7 +174,7 @@ export class Framer {
           if (h !== undefined) {
             const e = nextEnd;
             this.framedBytes += e - p;
-            this.deliver(b.subarray(p, e), h);
+            this.deliver(new FrameBuffer(ab, bo + p, e - p), h);
             p = e;
             continue;
           }

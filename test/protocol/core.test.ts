@@ -339,4 +339,21 @@ describe('scan core (WebAssembly)', () => {
       }
     }
   });
+
+  it('the frames of the fast path are Buffers: views of the chunk with every Buffer method', () => {
+    const chunk = Buffer.concat([SA, SA]);
+    const got: Buffer[] = [];
+    new Framer({ frame: (b) => { got.push(b); assert.ok(scan(b).ok); }, reject: () => assert.fail() }).push(chunk);
+    assert.equal(got.length, 2);
+    for (const f of got) {
+      assert.ok(Buffer.isBuffer(f) && f instanceof Buffer && f instanceof Uint8Array);
+      assert.equal(f.buffer, chunk.buffer, 'a view, not a copy');
+      assert.ok(f.toString('latin1').startsWith('<event') && f.toString().endsWith('</event>'));
+      assert.equal(f.indexOf('<point'), f.toString().indexOf('<point'));
+      assert.ok(Buffer.concat([f, f.subarray(0, 6)]).subarray(-6).equals(Buffer.from('<event')));
+      assert.ok(Buffer.isBuffer(f.subarray(1)) && Buffer.isBuffer(f.slice(1)));
+      assert.equal(f.readUInt8(0), 0x3c);
+      assert.deepEqual(Buffer.from(f), Buffer.from(f.toString()));
+    }
+  });
 });
