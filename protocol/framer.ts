@@ -116,6 +116,8 @@ export class Framer {
     /** the chunk from `p` on is copied into the scan core once, the first time it is between
      *  frames; b[i] is then at core address base + i */
     let base = -1;
+    /** the chunk's memory: fast-path frames are views of it made as FrameBuffer, half the cost of
+     *  b.subarray() (no per-frame argument checks and getters; framebuffer.mjs) */
     const ab = b.buffer;
     const bo = b.byteOffset;
     if (this.st === CUT && n > 0) {
