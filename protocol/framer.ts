@@ -104,7 +104,7 @@ export class Framer {
       this.pushXml(chunk);
     } finally {
       release(saved); // the chunk's copy in the scan core
-      endChunk(); // and its latin1 text: the Buffer may be refilled once push() returns
+      endChunk(); // and the lazily read values of its frames become one string (scan.ts Batch)
     }
   }
 
