@@ -4,7 +4,7 @@ import tls from 'node:tls';
 import net from 'node:net';
 import type { Metrics, HandshakeResult } from '../ops/metrics.ts';
 import { LogLimiter, type Logger } from '../ops/log.ts';
-import { identityFromSocket, remoteOf } from '../auth/identity.ts';
+import { cnOfSubject, identityFromSocket, remoteOf } from '../auth/identity.ts';
 
 export interface ListenerOptions {
   host: string;
@@ -74,8 +74,8 @@ export interface TlsListenerHooks {
 
 /** CN of the issuer of the peer certificate ('' when none): tells "another CA" from "our CA, expired". */
 function issuerCn(sock: tls.TLSSocket): string {
-  const v = sock.getPeerCertificate()?.issuer?.CN as string | string[] | undefined;
-  return Array.isArray(v) ? (v[0] ?? '') : (v ?? '');
+  const cert = sock.getPeerX509Certificate();
+  return cert ? cnOfSubject(cert.issuer) : '';
 }
 
 export function createTlsListener(o: ListenerOptions, limiter: ConnectionLimiter, metrics: Metrics, log: Logger, hooks: TlsListenerHooks): tls.Server {

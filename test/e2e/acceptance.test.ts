@@ -112,6 +112,30 @@ describe('e2e: acceptance (hostile traffic over the wire)', function () {
     }
     await alive();
   });
+
+  it('a certificate whose CN holds commas, pluses, quotes, non-ASCII and a control character is named exactly', async () => {
+    const caCert = forge.pki.certificateFromPem(readFileSync(join(pki.dir, 'ca.pem'), 'utf8'));
+    const caKey = forge.pki.privateKeyFromPem(readFileSync(join(pki.dir, 'ca.key'), 'utf8'));
+    const keys = forge.pki.rsa.generateKeyPair(2048);
+    const cn = 'Smith, John + "Ö" \\ <x>;#\u0001=y';
+    const c = forge.pki.createCertificate();
+    c.publicKey = keys.publicKey;
+    c.serialNumber = '1' + randomBytes(8).toString('hex');
+    c.validity.notBefore = new Date(Date.now() - 60_000);
+    c.validity.notAfter = new Date(Date.now() + 86_400_000);
+    c.setSubject([{ name: 'organizationName', value: 'O, Inc' }, { name: 'commonName', value: cn, valueTagClass: forge.asn1.Type.UTF8 } as unknown as forge.pki.CertificateField]);
+    c.setIssuer(caCert.subject.attributes);
+    c.setExtensions([{ name: 'basicConstraints', cA: false }, { name: 'extKeyUsage', clientAuth: true }]);
+    c.sign(caKey, forge.md.sha256.create());
+    const sock = tls.connect({ host: '127.0.0.1', port: srv.port, servername: 'localhost', ca: readFileSync(join(pki.dir, 'ca.pem')), cert: forge.pki.certificateToPem(c), key: forge.pki.privateKeyToPem(keys.privateKey) });
+    sock.on('error', () => undefined);
+    await new Promise<void>((r) => sock.once('secureConnect', () => r()));
+    for (let i = 0; i < 50 && !srv.logs.some((l) => l.audit === 'accepted' && l.serial === c.serialNumber); i++) await sleep(20);
+    const line = srv.logs.find((l) => l.audit === 'accepted' && l.serial === c.serialNumber);
+    sock.destroy();
+    assert.ok(line, 'accepted line');
+    assert.equal(line.cn, cn);
+  });
 });
 
 describe('e2e: acceptance (real clients against the real process)', function () {
