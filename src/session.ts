@@ -261,14 +261,14 @@ export class Session implements FramerSink {
         }
       }
     } catch (err) {
-      if (this.chunkEvents > 0) this.metrics.eventsReceived.inc(this.chunkEvents);
       this.streamFailed(err);
       return;
+    } finally {
+      if (this.chunkEvents > 0) this.metrics.eventsReceived.inc(this.chunkEvents);
     }
-    if (this.chunkEvents > 0) this.metrics.eventsReceived.inc(this.chunkEvents);
     if (junk > 0) this.onJunk(junk);
     if (this.protoFramer?.fatal) this.close('protocol');
-  };
+  }
 
   /**
    * The framer or scan core threw on this client's bytes. Hostile input is handled without
