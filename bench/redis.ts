@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { runLoad, type LoadResult } from './load.ts';
 import { benchCreds } from './lib/certs.ts';
-import { cpuSeconds, pinProcess, writeSyscalls } from './lib/proc.ts';
+import { cpuSeconds, pinProcess, wakeups, writeSyscalls } from './lib/proc.ts';
 import { fmt, mdTable } from './lib/table.ts';
 import { spawnServer, type SpawnedServer } from '../test/helpers/server.ts';
 import { TestRedis } from '../test/helpers/redis.ts';
@@ -70,6 +70,8 @@ interface Measure {
   perCpuSec: number;
   /** deliveries per write syscall of the nodes: how well writes were coalesced */
   perWrite: number;
+  /** event-loop wakeups of the nodes (main threads) per 1,000 deliveries */
+  wakeupsPerK: number;
   deliveriesPerSec: number;
   loss: number;
   dupes: number;
@@ -81,25 +83,28 @@ async function measure(variant: Variant, nodes: SpawnedServer[], redisPid: numbe
   const pids = nodes.map((n) => n.proc.pid!);
   const cpu = () => pids.reduce((a, p) => a + cpuSeconds(p), 0);
   const writes = () => pids.reduce((a, p) => a + writeSyscalls(p), 0);
+  const wakes = () => pids.reduce((a, p) => a + wakeups(p), 0);
   // step 1 warms up (JIT, buffers: each node process pays it once, so a cold measurement would
   // charge the two-node run twice); CPU is counted from its end to the end of step 2
   let c0 = NaN;
   let r0 = NaN;
   let w0 = NaN;
+  let k0 = NaN;
   const r: LoadResult = await runLoad({
     host: '127.0.0.1', port: nodes[0].port, ports: nodes.map((n) => n.port), certsDir, certs: 8, clients, senders,
     rates: [rate, rate], duration, warmup: 0, grace: 1, size: 600, concurrency: 16, serverPid: 0, metricsUrl: '', hold: 0.5, startAt: 0,
     genId: Math.floor(Math.random() * 2 ** 30) + 1, stopWhenSaturated: false,
   }, (s) => {
-    if (s.startsWith('step 1/2 done')) { c0 = cpu(); w0 = writes(); r0 = redisPid ? cpuSeconds(redisPid) : 0; }
+    if (s.startsWith('step 1/2 done')) { c0 = cpu(); w0 = writes(); k0 = wakes(); r0 = redisPid ? cpuSeconds(redisPid) : 0; }
     say(`  ${variant}: ${s}`);
   });
   const serverCpu = cpu() - c0;
   const serverWrites = writes() - w0;
+  const serverWakeups = wakes() - k0;
   const redisCpu = redisPid ? cpuSeconds(redisPid) - r0 : 0;
   const s = r.steps[1];
   return {
-    variant, deliveries: s.deliveries, serverCpu, redisCpu, perCpuSec: s.deliveries / serverCpu, perWrite: s.deliveries / serverWrites, deliveriesPerSec: s.deliveriesPerSec,
+    variant, deliveries: s.deliveries, serverCpu, redisCpu, perCpuSec: s.deliveries / serverCpu, perWrite: s.deliveries / serverWrites, wakeupsPerK: serverWakeups / s.deliveries * 1000, deliveriesPerSec: s.deliveriesPerSec,
     loss: s.loss, dupes: s.dupes, echoes: s.echoes, p99Ms: s.p99Ms,
   };
 }
@@ -139,9 +144,9 @@ async function measureLoad(load: Load): Promise<{ text: string; ratio: number; r
   const mem = avg('memory, 1 node');
   const red = avg('redis, 2 nodes');
   const ctl = control ? avg('control: memory, 2 nodes, no bus') : NaN;
-  const rows = [['variant', 'deliveries', 'server CPU s', 'deliveries / server CPU-s', 'vs memory', 'deliveries / write syscall', 'redis-server CPU s', 'deliv/s', 'loss', 'dupes', 'echoes', 'p99 ms']];
+  const rows = [['variant', 'deliveries', 'server CPU s', 'deliveries / server CPU-s', 'vs memory', 'deliveries / write syscall', 'node wakeups / 1,000 deliveries', 'redis-server CPU s', 'deliv/s', 'loss', 'dupes', 'echoes', 'p99 ms']];
   for (const r of results) {
-    rows.push([r.variant, fmt(r.deliveries), fmt(r.serverCpu, 2), fmt(r.perCpuSec), `${fmt((r.perCpuSec / mem) * 100)}%`, fmt(r.perWrite, 2), r.redisCpu ? fmt(r.redisCpu, 2) : '-',
+    rows.push([r.variant, fmt(r.deliveries), fmt(r.serverCpu, 2), fmt(r.perCpuSec), `${fmt((r.perCpuSec / mem) * 100)}%`, fmt(r.perWrite, 2), fmt(r.wakeupsPerK, 1), r.redisCpu ? fmt(r.redisCpu, 2) : '-',
       fmt(r.deliveriesPerSec), fmt(r.loss), fmt(r.dupes), fmt(r.echoes), fmt(r.p99Ms, 2)]);
   }
   const text =

@@ -90,3 +90,17 @@ export function writeSyscalls(pid: number): number {
     return NaN;
   }
 }
+
+/**
+ * Times pid's main thread went to sleep and was woken again (voluntary context switches, from
+ * /proc/<pid>/status), or NaN. An event loop sleeps in epoll_wait when it has nothing to do, so
+ * this counts its wakeups.
+ */
+export function wakeups(pid: number): number {
+  try {
+    const m = /^voluntary_ctxt_switches:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : NaN;
+  } catch {
+    return NaN;
+  }
+}
