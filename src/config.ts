@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { hostname } from 'node:os';
 import { parseAllowList } from './ops/http.ts';
+import { redactUrl } from './ops/log.ts';
 
 type Kind = 'string' | 'int' | 'port' | 'bytes' | 'ms' | 'bool';
 
@@ -151,8 +152,8 @@ export function buildConfig(flags: Record<string, unknown>, env: NodeJS.ProcessE
   return Object.freeze(cfg);
 }
 
-/** What may be logged of a config: no tokens, no Redis password. */
+/** What may be logged of a config: no tokens, no Redis password (in the user info or the query). */
 export function redactedConfig(cfg: Config): Record<string, unknown> {
   const { metricsToken, ...rest } = cfg;
-  return { ...rest, metricsToken: metricsToken ? '[set]' : '', redis: cfg.redis.replace(/\/\/([^@/]*)@/, '//[redacted]@') };
+  return { ...rest, metricsToken: metricsToken ? '[set]' : '', redis: redactUrl(cfg.redis) };
 }
