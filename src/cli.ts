@@ -17,7 +17,7 @@ export function buildProgram(): Command {
   const start = program
     .command('start')
     .description('run the server in the foreground (logs JSON to stdout; SIGTERM/SIGINT stop it, SIGHUP reloads the revocation list)')
-    .option('--config <file>', 'JSON file with option values (keys as in camelCase: {"port": 8089}); flags and env win over it [default: none] (env COTSTREAM_CONFIG)');
+    .option('--config <file>', 'JSON file with option values (keys as in camelCase: {"port": 8089}; an unknown key is refused); flags and env win over it [default: none] (env COTSTREAM_CONFIG)');
   for (const spec of OPTIONS) {
     const envs = spec.env.join(', ');
     // an operator reads every default: "none" rather than an empty string; a --no-X flag is on

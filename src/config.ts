@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { hostname } from 'node:os';
 import { parseAllowList } from './ops/http.ts';
+import { redactUrl } from './ops/log.ts';
 
 type Kind = 'string' | 'int' | 'port' | 'bytes' | 'ms' | 'bool';
 
@@ -37,15 +38,15 @@ export const OPTIONS: OptionSpec[] = [
   { key: 'cert', flag: '--cert <file>', env: ['COTSTREAM_CERT', 'FTS_SERVER_PEMDIR'], kind: 'string', help: 'server certificate (default <certs-dir>/server.pem)' },
   { key: 'key', flag: '--key <file>', env: ['COTSTREAM_KEY', 'FTS_SERVER_KEYDIR'], kind: 'string', help: 'server private key, mode 0600 (default <certs-dir>/server.key)' },
   { key: 'crl', flag: '--crl <file>', env: ['COTSTREAM_CRL', 'FTS_CRLDIR'], kind: 'string', help: 'revocation list: our JSON, FreeTAKServer JSON/PEM, PEM or DER CRL (default <certs-dir>/crl.json)' },
-  { key: 'handshakeTimeout', flag: '--handshake-timeout <ms>', env: ['COTSTREAM_HANDSHAKE_TIMEOUT_MS'], kind: 'ms', def: 5000, help: 'close connections that have not completed the TLS handshake by then' },
+  { key: 'handshakeTimeout', flag: '--handshake-timeout <ms>', env: ['COTSTREAM_HANDSHAKE_TIMEOUT_MS'], kind: 'ms', def: 5000, help: 'close connections that have not completed the TLS handshake by then (at least 1 ms)' },
   { key: 'idleTimeout', flag: '--idle-timeout <ms>', env: ['COTSTREAM_IDLE_TIMEOUT_MS'], kind: 'ms', def: 120000, help: 'close a client after this long without a byte received; 0 = off' },
   { key: 'redis', flag: '--redis <url>', env: ['COTSTREAM_REDIS_URL'], kind: 'string', def: '', help: 'redis:// or rediss:// URL for scale-out; empty = in-process bus' },
   { key: 'redisCa', flag: '--redis-ca <file>', env: ['COTSTREAM_REDIS_CA'], kind: 'string', def: '', help: 'CA certificate(s) that sign the rediss:// server certificate; empty = the system CAs' },
   { key: 'busHeartbeat', flag: '--bus-heartbeat <ms>', env: ['COTSTREAM_BUS_HEARTBEAT_MS'], kind: 'ms', def: 5000, help: 'Redis bus liveness beat; a node silent for 3 beats is gone and its clients are announced disconnected' },
   { key: 'maxFrameBytes', flag: '--max-frame-bytes <n>', env: ['COTSTREAM_MAX_FRAME_BYTES'], kind: 'bytes', def: 1048576, help: 'largest accepted CoT event; larger ones are discarded and counted' },
   { key: 'logLevel', flag: '--log-level <level>', env: ['COTSTREAM_LOG_LEVEL'], kind: 'string', def: 'info', help: 'fatal|error|warn|info|debug|trace (debug logs every event)' },
-  { key: 'maxClients', flag: '--max-clients <n>', env: ['COTSTREAM_MAX_CLIENTS'], kind: 'int', def: 10000, help: 'connections accepted at once; further ones are refused' },
-  { key: 'maxClientsPerIp', flag: '--max-clients-per-ip <n>', env: ['COTSTREAM_MAX_CLIENTS_PER_IP'], kind: 'int', def: 64, help: 'connections accepted at once from one IP address' },
+  { key: 'maxClients', flag: '--max-clients <n>', env: ['COTSTREAM_MAX_CLIENTS'], kind: 'int', def: 10000, help: 'connections accepted at once; further ones are refused; 0 = unlimited' },
+  { key: 'maxClientsPerIp', flag: '--max-clients-per-ip <n>', env: ['COTSTREAM_MAX_CLIENTS_PER_IP'], kind: 'int', def: 64, help: 'connections accepted at once from one IP address; 0 = unlimited' },
   { key: 'maxSendBuffer', flag: '--max-send-buffer <bytes>', env: ['COTSTREAM_MAX_SEND_BUFFER'], kind: 'bytes', def: 4194304, help: 'bytes queued for one client before its events are dropped' },
   { key: 'slowConsumerTimeout', flag: '--slow-consumer-timeout <ms>', env: ['COTSTREAM_SLOW_CONSUMER_TIMEOUT_MS'], kind: 'ms', def: 10000, help: 'disconnect a client that stays over --max-send-buffer this long' },
   { key: 'writeCoalesce', flag: '--write-coalesce <ms>', env: ['COTSTREAM_WRITE_COALESCE_MS'], kind: 'ms', def: 1, help: 'a client written to less than this long ago gets its next events in one write that long after the last (fewer TLS records under load, at most that much added latency); 0 = one write per event-loop turn' },
@@ -104,10 +105,21 @@ function parseValue(spec: OptionSpec, raw: unknown, source: string): string | nu
 export function buildConfig(flags: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env, configFile?: string): Config {
   let file: Record<string, unknown> = {};
   if (configFile) {
+    let parsed: unknown;
     try {
-      file = JSON.parse(readFileSync(configFile, 'utf8')) as Record<string, unknown>;
+      parsed = JSON.parse(readFileSync(configFile, 'utf8'));
     } catch (err) {
       throw new ConfigError(`config file ${configFile}: ${(err as Error).message}`);
+    }
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+      throw new ConfigError(`config file ${configFile}: expected a JSON object like {"port": 8089}`);
+    }
+    file = parsed as Record<string, unknown>;
+    // a misspelt key would silently leave its option at the default: refuse it instead
+    const known = new Set<string>(OPTIONS.map((o) => o.key));
+    const unknown = Object.keys(file).filter((k) => !known.has(k));
+    if (unknown.length) {
+      throw new ConfigError(`config file ${configFile}: unknown key${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')} (known: ${[...known].join(', ')})`);
     }
   }
   const out: Record<string, unknown> = {};
@@ -140,6 +152,9 @@ export function buildConfig(flags: Record<string, unknown>, env: NodeJS.ProcessE
   }
   if (cfg.maxFrameBytes < 1024) throw new ConfigError('--max-frame-bytes: must be at least 1024');
   if (cfg.redis && !/^rediss?:\/\//.test(cfg.redis)) throw new ConfigError('--redis: expected a redis:// or rediss:// URL');
+  if (cfg.redis && !URL.canParse(cfg.redis)) throw new ConfigError('--redis: not a valid URL (percent-encode special characters of the password)');
+  // Node's TLS server treats 0 as "not set" and waits its own 120 s: there is no "off" to offer
+  if (cfg.handshakeTimeout < 1) throw new ConfigError('--handshake-timeout: must be at least 1 ms (Node has no "off": 0 would mean its own 120 s)');
   if (cfg.redisCa) cfg.redisCa = resolve(cfg.redisCa);
   if (cfg.busHeartbeat < 100) throw new ConfigError('--bus-heartbeat: must be at least 100 ms');
   if (Buffer.byteLength(cfg.nodeId) > 255) throw new ConfigError('--node-id: at most 255 bytes');
@@ -151,8 +166,8 @@ export function buildConfig(flags: Record<string, unknown>, env: NodeJS.ProcessE
   return Object.freeze(cfg);
 }
 
-/** What may be logged of a config: no tokens, no Redis password. */
+/** What may be logged of a config: no tokens, no Redis password (in the user info or the query). */
 export function redactedConfig(cfg: Config): Record<string, unknown> {
   const { metricsToken, ...rest } = cfg;
-  return { ...rest, metricsToken: metricsToken ? '[set]' : '', redis: cfg.redis.replace(/\/\/([^@/]*)@/, '//[redacted]@') };
+  return { ...rest, metricsToken: metricsToken ? '[set]' : '', redis: redactUrl(cfg.redis) };
 }

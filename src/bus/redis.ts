@@ -27,7 +27,7 @@ import { Redis, type RedisOptions } from 'ioredis';
 import { BatchType, CodecError, decodeBatch, decodeHeader, encodeBatch, envelopeSize } from './codec.ts';
 import { EnvelopeKind, type Bus, type BusHost, type DeliverFn, type Envelope } from './types.ts';
 import type { Metrics } from '../ops/metrics.ts';
-import type { Logger } from '../ops/log.ts';
+import { redactUrl, type Logger } from '../ops/log.ts';
 
 export const DEFAULT_CHANNEL = 'cotstream:v1';
 
@@ -141,7 +141,7 @@ export class RedisBus implements Bus {
     this.maxQueueAgeMs = o.maxQueueAgeMs ?? 5000;
     this.maxInflightBytes = o.maxInflightBytes ?? 32 * 1024 * 1024;
     this.startWaitMs = o.startWaitMs ?? 3000;
-    this.redisUrl = o.url.replace(/\/\/([^@/]*)@/, '//[redacted]@');
+    this.redisUrl = redactUrl(o.url);
     if (Buffer.byteLength(this.nodeId) > 255) throw new Error('node id longer than 255 bytes');
     this.pub = new Redis(o.url, redisOptions(o.url, 'pub', o.nodeId, o.tlsCa));
     this.sub = new Redis(o.url, redisOptions(o.url, 'sub', o.nodeId, o.tlsCa));

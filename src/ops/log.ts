@@ -38,3 +38,36 @@ export class LogLimiter {
     return false;
   }
 }
+
+/** Query parameters that may carry a credential (ioredis reads `?password=` from its URL). */
+const SECRET_PARAM = /pass|secret|token|auth|cred|key/i;
+
+/**
+ * A URL as it may be logged: user info and credential-looking query values replaced by
+ * `[redacted]`. Parsed as the client library parses it (WHATWG URL, last `@` ends the user
+ * info), so a password with a raw `@` is redacted whole; an unparseable URL is not shown at all;
+ * a #fragment (ignored by ioredis) is dropped.
+ */
+export function redactUrl(url: string): string {
+  if (!url) return url;
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return '[redacted: not a valid URL]';
+  }
+  const auth = u.username !== '' || u.password !== '' ? '[redacted]@' : '';
+  const query = u.search
+    .slice(1)
+    .split('&')
+    .filter(Boolean)
+    .map((kv) => {
+      const eq = kv.indexOf('=');
+      const k = eq < 0 ? kv : kv.slice(0, eq);
+      let name = k;
+      try { name = decodeURIComponent(k); } catch { /* keep it raw */ }
+      return eq >= 0 && SECRET_PARAM.test(name) ? `${k}=[redacted]` : kv;
+    })
+    .join('&');
+  return `${u.protocol}//${auth}${u.host}${u.pathname}${query ? `?${query}` : ''}`;
+}

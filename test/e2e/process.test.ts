@@ -1,7 +1,7 @@
 // The real `cotstream start` process: starts, serves, stops cleanly on SIGTERM/SIGINT, refuses bad setups.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdtempSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { testPki, type SharedPki } from '../helpers/pki.ts';
@@ -52,4 +52,69 @@ describe('e2e: cotstream start as a process', function () {
     assert.equal(r.status, 2);
     assert.match(r.stderr, /--idle-timeout: expected milliseconds/);
   });
+
+  it('takes option values from --config (camelCase keys) under env and flags', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cotstream-config-'));
+    const file = join(dir, 'cotstream.json');
+    writeFileSync(file, JSON.stringify({ idleTimeout: '7s', rateEvents: 41, maxClientsPerIp: 3, metricsPort: 9 }));
+    // the file says rateEvents 41, the environment 42; spawnServer's --metrics-port 0 beats the file's 9
+    const srv = await spawnServer(['--certs-dir', pki.dir, '--config', file], { COTSTREAM_RATE_EVENTS: '42' });
+    try {
+      const cfg = (srv.lines.find((l) => l.audit === 'start') as { config: Record<string, unknown> }).config;
+      assert.equal(cfg.idleTimeout, 7000);
+      assert.equal(cfg.maxClientsPerIp, 3);
+      assert.equal(cfg.rateEvents, 42);
+      assert.notEqual(srv.metricsPort, 9);
+    } finally {
+      await srv.stop();
+    }
+  });
+
+  // Each of these used to be accepted and run with something else than what the operator wrote.
+  // The certs dir does not exist: a setting that slipped through would end in exit 1 (no CA), not 2.
+  const nowhere = join(tmpdir(), 'cotstream-no-such-certs-dir');
+  const refusals: Array<{ what: string; args: (dir: string) => string[]; env?: (dir: string) => NodeJS.ProcessEnv; message: RegExp }> = [
+    {
+      what: '--handshake-timeout 0 (Node would wait its own 120 s)',
+      args: () => ['--handshake-timeout', '0'],
+      message: /--handshake-timeout: must be at least 1 ms/,
+    },
+    {
+      what: 'COTSTREAM_HANDSHAKE_TIMEOUT_MS=0',
+      args: () => [],
+      env: () => ({ COTSTREAM_HANDSHAKE_TIMEOUT_MS: '0' }),
+      message: /--handshake-timeout: must be at least 1 ms/,
+    },
+    {
+      what: 'a misspelt key in the config file (the option would silently keep its default)',
+      args: (dir) => { writeFileSync(join(dir, 'c.json'), '{"metrics_port": "off", "idleTimeout": 1000}'); return ['--config', join(dir, 'c.json')]; },
+      message: /config file .*c\.json: unknown key "metrics_port" \(known: host, port, /,
+    },
+    {
+      what: 'a config file that is not a JSON object',
+      args: (dir) => { writeFileSync(join(dir, 'a.json'), '[{"port": 8089}]'); return ['--config', join(dir, 'a.json')]; },
+      message: /config file .*a\.json: expected a JSON object/,
+    },
+    {
+      what: 'COTSTREAM_CONFIG pointing at a file that holds null',
+      args: (dir) => { writeFileSync(join(dir, 'n.json'), 'null'); return []; },
+      env: (dir) => ({ COTSTREAM_CONFIG: join(dir, 'n.json') }),
+      message: /config file .*n\.json: expected a JSON object/,
+    },
+    {
+      what: 'a Redis URL that does not parse',
+      args: () => ['--redis', 'redis://127.0.0.1:99999'],
+      message: /--redis: not a valid URL/,
+    },
+  ];
+  for (const t of refusals) {
+    it(`refuses ${t.what}: exit 2 with a clear message`, () => {
+      const dir = mkdtempSync(join(tmpdir(), 'cotstream-refuse-'));
+      const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'start', '--certs-dir', nowhere, '--port', '0', '--metrics-port', 'off', ...t.args(dir)], {
+        cwd: ROOT, encoding: 'utf8', timeout: 20000, env: { ...process.env, ...t.env?.(dir) },
+      });
+      assert.equal(r.status, 2, `exit ${r.status}: ${r.stderr}`);
+      assert.match(r.stderr, t.message);
+    });
+  }
 });

@@ -11,6 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { makePki, testPki, type TestPki, type SharedPki } from '../helpers/pki.ts';
 import { spawnServer, startTestServer, ROOT, type TestServer } from '../helpers/server.ts';
 import { CotClient, sa, chat, sleep } from '../helpers/client.ts';
+import { freePort } from '../helpers/net.ts';
 import { canonicalSerial } from '../../src/auth/serial.ts';
 
 type Line = Record<string, unknown>;
@@ -138,6 +139,24 @@ describe('ops: audit log of a real process', function () {
     // per-event lines only at debug level: the default (info) has none
     assert.equal(lines.filter((l) => l.msg === 'event').length, 0);
     assert.ok(lines.every((l) => (l.level as number) >= 30));
+  });
+
+  it('a Redis password never reaches the log, in the user info (even with a raw @) or in the query (?password=)', async () => {
+    // ioredis takes its options from the URL query too: `?password=` is as secret as the user info.
+    // Nothing listens on the port: the node starts anyway and logs the bus as down, URL included.
+    const port = await freePort();
+    const url = `redis://ops:p@ss-in-userinfo-9c1@127.0.0.1:${port}/0?password=pw-in-query-4b7&db=0`;
+    const srv = await spawnServer(['--certs-dir', pki.dir], { COTSTREAM_REDIS_URL: url });
+    let raw = '';
+    srv.proc.stdout!.on('data', (d: Buffer) => { raw += d.toString(); });
+    await srv.stop();
+    const text = raw + JSON.stringify(srv.lines) + srv.stderr;
+    for (const secret of ['ss-in-userinfo-9c1', 'pw-in-query-4b7', 'ops:']) assert.ok(!text.includes(secret), `the log contains "${secret}"`);
+    const start = srv.lines.find((l) => l.audit === 'start') as { config: Record<string, unknown> };
+    assert.equal(start.config.redis, `redis://[redacted]@127.0.0.1:${port}/0?password=[redacted]&db=0`);
+    const down = srv.lines.find((l) => l.audit === 'bus' && l.state === 'down');
+    assert.ok(down, 'the bus-down line was logged');
+    assert.equal(down.redis, start.config.redis);
   });
 });
 

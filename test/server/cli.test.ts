@@ -2,7 +2,11 @@
 // environment variable, and no default prints as an empty string.
 import assert from 'node:assert/strict';
 import { CommanderError } from 'commander';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { buildProgram } from '../../src/cli.ts';
+import { OPTIONS } from '../../src/config.ts';
+import { ROOT } from '../helpers/server.ts';
 
 async function help(args: string[]): Promise<string> {
   let out = '';
@@ -23,6 +27,32 @@ describe('cli: cotstream start --help', function () {
       assert.match(e, /default/i, `${flag} documents its default: ${e}`);
       assert.doesNotMatch(e, /\[default: \]/, `${flag} shows an empty default: ${e}`);
       assert.match(e, /env [A-Z_]+/, `${flag} names its environment variable: ${e}`);
+    }
+  });
+});
+
+describe('cli: the README documents every start option', function () {
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  const section = readme.split('\n## Configuration\n')[1]?.split('\n## ')[0] ?? '';
+
+  it('names each flag with its environment variables and its default in the Configuration table', () => {
+    assert.ok(section.length > 0, 'README has a "## Configuration" section');
+    const rows = section.split('\n').filter((l) => l.startsWith('| `--'));
+    for (const o of OPTIONS) {
+      const flag = o.flag.split(' ')[0]!;
+      const row = rows.find((r) => r.split('|')[1]!.includes(`\`${flag}\``));
+      assert.ok(row, `README Configuration table has a row for ${flag}`);
+      for (const env of o.env) assert.ok(row.includes(`\`${env}`), `the ${flag} row names ${env}: ${row}`);
+      if (o.kind !== 'bool' && o.def !== undefined && o.def !== '') assert.ok(row.includes(`\`${o.def}\``), `the ${flag} row shows its default ${o.def}: ${row}`);
+    }
+    for (const s of ['--config', 'COTSTREAM_CONFIG', 'SIGTERM', 'SIGHUP']) assert.ok(section.includes(s), `the section mentions ${s}`);
+  });
+
+  it('config-file keys are the flags in camelCase, as the README says', () => {
+    for (const o of OPTIONS) {
+      if (o.kind === 'bool') continue; // --no-X is key X (true/false), documented separately
+      const camel = o.flag.split(' ')[0]!.slice(2).replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase());
+      assert.equal(o.key, camel, `${o.flag}: config key ${o.key}`);
     }
   });
 });
