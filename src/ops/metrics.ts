@@ -6,6 +6,7 @@
 // objects, hash strings, closures), so they are only used for what changes rarely (gauges, closes);
 // the hot values are copied into prom-client at scrape time from `collect()`.
 import client from 'prom-client';
+import { LOOP_LAG_METRICS, registerLoopLag } from './looplag.ts';
 
 export const HandshakeResult = {
   ok: 'ok', revoked: 'revoked', no_cert: 'no_cert', limit: 'limit', bad_cert: 'bad_cert', timeout: 'timeout', error: 'error',
@@ -151,12 +152,13 @@ export class Metrics {
     const r = this.registry;
     const registers = [r];
     if (opts.defaultMetrics !== false) {
-      // event-loop lag sampled every 100 ms, not prom-client's default 10 ms: that timer alone woke an idle
-      // server 100 times a second (~1.5% of a core doing nothing); lag worth alerting on lasts far longer
-      client.collectDefaultMetrics({ register: r, eventLoopMonitoringPrecision: 100 });
+      // prom-client's event-loop lag gauges are replaced by ours (looplag.ts: sampled every 100 ms and
+      // meaning lag, not lag plus the sampling interval); its own sampler is set to once an hour
+      client.collectDefaultMetrics({ register: r, eventLoopMonitoringPrecision: 3_600_000 });
       // gauges named *_total break the exposition conventions (promtool check metrics flags them);
       // the same values are in nodejs_active_{handles,requests,resources} by type.
-      for (const n of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) r.removeSingleMetric(n);
+      for (const n of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total', ...LOOP_LAG_METRICS]) r.removeSingleMetric(n);
+      registerLoopLag(r);
     }
     this.connections = new client.Gauge({ name: 'cot_connections', help: 'Authenticated client sessions currently connected', registers });
     this.handshake = hotCounterVec(r, 'cot_handshakes_total', 'TLS connection attempts by result', 'result', HandshakeResult);

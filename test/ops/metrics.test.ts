@@ -117,4 +117,28 @@ describe('ops: metrics', function () {
     const json = await m.registry.getMetricsAsJSON();
     assert.ok(json.some((x) => x.name === 'cot_delivery_latency_seconds'));
   });
+
+  it('event-loop lag is lag: ~0 while the loop is idle, the blocked time once it was blocked', async () => {
+    const m = new Metrics();
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    await m.registry.metrics(); // the statistics cover the time since the previous scrape
+    await sleep(550); // five samples of an idle loop
+    let text = await m.registry.metrics();
+    // node records the whole sampling interval (100 ms) when nothing is late; lag is what exceeds it
+    for (const q of ['min', 'p50', 'p99', 'mean']) {
+      const v = metricValue(text, `nodejs_eventloop_lag_${q}_seconds`);
+      assert.ok(v >= 0 && v < 0.05, `idle ${q} lag ${v} s`);
+    }
+    // (after a reset node measures from its next sample on: a block right after a scrape is not seen)
+    await sleep(150);
+    const t = performance.now();
+    while (performance.now() - t < 300) { /* block the loop for 300 ms */ }
+    await sleep(250);
+    text = await m.registry.metrics();
+    const max = metricValue(text, 'nodejs_eventloop_lag_max_seconds');
+    assert.ok(max > 0.15 && max < 0.6, `max lag ${max} s after blocking 300 ms`);
+    await sleep(20); // nodejs_eventloop_lag_seconds: the setImmediate queued by that scrape
+    text = await m.registry.metrics();
+    assert.ok(metricValue(text, 'nodejs_eventloop_lag_seconds') < 0.05);
+  });
 });
