@@ -51,7 +51,7 @@ export function registerLoopLag(r: client.Registry, resolutionMs = LOOP_LAG_RESO
   });
   // registered after `now`: a scrape reads the metrics in registration order, so these are read
   // after now's collect() has set them
-  const min = gauge('nodejs_eventloop_lag_min_seconds', 'Smallest event-loop lag since the last scrape (seconds beyond the 100-ms sampling interval)');
+  const min = gauge('nodejs_eventloop_lag_min_seconds', `Smallest event-loop lag since the last scrape (seconds a sample came later than its ${resolutionMs}-ms interval)`);
   const max = gauge('nodejs_eventloop_lag_max_seconds', 'Largest event-loop lag since the last scrape');
   const mean = gauge('nodejs_eventloop_lag_mean_seconds', 'Mean event-loop lag since the last scrape');
   const stddev = gauge('nodejs_eventloop_lag_stddev_seconds', 'Standard deviation of the event-loop lag since the last scrape');
