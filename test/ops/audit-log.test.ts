@@ -136,6 +136,9 @@ describe('ops: audit log of a real process', function () {
     for (const s of secretsOf(pki)) assert.ok(!text.includes(s), `the log contains a secret (${s.slice(0, 12)}…)`);
     const start = lines.find((l) => l.audit === 'start') as { config: Record<string, unknown> };
     assert.equal(start.config.metricsToken, '[set]');
+    // which key file was loaded is shown (a path, no secret), under a name the redact list leaves alone
+    assert.match(String(start.config.keyFile), /server\.key$/);
+    assert.equal(start.config.key, undefined);
     // per-event lines only at debug level: the default (info) has none
     assert.equal(lines.filter((l) => l.msg === 'event').length, 0);
     assert.ok(lines.every((l) => (l.level as number) >= 30));
