@@ -133,7 +133,12 @@ export class CotServer {
   }
 
   private accept(sock: Socket | TLSSocket, id: ClientIdentity): void {
-    if (this.stopping) { sock.destroy(); return; }
+    if (this.stopping) {
+      // the handshake finished while we were stopping: say who was turned away
+      this.log.info({ audit: 'refused', reason: 'shutdown', cn: id.cn, serial: id.serial, remote: id.remote }, 'server stopping: connection closed');
+      sock.destroy();
+      return;
+    }
     const s = new Session(sock, id, this.router, this.limits, this.metrics, this.flusher, this.log);
     s.log.info({ audit: 'accepted', fingerprint: id.fingerprint, plaintext: id.plaintext || undefined, protocol: (sock as TLSSocket).getProtocol?.() ?? 'tcp' }, 'client connected');
     this.router.add(s);

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
+import net from 'node:net';
 import tls from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
@@ -186,6 +187,27 @@ describe('ops: audit episodes and log level (in-process)', function () {
     await until(() => srv!.logs.some((l) => l.audit === 'accepted' && l.cn === cn), 5000, `accept of ${cn}`);
     return srv!.logs.filter((l) => l.audit === 'accepted' && l.cn === cn).at(-1)!.sid;
   };
+
+  it('a client whose handshake finishes while the server stops gets a refused line, not silence', async () => {
+    srv = await startTestServer(pki.dir);
+    const creds = await pki.client('alpha');
+    // TCP accepted before stop(); the TLS handshake over it completes after stop() began
+    const raw = net.connect(srv.port, '127.0.0.1');
+    await new Promise<void>((r, j) => { raw.once('connect', () => r()); raw.once('error', j); });
+    await sleep(50);
+    const stopped = srv.stop();
+    const sock = tls.connect({ socket: raw, servername: 'localhost', ca: fs.readFileSync(creds.ca), cert: fs.readFileSync(creds.cert), key: fs.readFileSync(creds.key) });
+    sock.on('error', () => { /* closed by the server */ });
+    await new Promise<void>((r) => sock.once('close', () => r()));
+    await stopped;
+    const logs = srv.logs;
+    srv = null;
+    const line = logs.find((l) => l.audit === 'refused' && l.reason === 'shutdown');
+    assert.ok(line, 'a refused line with reason shutdown');
+    assert.equal(line.cn, 'alpha');
+    assert.match(String(line.serial), /^[0-9a-f]+$/);
+    assert.equal(logs.filter((l) => l.audit === 'accepted').length, 0);
+  });
 
   it('rate limiting is logged once per episode while every dropped event is counted', async () => {
     srv = await startTestServer(pki.dir, { rateEvents: '5', rateBurst: '5' });
