@@ -5,6 +5,7 @@ import { testPki, type SharedPki } from '../helpers/pki.ts';
 import { startTestServer, spawnServer, type TestServer } from '../helpers/server.ts';
 import { OPTIONS, buildConfig } from '../../src/config.ts';
 import { parseAllowList } from '../../src/ops/http.ts';
+import { CloseReason } from '../../src/session.ts';
 
 const TOKEN = 'http-test-token-b1c9';
 
@@ -33,6 +34,8 @@ describe('ops: /metrics access control, /healthz, /readyz', function () {
     assert.equal(r.status, 200);
     assert.match(r.body, /^cot_connections 0$/m);
     assert.match(r.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
+    // every close reason has its series from the start, like the other counters (rate() and alerts need it)
+    for (const reason of Object.keys(CloseReason)) assert.match(r.body, new RegExp(`^cot_sessions_closed_total\\{reason="${reason}"\\} 0$`, 'm'));
   });
 
   it('COTSTREAM_METRICS_TOKEN: 401 without the right bearer token, 200 with it', async () => {
