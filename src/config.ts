@@ -2,7 +2,7 @@
 // The option table below is the single source for `cotstream start --help`, env names and defaults.
 import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { join, resolve } from 'node:path';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { hostname } from 'node:os';
 import { parseAllowList } from './ops/http.ts';
 import { redactUrl } from './ops/log.ts';
@@ -26,6 +26,9 @@ export interface RawOptions {
   slowConsumerTimeout: number; writeCoalesce: number; rateEvents: number; rateBurst: number; rateBytes: number;
   nodeId: string; metricsToken: string; metricsAllow: string; announce: boolean;
 }
+
+/** options that name a file or directory (relative ones in a config file are taken from its directory) */
+const PATH_KEYS = new Set<keyof RawOptions>(['certsDir', 'ca', 'cert', 'key', 'crl', 'redisCa']);
 
 export const OPTIONS: OptionSpec[] = [
   { key: 'host', flag: '--host <addr>', env: ['COTSTREAM_HOST'], kind: 'string', def: '0.0.0.0', help: 'address the TLS CoT listener binds' },
@@ -133,7 +136,12 @@ export function buildConfig(flags: Record<string, unknown>, env: NodeJS.ProcessE
     else {
       const envName = spec.env.find((e) => env[e] !== undefined && env[e] !== '');
       if (envName) { raw = env[envName]; source = envName; }
-      else if (file[spec.key] !== undefined) { raw = file[spec.key]; source = `${configFile}:${spec.key}`; }
+      else if (file[spec.key] !== undefined) {
+        raw = file[spec.key];
+        source = `${configFile}:${spec.key}`;
+        // a relative path in the file means beside the file, whatever directory the service starts in
+        if (PATH_KEYS.has(spec.key) && typeof raw === 'string' && raw !== '' && !isAbsolute(raw)) raw = resolve(dirname(resolve(configFile!)), raw);
+      }
       else raw = spec.def;
     }
     out[spec.key] = raw === undefined ? undefined : parseValue(spec, raw, source);

@@ -2,10 +2,11 @@
 // environment variable, and no default prints as an empty string.
 import assert from 'node:assert/strict';
 import { CommanderError } from 'commander';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { buildProgram } from '../../src/cli.ts';
-import { OPTIONS } from '../../src/config.ts';
+import { OPTIONS, buildConfig } from '../../src/config.ts';
 import { ROOT } from '../helpers/server.ts';
 
 async function help(args: string[]): Promise<string> {
@@ -53,6 +54,28 @@ describe('cli: the README documents every start option', function () {
       if (o.kind === 'bool') continue; // --no-X is key X (true/false), documented separately
       const camel = o.flag.split(' ')[0]!.slice(2).replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase());
       assert.equal(o.key, camel, `${o.flag}: config key ${o.key}`);
+    }
+  });
+});
+
+describe('config: relative paths', function () {
+  it('in a config file they are taken from the file\'s directory; as flags, from the working directory', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cotstream-cfg-'));
+    try {
+      const file = join(dir, 'etc', 'cotstream.json');
+      mkdirSync(join(dir, 'etc'));
+      writeFileSync(file, JSON.stringify({ certsDir: 'pki', crl: '../lists/crl.json', redisCa: '/abs/ca.pem', cert: 'server.pem' }));
+      const cfg = buildConfig({}, {}, file);
+      assert.equal(cfg.certsDir, join(dir, 'etc', 'pki'));
+      assert.equal(cfg.crl, join(dir, 'lists', 'crl.json'));
+      assert.equal(cfg.cert, join(dir, 'etc', 'server.pem'));
+      assert.equal(cfg.redisCa, '/abs/ca.pem');
+      assert.equal(cfg.key, join(dir, 'etc', 'pki', 'server.key')); // the default follows certsDir
+      // a flag wins over the file and is taken from the working directory
+      const byFlag = buildConfig({ certsDir: 'pki' }, {}, file);
+      assert.equal(byFlag.certsDir, resolve('pki'));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
