@@ -25,9 +25,14 @@ export function cpuSeconds(pid: number): number {
 
 /** resident set size of pid in bytes, or NaN. */
 export function rssBytes(pid: number): number {
+  return procNumber(pid, 'status', /VmRSS:\s+(\d+) kB/) * 1024;
+}
+
+/** The number captured by `re` in /proc/<pid>/<file>, or NaN (no such process, file or field). */
+function procNumber(pid: number, file: string, re: RegExp): number {
   try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) * 1024 : NaN;
+    const m = re.exec(fs.readFileSync(`/proc/${pid}/${file}`, 'utf8'));
+    return m ? Number(m[1]) : NaN;
   } catch {
     return NaN;
   }
@@ -83,12 +88,7 @@ export function pinProcess(pid: number, cpu: number): boolean {
 
 /** write-type syscalls (write, writev, send…) made so far by pid (/proc/<pid>/io syscw), or NaN. */
 export function writeSyscalls(pid: number): number {
-  try {
-    const m = /^syscw:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/io`, 'utf8'));
-    return m ? Number(m[1]) : NaN;
-  } catch {
-    return NaN;
-  }
+  return procNumber(pid, 'io', /^syscw:\s+(\d+)/m);
 }
 
 /**
@@ -97,10 +97,5 @@ export function writeSyscalls(pid: number): number {
  * this counts its wakeups.
  */
 export function wakeups(pid: number): number {
-  try {
-    const m = /^voluntary_ctxt_switches:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) : NaN;
-  } catch {
-    return NaN;
-  }
+  return procNumber(pid, 'status', /^voluntary_ctxt_switches:\s+(\d+)/m);
 }
