@@ -16,6 +16,8 @@ export interface OptionSpec {
   kind: Kind;
   def?: string | number;
   help: string;
+  /** names a file or directory: a relative one in a config file is taken from the file's directory */
+  path?: true;
 }
 
 export interface RawOptions {
@@ -27,24 +29,21 @@ export interface RawOptions {
   nodeId: string; metricsToken: string; metricsAllow: string; announce: boolean;
 }
 
-/** options that name a file or directory (relative ones in a config file are taken from its directory) */
-const PATH_KEYS = new Set<keyof RawOptions>(['certsDir', 'ca', 'cert', 'key', 'crl', 'redisCa']);
-
 export const OPTIONS: OptionSpec[] = [
   { key: 'host', flag: '--host <addr>', env: ['COTSTREAM_HOST'], kind: 'string', def: '0.0.0.0', help: 'address the TLS CoT listener binds' },
   { key: 'port', flag: '--port <n>', env: ['COTSTREAM_PORT'], kind: 'port', def: 8089, help: 'TLS (mutual auth) CoT port (0: any free port)' },
   { key: 'tcpPort', flag: '--tcp-port <n>', env: ['COTSTREAM_TCP_PORT'], kind: 'port', def: 'off', help: 'plaintext CoT port, UNAUTHENTICATED: opt-in, logs a warning; off = no plaintext listener' },
   { key: 'metricsHost', flag: '--metrics-host <addr>', env: ['COTSTREAM_METRICS_HOST'], kind: 'string', def: '0.0.0.0', help: 'address of the /metrics /healthz /readyz HTTP listener' },
   { key: 'metricsPort', flag: '--metrics-port <n>', env: ['COTSTREAM_METRICS_PORT'], kind: 'port', def: 9089, help: 'HTTP port for /metrics /healthz /readyz; off = no HTTP listener' },
-  { key: 'certsDir', flag: '--certs-dir <dir>', env: ['COTSTREAM_CERTS_DIR', 'FTS_CERTS_PATH'], kind: 'string', def: './certs', help: 'PKI directory (ca.pem, server.pem, server.key, crl.json)' },
-  { key: 'ca', flag: '--ca <file>', env: ['COTSTREAM_CA', 'FTS_CADIR'], kind: 'string', help: 'CA certificate that signs client certificates (default <certs-dir>/ca.pem)' },
-  { key: 'cert', flag: '--cert <file>', env: ['COTSTREAM_CERT', 'FTS_SERVER_PEMDIR'], kind: 'string', help: 'server certificate (default <certs-dir>/server.pem)' },
-  { key: 'key', flag: '--key <file>', env: ['COTSTREAM_KEY', 'FTS_SERVER_KEYDIR'], kind: 'string', help: 'server private key, mode 0600 (default <certs-dir>/server.key)' },
-  { key: 'crl', flag: '--crl <file>', env: ['COTSTREAM_CRL', 'FTS_CRLDIR'], kind: 'string', help: 'revocation list: our JSON, FreeTAKServer JSON/PEM, PEM or DER CRL (default <certs-dir>/crl.json)' },
+  { key: 'certsDir', flag: '--certs-dir <dir>', env: ['COTSTREAM_CERTS_DIR', 'FTS_CERTS_PATH'], kind: 'string', def: './certs', help: 'PKI directory (ca.pem, server.pem, server.key, crl.json)', path: true },
+  { key: 'ca', flag: '--ca <file>', env: ['COTSTREAM_CA', 'FTS_CADIR'], kind: 'string', help: 'CA certificate that signs client certificates (default <certs-dir>/ca.pem)', path: true },
+  { key: 'cert', flag: '--cert <file>', env: ['COTSTREAM_CERT', 'FTS_SERVER_PEMDIR'], kind: 'string', help: 'server certificate (default <certs-dir>/server.pem)', path: true },
+  { key: 'key', flag: '--key <file>', env: ['COTSTREAM_KEY', 'FTS_SERVER_KEYDIR'], kind: 'string', help: 'server private key, mode 0600 (default <certs-dir>/server.key)', path: true },
+  { key: 'crl', flag: '--crl <file>', env: ['COTSTREAM_CRL', 'FTS_CRLDIR'], kind: 'string', help: 'revocation list: our JSON, FreeTAKServer JSON/PEM, PEM or DER CRL (default <certs-dir>/crl.json)', path: true },
   { key: 'handshakeTimeout', flag: '--handshake-timeout <ms>', env: ['COTSTREAM_HANDSHAKE_TIMEOUT_MS'], kind: 'ms', def: 5000, help: 'close connections that have not completed the TLS handshake by then (at least 1 ms)' },
   { key: 'idleTimeout', flag: '--idle-timeout <ms>', env: ['COTSTREAM_IDLE_TIMEOUT_MS'], kind: 'ms', def: 120000, help: 'close a client after this long without a byte received; 0 = off' },
   { key: 'redis', flag: '--redis <url>', env: ['COTSTREAM_REDIS_URL'], kind: 'string', def: '', help: 'redis:// or rediss:// URL for scale-out; empty = in-process bus' },
-  { key: 'redisCa', flag: '--redis-ca <file>', env: ['COTSTREAM_REDIS_CA'], kind: 'string', def: '', help: 'CA certificate(s) that sign the rediss:// server certificate; empty = the system CAs' },
+  { key: 'redisCa', flag: '--redis-ca <file>', env: ['COTSTREAM_REDIS_CA'], kind: 'string', def: '', help: 'CA certificate(s) that sign the rediss:// server certificate; empty = the system CAs', path: true },
   { key: 'busHeartbeat', flag: '--bus-heartbeat <ms>', env: ['COTSTREAM_BUS_HEARTBEAT_MS'], kind: 'ms', def: 5000, help: 'Redis bus liveness beat; a node silent for 3 beats is gone and its clients are announced disconnected' },
   { key: 'maxFrameBytes', flag: '--max-frame-bytes <n>', env: ['COTSTREAM_MAX_FRAME_BYTES'], kind: 'bytes', def: 1048576, help: 'largest accepted CoT event; larger ones are discarded and counted' },
   { key: 'logLevel', flag: '--log-level <level>', env: ['COTSTREAM_LOG_LEVEL'], kind: 'string', def: 'info', help: 'fatal|error|warn|info|debug|trace (debug logs every event)' },
@@ -140,7 +139,7 @@ export function buildConfig(flags: Record<string, unknown>, env: NodeJS.ProcessE
         raw = file[spec.key];
         source = `${configFile}:${spec.key}`;
         // a relative path in the file means beside the file, whatever directory the service starts in
-        if (PATH_KEYS.has(spec.key) && typeof raw === 'string' && raw !== '' && !isAbsolute(raw)) raw = resolve(dirname(resolve(configFile!)), raw);
+        if (spec.path && typeof raw === 'string' && raw !== '' && !isAbsolute(raw)) raw = resolve(dirname(resolve(configFile!)), raw);
       }
       else raw = spec.def;
     }
