@@ -23,6 +23,17 @@ export function cpuSeconds(pid: number): number {
   }
 }
 
+/** seconds since pid started (its start time in /proc/<pid>/stat against /proc/uptime), or NaN */
+export function ageSeconds(pid: number): number {
+  try {
+    const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const started = Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[19]) / ticksPerSecond(); // starttime (field 22)
+    return Number(fs.readFileSync('/proc/uptime', 'utf8').split(' ')[0]) - started;
+  } catch {
+    return NaN;
+  }
+}
+
 /** resident set size of pid in bytes, or NaN. */
 export function rssBytes(pid: number): number {
   return procNumber(pid, 'status', /VmRSS:\s+(\d+) kB/) * 1024;
@@ -65,6 +76,11 @@ export class ProcWatch {
 
   cpu(): number {
     return this.pid > 0 ? cpuSeconds(this.pid) : NaN;
+  }
+
+  /** seconds since the process started, or NaN */
+  ageSeconds(): number {
+    return this.pid > 0 ? ageSeconds(this.pid) : NaN;
   }
 
   stop(): void {

@@ -9,6 +9,7 @@ import { testPki, type SharedPki } from '../helpers/pki.ts';
 import { startTestServer, ROOT, type TestServer } from '../helpers/server.ts';
 import { startRelay } from '../../bench/relay.ts';
 import { benchCreds } from '../../bench/lib/certs.ts';
+import { ageSeconds } from '../../bench/lib/proc.ts';
 import type { LoadResult } from '../../bench/load.ts';
 
 function runLoad(args: string[]): Promise<LoadResult> {
@@ -68,18 +69,29 @@ describe('bench: load.ts smoke run', function () {
   });
 
   const common = (port: number) => ['--port', String(port), '--certs-dir', pki.dir, '--certs', '2', '-n', '4', '-s', '2', '-r', '50', '-d', '2', '--grace', '2', '-q'];
+  // a settle wait of its own where a test does not ask for one
+  const noSettle = ['--settle', '0'];
 
   it('against cotstream: no loss, no dupes, plausible latency, server CPU/RSS and counted drops', async () => {
     // no warm-up here: the server's received counter must equal what the one reported step sent
-    const r = await runLoad([...common(srv.port), '--warmup', '0', '--server-pid', String(process.pid), '--metrics-url', `http://127.0.0.1:${srv.metricsPort}/metrics`]);
+    const r = await runLoad([...common(srv.port), ...noSettle, '--warmup', '0', '--server-pid', String(process.pid), '--metrics-url', `http://127.0.0.1:${srv.metricsPort}/metrics`]);
     assertSane(r, true);
     assert.equal(r.steps[0].serverDropsSlow, 0);
     assert.equal(r.steps[0].serverDropsRate, 0);
     assert.equal(await srv.metric('cot_events_received_total'), r.steps[0].sent);
   });
 
-  it('against the bare relay, after a warm-up: the same numbers, the warm-up not reported', async () => {
+  it('against the bare relay, after a settle wait and a warm-up: the same numbers, neither reported', async () => {
     const port = (relay.address() as { port: number }).port;
-    assertSane(await runLoad([...common(port), '--warmup', '0.5']), false);
+    // the generator is a fresh process: --settle 5 holds the warm-up until it is 5 s old
+    const t0 = Date.now();
+    assertSane(await runLoad([...common(port), '--settle', '5', '--warmup', '0.5']), false);
+    const took = (Date.now() - t0) / 1000;
+    assert.ok(took >= 5 + 0.5 + 2, `settle 5 s + warm-up 0.5 s + step 2 s, run took ${took} s`);
+  });
+
+  it('reads a process age from /proc (what --settle compares with)', () => {
+    assert.ok(Math.abs(ageSeconds(process.pid) - process.uptime()) < 0.5, `age ${ageSeconds(process.pid)} vs uptime ${process.uptime()}`);
+    assert.ok(Number.isNaN(ageSeconds(2 ** 22 + 1)), 'no such process');
   });
 });
