@@ -161,28 +161,28 @@ async function matrix(): Promise<ConfigResult[]> {
     const n = c.receivers + c.senders;
     const rates = LADDER.map((d) => +(d / ((n - 1) * c.senders)).toFixed(3));
     const ladder = {} as ConfigResult['ladder'];
-    const targets: Target[] = [];
-    try {
-      for (const name of ['cotstream', 'relay'] as const) {
-        say(`${name}: ${c.receivers} receivers, ${c.senders} sender(s), ladder ${LADDER.map((d) => fmt(d / 1000) + 'k').join(' ')} deliveries/s`);
-        const t = await startTarget(name);
-        targets.push(t);
+    const half = {} as NonNullable<ConfigResult['half']>;
+    let halfOffered = 0;
+    // each target runs its ladder and then, at once, its half-saturation run, and stops before the
+    // next starts: a server left idle for the other's ladder (~40 s) has its heap, young generation
+    // included, shrunk by V8's memory reducer and would spend the start of its half run regrowing it
+    for (const name of ['cotstream', 'relay'] as const) {
+      say(`${name}: ${c.receivers} receivers, ${c.senders} sender(s), ladder ${LADDER.map((d) => fmt(d / 1000) + 'k').join(' ')} deliveries/s`);
+      const t = await startTarget(name);
+      try {
         ladder[name] = await load(t, ['-n', n, '-s', c.senders, '-r', rates.join(','), '-d', DURATION, '--warmup', WARMUP, '--stop-when-saturated', '--concurrency', 16]);
-      }
-      // half of cotstream's saturation, offered to both: the latency target
-      const halfOffered = saturation(ladder.cotstream) / 2;
-      const half = {} as NonNullable<ConfigResult['half']>;
-      const rate = +(halfOffered / ((n - 1) * c.senders)).toFixed(3);
-      for (const t of targets) {
-        say(`${t.name}: half saturation, ${fmt(halfOffered)} deliveries/s offered`);
+        // half of cotstream's saturation, offered to both: the latency target
+        if (name === 'cotstream') halfOffered = saturation(ladder.cotstream) / 2;
+        const rate = +(halfOffered / ((n - 1) * c.senders)).toFixed(3);
+        say(`${name}: half saturation, ${fmt(halfOffered)} deliveries/s offered`);
         // long enough for every sender to send a few events even at a low per-sender rate
         const secs = Math.max(DURATION * 2, Math.ceil(5 / Math.max(rate, 0.01)));
-        half[t.name] = await load(t, ['-n', n, '-s', c.senders, '-r', rate, '-d', Math.min(secs, 20), '--warmup', WARMUP, '--concurrency', 16]);
+        half[name] = await load(t, ['-n', n, '-s', c.senders, '-r', rate, '-d', Math.min(secs, 20), '--warmup', WARMUP, '--concurrency', 16]);
+      } finally {
+        await t.stop();
       }
-      out.push({ ...c, ladder, half, halfOffered });
-    } finally {
-      for (const t of targets) await t.stop();
     }
+    out.push({ ...c, ladder, half, halfOffered });
   }
   return out;
 }
