@@ -11,27 +11,31 @@ function ticksPerSecond(): number {
   return clkTck;
 }
 
-/** user + system CPU seconds used so far by pid, or NaN. */
-export function cpuSeconds(pid: number): number {
+/**
+ * The fields of /proc/<pid>/stat from field 3 on (f[0] is field 3), i.e. after the parenthesised
+ * command name, which may contain spaces; null when there is no such process.
+ */
+function statFields(pid: number): string[] | null {
   try {
     const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // fields after the parenthesised command name (which may contain spaces)
-    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / ticksPerSecond(); // utime, stime (fields 14, 15)
+    return s.slice(s.lastIndexOf(')') + 2).split(' ');
   } catch {
-    return NaN;
+    return null;
   }
+}
+
+/** user + system CPU seconds used so far by pid, or NaN. */
+export function cpuSeconds(pid: number): number {
+  const f = statFields(pid);
+  return f ? (Number(f[11]) + Number(f[12])) / ticksPerSecond() : NaN; // utime, stime (fields 14, 15)
 }
 
 /** seconds since pid started (its start time in /proc/<pid>/stat against /proc/uptime), or NaN */
 export function ageSeconds(pid: number): number {
-  try {
-    const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const started = Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[19]) / ticksPerSecond(); // starttime (field 22)
-    return Number(fs.readFileSync('/proc/uptime', 'utf8').split(' ')[0]) - started;
-  } catch {
-    return NaN;
-  }
+  const f = statFields(pid);
+  if (!f) return NaN;
+  const started = Number(f[19]) / ticksPerSecond(); // starttime (field 22)
+  return Number(fs.readFileSync('/proc/uptime', 'utf8').split(' ')[0]) - started;
 }
 
 /** resident set size of pid in bytes, or NaN. */

@@ -69,7 +69,7 @@ describe('bench: load.ts smoke run', function () {
   });
 
   const common = (port: number) => ['--port', String(port), '--certs-dir', pki.dir, '--certs', '2', '-n', '4', '-s', '2', '-r', '50', '-d', '2', '--grace', '2', '-q'];
-  // a settle wait of its own where a test does not ask for one
+  // no --settle wait (default 10 s) unless a test asks for one
   const noSettle = ['--settle', '0'];
 
   it('against cotstream: no loss, no dupes, plausible latency, server CPU/RSS and counted drops', async () => {
