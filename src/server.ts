@@ -12,7 +12,7 @@ import { MemoryBus } from './bus/memory.ts';
 import { RedisBus } from './bus/redis.ts';
 import type { Bus } from './bus/types.ts';
 import { Router } from './router.ts';
-import { CloseReason, FlushScheduler, Session, type SessionLimits } from './session.ts';
+import { FlushScheduler, Session, type SessionLimits } from './session.ts';
 import { ConnectionLimiter, createTlsListener, createTcpListener, listen } from './net/tls.ts';
 import { assertKeyPrivate as assertPrivate } from './pki/index.ts';
 import { watchCertificateExpiry } from './pki/expiry.ts';
@@ -61,9 +61,6 @@ export class CotServer {
 
   constructor(readonly cfg: Config, readonly log: Logger, metrics?: Metrics) {
     this.metrics = metrics ?? new Metrics();
-    // every close reason exported from the start at 0, like the other counters: rate() and alerts
-    // on a reason need its series before the first such close
-    for (const r of Object.keys(CloseReason)) this.metrics.sessionsClosed.labels(r).inc(0);
     this.flusher = new FlushScheduler(this.metrics, cfg.writeCoalesce);
     this.bus = cfg.redis
       ? new RedisBus({ url: cfg.redis, nodeId: cfg.nodeId, tlsCa: cfg.redisCa, heartbeatMs: cfg.busHeartbeat, metrics: this.metrics, log })

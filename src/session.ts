@@ -27,10 +27,9 @@ export interface SessionHost {
   onClose(s: Session, reason: string): void;
 }
 
-export const CloseReason = {
-  client: 'client', idle: 'idle', slow_consumer: 'slow_consumer', revoked: 'revoked', shutdown: 'shutdown', error: 'error', protocol: 'protocol',
-} as const;
-export type CloseReason = keyof typeof CloseReason;
+// defined with the metric it labels; a session's close() takes one
+export { CloseReason } from './ops/metrics.ts';
+import type { CloseReason } from './ops/metrics.ts';
 
 /**
  * Coalesces writes: sessions that got data during this turn of the event loop are flushed once,

@@ -20,6 +20,12 @@ export const DropReason = {
 } as const;
 export type DropReason = keyof typeof DropReason;
 
+/** Why a client session ended (`cot_sessions_closed_total{reason}`). */
+export const CloseReason = {
+  client: 'client', idle: 'idle', slow_consumer: 'slow_consumer', revoked: 'revoked', shutdown: 'shutdown', error: 'error', protocol: 'protocol',
+} as const;
+export type CloseReason = keyof typeof CloseReason;
+
 export const BusDirection = { in: 'in', out: 'out' } as const;
 export type BusDirection = keyof typeof BusDirection;
 
@@ -179,6 +185,9 @@ export class Metrics {
     this.certExpiry = new client.Gauge({ name: 'cot_certificate_expiry_timestamp_seconds', help: 'notAfter of the CA and server certificates (unix seconds)', labelNames: ['cert'], registers });
     this.crlNextUpdate = new client.Gauge({ name: 'cot_crl_next_update_timestamp_seconds', help: 'next_update of the revocation list in force (unix seconds; 0 when none)', registers });
     this.sessionsClosed = new client.Counter({ name: 'cot_sessions_closed_total', help: 'Client sessions closed, by reason', labelNames: ['reason'], registers });
+    // every reason exported from the start at 0, like the other counters: rate() and alerts on a
+    // reason need its series before the first such close
+    for (const k of Object.keys(CloseReason)) this.sessionsClosed.labels(k).inc(0);
     this.busUp.set(0);
     this.connections.set(0);
     this.revokedSerials.set(0);
