@@ -4,6 +4,7 @@ import { Command, Option } from 'commander';
 import { pathToFileURL } from 'node:url';
 import { OPTIONS, buildConfig, ConfigError } from './config.ts';
 import { createLogger } from './ops/log.ts';
+import { Metrics } from './ops/metrics.ts';
 import { CotServer, StartupError } from './server.ts';
 import { registerCertsCommands } from './pki/index.ts';
 import { registerRevocationCommands } from './auth/revocation-commands.ts';
@@ -43,8 +44,9 @@ async function runServer(flags: Record<string, unknown>, configFile?: string): P
     if (err instanceof ConfigError) { console.error(`cotstream: ${err.message}`); process.exit(2); }
     throw err;
   }
-  const log = createLogger(cfg.logLevel);
-  const server = new CotServer(cfg, log);
+  const metrics = new Metrics();
+  const log = createLogger(cfg.logLevel, undefined, { maxBuffer: cfg.logBuffer, onDrop: () => metrics.logDropped.inc() });
+  const server = new CotServer(cfg, log, metrics);
   try {
     await server.start();
   } catch (err) {

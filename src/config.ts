@@ -24,7 +24,7 @@ export interface RawOptions {
   host: string; port: number; tcpPort: number; metricsHost: string; metricsPort: number;
   certsDir: string; ca: string; cert: string; key: string; crl: string;
   handshakeTimeout: number; idleTimeout: number; redis: string; redisCa: string; busHeartbeat: number; maxFrameBytes: number;
-  logLevel: string; maxClients: number; maxClientsPerIp: number; maxSendBuffer: number;
+  logLevel: string; logBuffer: number; maxClients: number; maxClientsPerIp: number; maxSendBuffer: number;
   slowConsumerTimeout: number; writeCoalesce: number; rateEvents: number; rateBurst: number; rateBytes: number;
   nodeId: string; metricsToken: string; metricsAllow: string; announce: boolean;
 }
@@ -47,6 +47,7 @@ export const OPTIONS: OptionSpec[] = [
   { key: 'busHeartbeat', flag: '--bus-heartbeat <ms>', env: ['COTSTREAM_BUS_HEARTBEAT_MS'], kind: 'ms', def: 5000, help: 'Redis bus liveness beat; a node silent for 3 beats is gone and its clients are announced disconnected' },
   { key: 'maxFrameBytes', flag: '--max-frame-bytes <n>', env: ['COTSTREAM_MAX_FRAME_BYTES'], kind: 'bytes', def: 1048576, help: 'largest accepted CoT event; larger ones are discarded and counted' },
   { key: 'logLevel', flag: '--log-level <level>', env: ['COTSTREAM_LOG_LEVEL'], kind: 'string', def: 'info', help: 'fatal|error|warn|info|debug|trace (debug logs every event)' },
+  { key: 'logBuffer', flag: '--log-buffer <bytes>', env: ['COTSTREAM_LOG_BUFFER'], kind: 'bytes', def: 16777216, help: 'log output held in memory while stdout does not take it (a stalled log reader); further lines are dropped and counted (cot_log_lines_dropped_total); 0 = unlimited' },
   { key: 'maxClients', flag: '--max-clients <n>', env: ['COTSTREAM_MAX_CLIENTS'], kind: 'int', def: 10000, help: 'connections accepted at once; further ones are refused; 0 = unlimited' },
   { key: 'maxClientsPerIp', flag: '--max-clients-per-ip <n>', env: ['COTSTREAM_MAX_CLIENTS_PER_IP'], kind: 'int', def: 64, help: 'connections accepted at once from one IP address; 0 = unlimited' },
   { key: 'maxSendBuffer', flag: '--max-send-buffer <bytes>', env: ['COTSTREAM_MAX_SEND_BUFFER'], kind: 'bytes', def: 4194304, help: 'bytes queued for one client before its events are dropped' },

@@ -4,16 +4,39 @@ import { pino, type Logger } from 'pino';
 
 export type { Logger };
 
-export function createLogger(level: string, dest?: NodeJS.WritableStream): Logger {
-  return pino(
+export interface StdoutOptions {
+  /** bytes held while stdout does not take them; beyond, lines are dropped (0: unlimited) */
+  maxBuffer: number;
+  /** called once per dropped line (a metric) */
+  onDrop?: () => void;
+}
+
+/** The logger: to `dest` (tests), or to stdout through a bounded buffer. */
+export function createLogger(level: string, dest?: NodeJS.WritableStream, stdout: StdoutOptions = { maxBuffer: 0 }): Logger {
+  const out = dest ?? pino.destination({ dest: 1, sync: false, maxLength: stdout.maxBuffer });
+  const log = pino(
     {
       level,
       base: { svc: 'cotstream' },
       timestamp: pino.stdTimeFunctions.isoTime,
       redact: { paths: ['password', '*.password', 'token', '*.token', 'key', '*.key', 'authorization', '*.authorization'], censor: '[redacted]' },
     },
-    dest ?? pino.destination({ dest: 1, sync: false }),
+    out,
   );
+  if (!dest) {
+    // A log reader that stalls (a paused pipe, a stuck shipper) must not grow the server without
+    // bound: lines over the buffer are dropped, counted, and reported in one line once stdout
+    // has taken everything pending again.
+    let dropped = 0;
+    out.on('drop', () => { dropped++; stdout.onDrop?.(); });
+    out.on('drain', () => {
+      if (dropped === 0) return;
+      const n = dropped;
+      dropped = 0;
+      log.warn({ audit: 'log_dropped', lines: n }, `${n} log lines dropped: stdout was not taking them and --log-buffer was full`);
+    });
+  }
+  return log;
 }
 
 /**

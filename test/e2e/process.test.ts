@@ -5,7 +5,7 @@ import { chmodSync, copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { testPki, type SharedPki } from '../helpers/pki.ts';
-import { spawnServer, ROOT } from '../helpers/server.ts';
+import { spawnServer, metricValue, ROOT } from '../helpers/server.ts';
 import { CotClient, sa, ping } from '../helpers/client.ts';
 
 describe('e2e: cotstream start as a process', function () {
@@ -30,6 +30,39 @@ describe('e2e: cotstream start as a process', function () {
       assert.equal(srv.lines.filter((l) => l.audit === 'closed' && l.reason === 'shutdown').length, 2);
     });
   }
+
+  it('a stalled log reader costs log lines, counted and reported, not memory or service (--log-buffer)', async () => {
+    // debug level: one ~500-byte line per routed event
+    const srv = await spawnServer(['--certs-dir', pki.dir, '--log-level', 'debug', '--log-buffer', '64k', '--rate-events', '0', '--rate-bytes', '0']);
+    const metrics = async () => metricValue(await (await fetch(`http://127.0.0.1:${srv.metricsPort}/metrics`)).text(), 'cot_log_lines_dropped_total');
+    try {
+      const a = await CotClient.connect(srv.port, await pki.client('alpha'));
+      const b = await CotClient.connect(srv.port, await pki.client('bravo'));
+      await b.waitFor((f) => f.length >= 1); // the protocol announcement
+      assert.equal(await metrics(), 0);
+      // nobody reads the server's stdout from here: the pipe fills, then the 64 KiB log buffer
+      srv.proc.stdout!.pause();
+      const N = 4000;
+      const ev = sa('log-flood', 'FLOOD');
+      for (let i = 0; i < N; i++) a.send(ev);
+      // every event still reaches bravo: the server is not waiting on its log
+      await b.waitFor((f) => f.filter((x) => x.includes('uid="log-flood"')).length === N, 20000, `${N} events`);
+      const dropped = await metrics();
+      // ~2 MB of log against ~150 KiB of pipe, stream and log buffer: most lines are dropped
+      assert.ok(dropped > N / 2, `dropped ${dropped} of ${N} debug lines`);
+      srv.proc.stdout!.resume();
+      const deadline = Date.now() + 10000;
+      const reported = () => srv.lines.filter((l) => l.audit === 'log_dropped').reduce((n, l) => n + Number(l.lines), 0);
+      while (reported() < dropped && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(reported(), dropped, 'one warning says how many lines were lost');
+      assert.equal(await metrics(), dropped, 'nothing dropped once stdout is read again');
+      a.close();
+      b.close();
+    } finally {
+      srv.proc.stdout!.resume(); // else its exit would wait on the full pipe (pino writes what is pending)
+      await srv.stop();
+    }
+  });
 
   it('refuses to start with a private key other users can read, naming the file', () => {
     const dir = mkdtempSync(join(tmpdir(), 'cotstream-badkey-'));
