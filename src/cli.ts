@@ -3,7 +3,7 @@
 import { Command, Option } from 'commander';
 import { pathToFileURL } from 'node:url';
 import { OPTIONS, buildConfig, ConfigError } from './config.ts';
-import { createLogger } from './ops/log.ts';
+import { createLogger, settleLog } from './ops/log.ts';
 import { Metrics } from './ops/metrics.ts';
 import { CotServer, StartupError } from './server.ts';
 import { registerCertsCommands } from './pki/index.ts';
@@ -36,6 +36,9 @@ export function buildProgram(): Command {
   return program;
 }
 
+/** how long an exit waits for stdout to take the last log lines (a hung log reader would never) */
+const LOG_GRACE_MS = 3000;
+
 async function runServer(flags: Record<string, unknown>, configFile?: string): Promise<void> {
   let cfg;
   try {
@@ -54,12 +57,12 @@ async function runServer(flags: Record<string, unknown>, configFile?: string): P
     log.fatal({ audit: 'startup_failed', err: msg }, msg);
     console.error(`cotstream: ${msg}`);
     await server.stop().catch(() => undefined);
-    log.flush();
+    await settleLog(log, LOG_GRACE_MS);
     process.exit(1);
   }
   const shutdown = (signal: string): void => {
     log.info({ audit: 'signal', signal }, `received ${signal}, stopping`);
-    server.stop().then(() => { log.flush(); process.exit(0); }, () => process.exit(1));
+    server.stop().then(() => settleLog(log, LOG_GRACE_MS)).then(() => process.exit(0), () => process.exit(1));
   };
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));

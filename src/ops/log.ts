@@ -11,6 +11,10 @@ export interface StdoutOptions {
   onDrop?: () => void;
 }
 
+type Stdout = ReturnType<typeof pino.destination>;
+/** the stdout destination of each logger createLogger made (for settleLog) */
+const stdoutOf = new WeakMap<Logger, Stdout>();
+
 /** The logger: to `dest` (tests), or to stdout through a bounded buffer. */
 export function createLogger(level: string, dest?: NodeJS.WritableStream, stdout: StdoutOptions = { maxBuffer: 0 }): Logger {
   const out = dest ?? pino.destination({ dest: 1, sync: false, maxLength: stdout.maxBuffer });
@@ -24,6 +28,7 @@ export function createLogger(level: string, dest?: NodeJS.WritableStream, stdout
     out,
   );
   if (!dest) {
+    stdoutOf.set(log, out as Stdout);
     // A log reader that stalls (a paused pipe, a stuck shipper) must not grow the server without
     // bound: lines over the buffer are dropped, counted, and reported in one line once stdout
     // has taken everything pending again.
@@ -37,6 +42,21 @@ export function createLogger(level: string, dest?: NodeJS.WritableStream, stdout
     });
   }
   return log;
+}
+
+/**
+ * Before the process exits: give stdout up to `ms` to take the lines still pending. pino writes
+ * whatever is left synchronously on exit, so with a log reader that hung the exit would wait for
+ * it forever; past the grace period the pending lines are given up instead and the exit goes on.
+ */
+export async function settleLog(log: Logger, ms: number): Promise<void> {
+  const out = stdoutOf.get(log);
+  if (!out) { log.flush(); return; }
+  // sonic-boom keeps no public count of what it holds: `_len` is the bytes buffered or in flight
+  const pending = (): boolean => ((out as unknown as { _len?: number })._len ?? 0) > 0;
+  const deadline = Date.now() + ms;
+  while (pending() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  if (pending()) out.destroy();
 }
 
 /**

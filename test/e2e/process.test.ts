@@ -38,7 +38,7 @@ describe('e2e: cotstream start as a process', function () {
     try {
       const a = await CotClient.connect(srv.port, await pki.client('alpha'));
       const b = await CotClient.connect(srv.port, await pki.client('bravo'));
-      await b.waitFor((f) => f.length >= 1); // the protocol announcement
+      await b.waitFor((f) => f.length >= 1); // the announcement: bravo is registered
       assert.equal(await metrics(), 0);
       // nobody reads the server's stdout from here: the pipe fills, then the 64 KiB log buffer
       srv.proc.stdout!.pause();
@@ -62,6 +62,25 @@ describe('e2e: cotstream start as a process', function () {
       srv.proc.stdout!.resume(); // else its exit would wait on the full pipe (pino writes what is pending)
       await srv.stop();
     }
+  });
+
+  it('SIGTERM still stops the server when nobody reads its log (pending lines are given up after a grace period)', async () => {
+    const srv = await spawnServer(['--certs-dir', pki.dir, '--log-level', 'debug', '--rate-events', '0', '--rate-bytes', '0']);
+    const a = await CotClient.connect(srv.port, await pki.client('alpha'));
+    const b = await CotClient.connect(srv.port, await pki.client('bravo'));
+    // the announcement: bravo is registered (its TLS client side finishes before the server's)
+    await b.waitFor((f) => f.length >= 1);
+    srv.proc.stdout!.pause(); // and never resumed: a log reader that hung
+    const N = 2000;
+    const ev = sa('log-stall', 'STALL');
+    for (let i = 0; i < N; i++) a.send(ev);
+    await b.waitFor((f) => f.filter((x) => x.includes('uid="log-stall"')).length === N, 20000, `${N} events`);
+    const t0 = Date.now();
+    const code = await Promise.race([srv.stop('SIGTERM'), new Promise<string>((r) => setTimeout(() => r('still running'), 15000))]);
+    if (code === 'still running') srv.proc.kill('SIGKILL');
+    assert.equal(code, 0, `exit after SIGTERM with stdout unread (${Date.now() - t0} ms)`);
+    await a.waitClosed();
+    await b.waitClosed();
   });
 
   it('refuses to start with a private key other users can read, naming the file', () => {
