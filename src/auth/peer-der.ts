@@ -1,6 +1,7 @@
 // The peer certificate's DER, CN and serial read straight from the TLS session's DER: the
 // handshake-time fast path of identity.ts. Minimal DER reading — just enough structure to find
 // three fields; anything unexpected returns null and the caller takes Node's own (slower) API.
+import { canonicalSerial } from './serial.ts';
 
 /** One DER element: its tag and where its content starts and ends. */
 interface Tlv { tag: number; start: number; end: number }
@@ -74,7 +75,13 @@ export function certFields(der: Uint8Array): CertFields | null {
   let e = tlv(der, tbs.start, tbs.end);
   if (e && e.tag === CERT_VERSION) e = tlv(der, e.end, tbs.end);
   if (!e || e.tag !== INTEGER || e.end === e.start || der[e.start] & 0x80) return null;
-  const serial = Buffer.from(der.buffer, der.byteOffset + e.start, e.end - e.start).toString('hex').replace(/^0+(?=.)/, '');
+  let serial: string;
+  try {
+    // the project's one canonical form (and its length bound: a longer serial is left to Node)
+    serial = canonicalSerial(Buffer.from(der.buffer, der.byteOffset + e.start, e.end - e.start).toString('hex'));
+  } catch {
+    return null;
+  }
   // signature AlgorithmIdentifier, issuer, validity, then subject
   for (let k = 0; k < 3 && e; k++) e = tlv(der, e.end, tbs.end);
   const subject = e && tlv(der, e.end, tbs.end);
