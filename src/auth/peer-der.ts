@@ -1,6 +1,8 @@
 // The peer certificate's DER, CN and serial read straight from the TLS session's DER: the
 // handshake-time fast path of identity.ts. Minimal DER reading — just enough structure to find
 // three fields; anything unexpected returns null and the caller takes Node's own (slower) API.
+// Not @peculiar/asn1-schema (crl-x509.ts): it would decode the whole certificate into objects on
+// every handshake, the cost this path exists to avoid, and it has no schema for OpenSSL's session.
 import { canonicalSerial } from './serial.ts';
 
 /** One DER element: its tag and where its content starts and ends. */
