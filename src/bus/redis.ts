@@ -20,6 +20,10 @@
 //   `replay`). Only nodes that are alive answer, so only clients that are connected are replayed.
 //   Nodes heartbeat; one silent for 3 beats is lost: the router drops its clients' SAs and
 //   announces them disconnected. See README "Scale-out with Redis".
+// - Our own heartbeat comes back to us through Redis: a beat not echoed by the next one means a
+//   Redis that hangs or a network that drops everything (a powered-off host sends no RST, and TCP
+//   keepalive or retransmission would take minutes to say so). The node then counts itself down and
+//   reconnects, instead of reporting ready while deaf and declaring every other node lost.
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
@@ -127,6 +131,9 @@ export class RedisBus implements Bus {
   // peers
   private readonly peers = new Map<string, Peer>();
   private timer: NodeJS.Timeout | null = null;
+  /** when our last heartbeat was published, and when one of ours last came back (ms) */
+  private beatSentAt = 0;
+  private echoAt = 0;
   private warnedSameId = false;
   private badLogged = 0;
 
@@ -293,7 +300,9 @@ export class RedisBus implements Bus {
     try {
       const h = decodeHeader(msg);
       if (h.node === this.nodeId) {
-        if (h.epoch !== this.epoch && !this.warnedSameId) {
+        if (h.epoch === this.epoch) {
+          if (h.type === BatchType.heartbeat) this.echoAt = Date.now();
+        } else if (!this.warnedSameId) {
           this.warnedSameId = true;
           this.log.error({ audit: 'bus', nodeId: this.nodeId }, 'another node publishes with our node id: its events are ignored here (give each node its own --node-id)');
         }
@@ -378,6 +387,7 @@ export class RedisBus implements Bus {
       this.discardedSinceUp = 0;
       // peers could not be heard while we were down: give them a fresh deadline
       for (const p of this.peers.values()) p.lastSeen = now;
+      this.beatSentAt = 0;
       // we may have missed SAs: ask every node for its clients' latest
       this.control(BatchType.sync);
       for (const w of this.upWaiters.splice(0)) w();
@@ -391,18 +401,39 @@ export class RedisBus implements Bus {
     }
   }
 
-  /** Heartbeat, and the liveness check of the other nodes. */
+  /** Heartbeat, and the liveness check of Redis and of the other nodes. */
   private readonly tick = (): void => {
+    // judged after this turn's I/O: an echo already in the socket is read first, so a loop that
+    // was busy is not mistaken for a Redis that hangs
+    if (this.up) setImmediate(this.beat);
+  };
+
+  private readonly beat = (): void => {
     if (!this.up) return; // silence heard while we are deaf proves nothing
+    const now = Date.now();
+    if (this.beatSentAt > 0 && this.echoAt < this.beatSentAt) { this.stalled(now - this.beatSentAt); return; }
+    this.beatSentAt = now;
     this.control(BatchType.heartbeat);
-    const deadline = Date.now() - 3 * this.heartbeatMs;
+    const deadline = now - 3 * this.heartbeatMs;
     for (const [node, p] of this.peers) {
       if (p.lastSeen >= deadline) continue;
       this.peers.delete(node);
-      this.log.warn({ audit: 'bus', peer: node, silentMs: Date.now() - p.lastSeen }, 'node silent on the bus: its clients are announced disconnected');
+      this.log.warn({ audit: 'bus', peer: node, silentMs: now - p.lastSeen }, 'node silent on the bus: its clients are announced disconnected');
       this.host?.nodeLost(node);
     }
   };
+
+  /** Our heartbeat did not come back: Redis hangs or the network drops everything. */
+  private stalled(ms: number): void {
+    this.lastError = `no echo of our heartbeat from Redis in ${ms} ms (Redis hung or the network path to it dead)`;
+    this.pubReady = false;
+    this.subReady = false;
+    this.setUp(); // down: one error line, cot_bus_up 0, /readyz 503; publishes are held (bounded)
+    // fresh connections: a dead path fails connectTimeout and retries; a hung Redis never answers
+    // the ready check, so the node stays down until Redis serves again
+    this.pub.disconnect(true);
+    this.sub.disconnect(true);
+  }
 
   async close(): Promise<void> {
     if (this.closed) return;

@@ -265,6 +265,48 @@ describe('e2e: Redis outage', function () {
     assert.ok(Date.now() - t < 5000);
   });
 
+  it('Redis hung (SIGSTOP: no FIN, no RST, like a host without power): unready within a few beats, one error line, nobody announced disconnected; back: resumes by itself', async () => {
+    // --bus-heartbeat 500 (Cluster): our own beat not echoed by the next one means a dead path
+    const [A, B] = await Promise.all([cl.node(redis.url, 'hang-a'), cl.node(redis.url, 'hang-b')]);
+    const a1 = await cl.member(A, 'alpha');
+    const a2 = await cl.member(A, 'alpha2');
+    const b = await cl.member(B, 'bravo');
+    await b.waitFor(() => count(b, 'uid="uid-alpha"') > 0, 5000, 'cross-node A→B before the hang');
+    await a1.waitFor(() => count(a1, 'uid="uid-bravo"') > 0, 5000, 'cross-node B→A before the hang');
+
+    redis.pause();
+    const t0 = Date.now();
+    try {
+      await until(async () => (await readyz(A)) === 503 && (await readyz(B)) === 503, 5000, '/readyz 503 on both nodes while Redis hangs');
+      const detectMs = Date.now() - t0;
+      assert.equal(await metric(A, 'cot_bus_up'), 0);
+      assert.equal(await metric(B, 'cot_bus_up'), 0);
+      a1.send(chat('alpha', 'local-while-hung;'));
+      await a2.waitFor(() => count(a2, 'local-while-hung;') === 1, 5000, 'same-node delivery while Redis hangs');
+      await sleep(2500); // five beats: a deaf node must not judge the others lost
+      for (const n of [A, B]) {
+        const downs = busLines(n, 'down');
+        assert.equal(downs.length, 1, 'one error line for the hang');
+        assert.match(String(downs[0].err), /no echo of our heartbeat/);
+        assert.equal(n.lines.filter((l) => l.audit === 'bus' && typeof l.silentMs === 'number').length, 0, 'a peer judged lost while the bus was dead');
+      }
+      const falseGone = (c: CotClient, uid: string) => c.frames.filter((f) => f.includes('t-x-d-d') && f.includes(uid)).length;
+      assert.equal(falseGone(b, 'uid-alpha'), 0, 'bravo was told alpha disconnected');
+      assert.equal(falseGone(a1, 'uid-bravo'), 0, 'alpha was told bravo disconnected');
+      console.log(`      Redis hung: both nodes unready after ${detectMs} ms (heartbeat 500 ms)`);
+    } finally {
+      redis.resume();
+    }
+    await until(async () => (await readyz(A)) === 200 && (await readyz(B)) === 200, 10000, '/readyz 200 once Redis answers again');
+    await until(() => busLines(A, 'up').length === 2 && busLines(B, 'up').length === 2, 3000, 'the reconnected lines');
+    a1.send(chat('alpha', 'after-hang;'));
+    b.send(chat('bravo', 'after-hang-b;'));
+    await b.waitFor(() => count(b, 'after-hang;') === 1, 5000, 'A→B after the hang');
+    await a1.waitFor(() => count(a1, 'after-hang-b;') === 1, 5000, 'B→A after the hang');
+    await sleep(300);
+    assert.equal(count(b, 'after-hang;'), 1, 'nothing twice');
+  });
+
   it('Redis unreachable at start: the node serves local clients, 503, one error; it joins once Redis appears', async () => {
     const port = await freePort();
     const C = await cl.node(`redis://127.0.0.1:${port}`, 'late-c');

@@ -79,8 +79,14 @@ export class TestRedis {
     const p = this.proc;
     this.proc = null;
     if (!p || p.exitCode !== null || p.signalCode !== null) return;
-    await new Promise<void>((r) => { p.once('exit', () => r()); p.kill(signal); });
+    await new Promise<void>((r) => { p.once('exit', () => r()); p.kill('SIGCONT'); p.kill(signal); });
   }
+
+  /** Freeze the server (SIGSTOP): connections stay open and nothing is answered, as with a hung
+   * Redis or a host that lost power or network (no FIN, no RST). */
+  pause(): void { this.proc!.kill('SIGSTOP'); }
+
+  resume(): void { this.proc!.kill('SIGCONT'); }
 
   /** Start again on the same port (and the same password / TLS). */
   async restart(): Promise<void> {
