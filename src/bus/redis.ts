@@ -24,6 +24,9 @@
 //   Redis that hangs or a network that drops everything (a powered-off host sends no RST, and TCP
 //   keepalive or retransmission would take minutes to say so). The node then counts itself down and
 //   reconnects, instead of reporting ready while deaf and declaring every other node lost.
+// - A node declared lost that is heard again (it was frozen, or cut off from Redis alone) is asked
+//   for its clients' SAs, and those are delivered to our clients as well as cached: they were told
+//   its clients disconnected, and should see them again now, not at each one's next report.
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
@@ -130,6 +133,10 @@ export class RedisBus implements Bus {
 
   // peers
   private readonly peers = new Map<string, Peer>();
+  /** nodes declared lost (node id → when), and those heard again lately: since when, and the uids
+   *  of theirs shown again (every node that had declared it lost asks; each SA is shown once) */
+  private readonly lost = new Map<string, number>();
+  private readonly revived = new Map<string, { at: number; shown: Set<string> }>();
   private timer: NodeJS.Timeout | null = null;
   /** when our last heartbeat was published, and when one of ours last came back (ms) */
   private beatSentAt = 0;
@@ -311,7 +318,13 @@ export class RedisBus implements Bus {
       const now = Date.now();
       let p = this.peers.get(h.node);
       if (p === undefined || p.epoch !== h.epoch) {
-        if (p === undefined) this.log.info({ audit: 'bus', peer: h.node }, 'node joined the bus');
+        if (p === undefined && this.lost.delete(h.node)) {
+          this.log.info({ audit: 'bus', peer: h.node }, 'node declared lost is back on the bus: its clients\' SAs are asked for and shown again');
+          this.revived.set(h.node, { at: now, shown: new Set() });
+          this.control(BatchType.sync);
+        } else if (p === undefined) {
+          this.log.info({ audit: 'bus', peer: h.node }, 'node joined the bus');
+        }
         p = { epoch: h.epoch, seq: h.seq - 1, lastSeen: now };
         this.peers.set(h.node, p);
       }
@@ -327,12 +340,17 @@ export class RedisBus implements Bus {
       const envs = batch.envelopes;
       this.metrics.busIn.inc(envs.length);
       const deliver = this.deliver;
+      // the SAs of a node we declared lost: our clients were told its clients disconnected
+      const revive = this.revived.size > 0 ? this.revived.get(h.node) : undefined;
       for (let i = 0; i < envs.length; i++) {
         const e = envs[i];
         // the SA cache keeps these: copy, or one cached SA pins the whole batch in memory
         if (e.kind === EnvelopeKind.sa || e.kind === EnvelopeKind.replay) {
           e.frame = Buffer.from(e.frame);
-          if (e.kind === EnvelopeKind.replay) this.lastReplayAt = now;
+          if (e.kind === EnvelopeKind.replay) {
+            this.lastReplayAt = now;
+            if (revive !== undefined && !revive.shown.has(e.uid)) { revive.shown.add(e.uid); e.kind = EnvelopeKind.sa; }
+          }
         }
         deliver(e);
       }
@@ -418,9 +436,14 @@ export class RedisBus implements Bus {
     for (const [node, p] of this.peers) {
       if (p.lastSeen >= deadline) continue;
       this.peers.delete(node);
+      this.lost.set(node, now);
       this.log.warn({ audit: 'bus', peer: node, silentMs: now - p.lastSeen }, 'node silent on the bus: its clients are announced disconnected');
       this.host?.nodeLost(node);
     }
+    // a revived node's answers come within a beat or two; lost nodes are remembered for an hour
+    // (a node restarted under a new id never comes back: the map must not grow for ever)
+    for (const [node, r] of this.revived) if (now - r.at > 3 * this.heartbeatMs) this.revived.delete(node);
+    for (const [node, at] of this.lost) if (now - at > 3_600_000) this.lost.delete(node);
   };
 
   /** Our heartbeat did not come back: Redis hangs or the network drops everything. */

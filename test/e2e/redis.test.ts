@@ -185,6 +185,31 @@ describe('e2e: two nodes on one Redis', function () {
     assert.equal(count(nb, 'uid="uid-delta"'), 0, 'a dead node\'s client was replayed');
     d.close();
   });
+
+  it('a node frozen past 3 beats, then back: its clients are announced disconnected, then shown again at once (not at their next SA)', async () => {
+    const E = await cl.node(redis.url, 'node-e');
+    const e = await cl.member(E, 'echo');
+    const b = await cl.member(B, 'bravo');
+    const saOf = (c: CotClient) => c.frames.filter((f) => f.includes('uid="uid-echo"') && !f.includes('t-x-d-d')).length;
+    const goneOf = (c: CotClient) => c.frames.filter((f) => f.includes('t-x-d-d') && f.includes('uid="uid-echo"')).length;
+    await b.waitFor(() => saOf(b) === 1, 5000, 'echo SA at bravo');
+    E.proc.kill('SIGSTOP'); // the process freezes; its sockets stay open
+    try {
+      await b.waitFor(() => goneOf(b) === 1, 6000, 't-x-d-d for the frozen node\'s client');
+    } finally {
+      E.proc.kill('SIGCONT');
+    }
+    // echo sends nothing new: its SA comes back through the sync answer of its node
+    await b.waitFor(() => saOf(b) === 2, 5000, 'echo shown again at bravo');
+    await until(() => B.lines.some((l) => l.audit === 'bus' && l.peer === 'node-e' && String(l.msg).includes('is back')), 3000, 'the node-back log line');
+    const nb = await cl.client(B, 'newcomer');
+    await nb.waitFor((f) => f.some((x) => x.includes('t-x-takp-v')), 5000, 'announcement');
+    assert.equal(saOf(nb), 1, 'the revived node\'s client is replayed to newcomers again');
+    await sleep(1500); // three beats: shown once, not on every answer to later sync requests
+    assert.equal(saOf(b), 2);
+    e.close();
+    await E.stop('SIGKILL');
+  });
 });
 
 describe('e2e: Redis outage', function () {
