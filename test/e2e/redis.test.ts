@@ -6,6 +6,7 @@ import { testPki, type SharedPki } from '../helpers/pki.ts';
 import { spawnServer, metricValue, type SpawnedServer } from '../helpers/server.ts';
 import { TestRedis, freePort } from '../helpers/redis.ts';
 import { CotClient, sa, chat, ping, sleep } from '../helpers/client.ts';
+import { TakClient } from '../helpers/takclient.ts';
 
 const readyz = async (s: SpawnedServer): Promise<number> => (await fetch(`http://127.0.0.1:${s.metricsPort}/readyz`)).status;
 const metric = async (s: SpawnedServer, name: string, labels: Record<string, string> = {}): Promise<number> =>
@@ -126,6 +127,30 @@ describe('e2e: two nodes on one Redis', function () {
       assert.equal(count(d, x), 0, `delta (not addressed) got ${x}`);
     }
     for (const f of [...a.frames, ...b.frames, ...c.frames]) assert.doesNotMatch(f, /<marti/, 'marti stripped');
+  });
+
+  it('TAK protobuf on one node, XML on the other: each gets the other\'s events in its own format, chat by callsign too', async () => {
+    const p = await TakClient.connect(A.port, await pki.client('alpha'));
+    try {
+      assert.equal((await p.negotiate()).status, 'true');
+      const x = await cl.member(B, 'bravo');
+      await p.waitFor((f) => f.some((s) => s.includes('uid="uid-bravo"')), 5000, 'XML SA from node B at the protobuf client on A');
+      assert.ok(p.messages.length > 0 && p.mode === 'protobuf', 'received as protobuf');
+      p.send(sa('uid-alpha', 'ALPHA', { lat: 12.25 }));
+      await x.waitFor((f) => f.some((s) => s.includes('uid="uid-alpha"') && s.includes('lat="12.25"')), 5000, 'protobuf SA from node A as XML at bravo');
+      // node-cot validates GeoChat: it wants a <chatgrp>
+      p.send(chat('alpha', 'pb-to-bravo;', [{ callsign: 'BRAVO' }]).replace('senderCallsign="x" chatroom="y"/>', 'chatroom="y" id="uid-bravo" senderCallsign="ALPHA"><chatgrp uid0="uid-alpha" uid1="uid-bravo" id="uid-bravo"/></__chat>'));
+      await x.waitFor((f) => f.some((s) => s.includes('pb-to-bravo;')), 5000, 'directed chat from protobuf to XML across nodes');
+      const got = x.frames.find((s) => s.includes('pb-to-bravo;'))!;
+      assert.ok(got.startsWith('<') && !got.includes('<marti'), 'XML, without <marti>');
+      x.send(chat('bravo', 'xml-to-alpha;', [{ callsign: 'ALPHA' }]));
+      await p.waitFor((f) => f.some((s) => s.includes('xml-to-alpha;')), 5000, 'directed chat from XML to protobuf across nodes');
+      await sleep(200);
+      assert.equal(p.frames.filter((s) => s.includes('pb-to-bravo;')).length, 0, 'never back to the sender');
+      assert.equal(x.frames.filter((s) => s.includes('pb-to-bravo;')).length, 1, 'once');
+    } finally {
+      p.close();
+    }
   });
 
   it('control types stay on their node: a ping gets one pong, nobody else sees it', async () => {
