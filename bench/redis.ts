@@ -27,7 +27,7 @@ const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const o = new Command('bench-redis')
   .description('deliveries per server CPU-second: two cotstream nodes on Redis vs one node in memory, same load, same run')
   .option('--certs-dir <dir>', 'dev PKI (created when missing)', path.join(ROOT, 'certs'))
-  .option('--loads <list>', 'loads to measure, comma-separated CLIENTSxSENDERSxRATE (connections spread over the nodes, how many send, events/s each)', '40x4x500,100x10x300')
+  .option('--loads <list>', 'loads to measure, comma-separated CLIENTSxSENDERSxRATE (connections spread over the nodes, how many send, events/s each)', '40x4x500,100x10x300,200x20x150')
   .option('--duration <s>', 'seconds of sending per measurement', '8')
   .option('--rounds <n>', 'memory/redis pairs (alternated, to even out machine noise)', '2')
   .option('--no-control', 'skip the control run (two in-memory nodes with no bus between them)')
