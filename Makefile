@@ -30,12 +30,13 @@ wasm-check: deps
 	node_modules/.bin/asc --config protocol/wasm/asconfig.json -o "$$tmp/scan.wasm" && \
 	cmp -s "$$tmp/scan.wasm" $(WASM) || { echo "$(WASM) is not what protocol/wasm/scan.ts builds to: run 'make wasm' and commit it"; exit 1; }
 
-# Debian packages the test-suite drives for real: redis-server (scale-out tests) and prometheus
-# (scrapes a live server; its promtool checks /metrics and the alert rules). apt-get update runs
-# only when something is missing.
-SYSTEM_PKGS := redis-server:redis-server prometheus:prometheus promtool:prometheus
+# Debian packages the test-suite drives for real: redis-server (scale-out tests), prometheus
+# (scrapes a live server; its promtool checks /metrics and the alert rules) and haproxy (the TCP
+# load balancer in front of nodes, sending PROXY protocol headers). apt-get update runs only when
+# something is missing. (haproxy lives in /usr/sbin, outside a normal user's PATH.)
+SYSTEM_PKGS := redis-server:redis-server prometheus:prometheus promtool:prometheus haproxy:haproxy
 system-deps:
-	@missing=""; for pair in $(SYSTEM_PKGS); do \
+	@export PATH="$$PATH:/usr/sbin:/sbin"; missing=""; for pair in $(SYSTEM_PKGS); do \
 	  cmd=$${pair%%:*}; pkg=$${pair#*:}; \
 	  command -v $$cmd >/dev/null || case " $$missing " in *" $$pkg "*) ;; *) missing="$$missing $$pkg";; esac; \
 	done; \

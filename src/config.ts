@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { hostname } from 'node:os';
-import { parseAllowList } from './ops/http.ts';
+import { parseAllowList } from './net/addresses.ts';
 import { redactUrl } from './ops/log.ts';
 
 type Kind = 'string' | 'int' | 'port' | 'bytes' | 'ms' | 'bool';
@@ -26,7 +26,7 @@ export interface RawOptions {
   handshakeTimeout: number; idleTimeout: number; redis: string; redisCa: string; busHeartbeat: number; maxFrameBytes: number;
   logLevel: string; logBuffer: number; maxClients: number; maxClientsPerIp: number; maxSendBuffer: number;
   slowConsumerTimeout: number; writeCoalesce: number; rateEvents: number; rateBurst: number; rateBytes: number;
-  nodeId: string; metricsToken: string; metricsAllow: string; announce: boolean;
+  nodeId: string; metricsToken: string; metricsAllow: string; proxyProtocol: string; announce: boolean;
 }
 
 export const OPTIONS: OptionSpec[] = [
@@ -50,6 +50,7 @@ export const OPTIONS: OptionSpec[] = [
   { key: 'logBuffer', flag: '--log-buffer <bytes>', env: ['COTSTREAM_LOG_BUFFER'], kind: 'bytes', def: 16777216, help: 'log output held in memory while stdout does not take it (a stalled log reader); further lines are dropped and counted (cot_log_lines_dropped_total); 0 = unlimited' },
   { key: 'maxClients', flag: '--max-clients <n>', env: ['COTSTREAM_MAX_CLIENTS'], kind: 'int', def: 10000, help: 'connections accepted at once; further ones are refused; 0 = unlimited' },
   { key: 'maxClientsPerIp', flag: '--max-clients-per-ip <n>', env: ['COTSTREAM_MAX_CLIENTS_PER_IP'], kind: 'int', def: 64, help: 'connections accepted at once from one IP address; 0 = unlimited' },
+  { key: 'proxyProtocol', flag: '--proxy-protocol <cidrs>', env: ['COTSTREAM_PROXY_PROTOCOL'], kind: 'string', def: '', help: 'comma-separated IPs/CIDRs of TCP load balancers that start each connection with a PROXY protocol v1/v2 header (HAProxy send-proxy-v2): the client address it names is used for limits and logs; empty = none' },
   { key: 'maxSendBuffer', flag: '--max-send-buffer <bytes>', env: ['COTSTREAM_MAX_SEND_BUFFER'], kind: 'bytes', def: 4194304, help: 'bytes queued for one client before its events are dropped' },
   { key: 'slowConsumerTimeout', flag: '--slow-consumer-timeout <ms>', env: ['COTSTREAM_SLOW_CONSUMER_TIMEOUT_MS'], kind: 'ms', def: 10000, help: 'disconnect a client that stays over --max-send-buffer this long' },
   { key: 'writeCoalesce', flag: '--write-coalesce <ms>', env: ['COTSTREAM_WRITE_COALESCE_MS'], kind: 'ms', def: 1, help: 'a client written to less than this long ago gets its next events in one write that long after the last (fewer TLS records under load, at most that much added latency); 0 = one write per event-loop turn' },
@@ -168,6 +169,7 @@ export function buildConfig(flags: Record<string, unknown>, env: NodeJS.ProcessE
   if (Buffer.byteLength(cfg.nodeId) > 255) throw new ConfigError('--node-id: at most 255 bytes');
   try {
     parseAllowList(cfg.metricsAllow); // refuse a bad allowlist before anything listens
+    parseAllowList(cfg.proxyProtocol, '--proxy-protocol');
   } catch (err) {
     throw new ConfigError((err as Error).message);
   }

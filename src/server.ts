@@ -14,6 +14,7 @@ import type { Bus } from './bus/types.ts';
 import { Router } from './router.ts';
 import { FlushScheduler, Session, type SessionLimits } from './session.ts';
 import { ConnectionLimiter, createTlsListener, createTcpListener, listen } from './net/tls.ts';
+import { parseAllowList } from './net/addresses.ts';
 import { assertKeyPrivate as assertPrivate } from './pki/index.ts';
 import { watchCertificateExpiry } from './pki/expiry.ts';
 import { identityFromSocket, remoteOf, type ClientIdentity } from './auth/identity.ts';
@@ -90,7 +91,7 @@ export class CotServer {
     await this.bus.start(this.router.deliver, this.router);
 
     this.tls = createTlsListener(
-      { host: cfg.host, port: cfg.port, key, cert, ca, handshakeTimeout: cfg.handshakeTimeout, maxClients: cfg.maxClients, maxClientsPerIp: cfg.maxClientsPerIp },
+      { host: cfg.host, port: cfg.port, key, cert, ca, handshakeTimeout: cfg.handshakeTimeout, maxClients: cfg.maxClients, maxClientsPerIp: cfg.maxClientsPerIp, proxyFrom: parseAllowList(cfg.proxyProtocol, '--proxy-protocol') },
       this.limiter, this.metrics, this.log, { onSecure: (sock) => this.onSecure(sock) },
     );
     this.tlsPort = await listen(this.tls, cfg.port, cfg.host);

@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import { canonicalSerial } from './serial.ts';
 import { certFields, peerCertificateFromSession } from './peer-der.ts';
+import { peerOf } from '../net/proxy.ts';
 
 export interface ClientIdentity {
   /** subject CN ('' when absent or on the plaintext port) */
@@ -30,8 +31,8 @@ export function cnOfSubject(subject: string): string {
 }
 
 export function remoteOf(sock: { remoteAddress?: string; remotePort?: number }): string {
-  const a = sock.remoteAddress ?? '?';
-  return a.includes(':') ? `[${a}]:${sock.remotePort}` : `${a}:${sock.remotePort}`;
+  const { address: a = '?', port } = peerOf(sock);
+  return a.includes(':') ? `[${a}]:${port}` : `${a}:${port}`;
 }
 
 /**

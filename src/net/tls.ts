@@ -1,10 +1,12 @@
 // The mutual-TLS CoT listener (and the opt-in plaintext one). Connection limits are enforced on
 // the raw TCP socket before any TLS work; handshake failures are classified, counted and logged.
 import tls from 'node:tls';
-import net from 'node:net';
+import net, { type BlockList } from 'node:net';
 import type { Metrics, HandshakeResult } from '../ops/metrics.ts';
 import { LogLimiter, type Logger } from '../ops/log.ts';
 import { cnOfSubject, identityFromSocket, remoteOf } from '../auth/identity.ts';
+import { addressAllowed } from './addresses.ts';
+import { peerOf, readProxyHeader } from './proxy.ts';
 
 export interface ListenerOptions {
   host: string;
@@ -15,6 +17,8 @@ export interface ListenerOptions {
   handshakeTimeout: number;
   maxClients: number;
   maxClientsPerIp: number;
+  /** load balancers whose connections start with a PROXY protocol header (null: none) */
+  proxyFrom: BlockList | null;
 }
 
 /** Counts open connections (handshaking ones too) in total and per IP. */
@@ -78,7 +82,12 @@ function issuerCn(sock: tls.TLSSocket): string {
   return cert ? cnOfSubject(cert.issuer) : '';
 }
 
-export function createTlsListener(o: ListenerOptions, limiter: ConnectionLimiter, metrics: Metrics, log: Logger, hooks: TlsListenerHooks): tls.Server {
+/**
+ * The listener to listen on: the TLS server itself, or, with --proxy-protocol, a TCP server that
+ * first reads the PROXY header of connections from the load balancers and then hands every
+ * connection to the TLS server.
+ */
+export function createTlsListener(o: ListenerOptions, limiter: ConnectionLimiter, metrics: Metrics, log: Logger, hooks: TlsListenerHooks): net.Server {
   const limitedLog = new LogLimiter(log);
   const server = tls.createServer({
     key: o.key,
@@ -99,7 +108,7 @@ export function createTlsListener(o: ListenerOptions, limiter: ConnectionLimiter
   function releaseSlot(this: Tagged): void { limiter.release(this[ipKey]!); }
   server.on('connection', (raw: net.Socket) => {
     raw.setNoDelay(true);
-    const ip = raw.remoteAddress ?? '?';
+    const ip = peerOf(raw).address ?? '?';
     // remembered now: once the handshake fails the socket no longer knows its peer
     (raw as Tagged)[remoteKey] = remoteOf(raw);
     if (!limiter.acquire(ip)) {
@@ -139,7 +148,20 @@ export function createTlsListener(o: ListenerOptions, limiter: ConnectionLimiter
     }
     sock.destroy();
   });
-  return server;
+  if (o.proxyFrom === null) return server;
+  const proxyFrom = o.proxyFrom;
+  const handOn = (sock: net.Socket): void => { server.emit('connection', sock); };
+  return net.createServer({ pauseOnConnect: false }, (sock) => {
+    if (!addressAllowed(proxyFrom, sock.remoteAddress)) { handOn(sock); return; }
+    readProxyHeader(sock, o.handshakeTimeout, handOn, (err) => {
+      const result: HandshakeResult = err === 'timeout' ? 'timeout' : 'error';
+      metrics.handshake[result].inc();
+      if (limitedLog.allow()) {
+        log.warn({ audit: 'refused', reason: result, remote: remoteOf(sock), err: err === 'timeout' ? `no PROXY protocol header within ${o.handshakeTimeout} ms` : err.message },
+          'connection from a load balancer refused: it must start with a PROXY protocol header (--proxy-protocol)');
+      }
+    });
+  });
 }
 
 /** Opt-in plaintext CoT listener: no authentication at all, for legacy devices on trusted networks. */

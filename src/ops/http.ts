@@ -1,9 +1,9 @@
 // /metrics (Prometheus text), /healthz (liveness), /readyz (listener up and, when configured, bus up).
 import http from 'node:http';
-import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type { Metrics } from './metrics.ts';
 import type { Logger } from './log.ts';
+import { addressAllowed, parseAllowList } from '../net/addresses.ts';
 
 export interface HttpOptions {
   host: string;
@@ -11,31 +11,6 @@ export interface HttpOptions {
   token: string;        // '' = no token required
   allow: string;        // comma-separated IPs/CIDRs; '' = any
   ready: () => boolean;
-}
-
-export function parseAllowList(spec: string): BlockList | null {
-  if (!spec.trim()) return null;
-  const list = new BlockList();
-  for (const raw of spec.split(',').map((s) => s.trim()).filter(Boolean)) {
-    const [addr, bits] = raw.split('/');
-    const type = isIPv4(addr) ? 'ipv4' : isIPv6(addr) ? 'ipv6' : null;
-    if (!type) throw new Error(`COTSTREAM_METRICS_ALLOW: "${raw}" is not an IP address or CIDR`);
-    if (bits === undefined) list.addAddress(addr, type);
-    else {
-      const prefix = Number(bits);
-      if (!Number.isInteger(prefix) || prefix < 0 || prefix > (type === 'ipv4' ? 32 : 128)) throw new Error(`COTSTREAM_METRICS_ALLOW: bad prefix in "${raw}"`);
-      list.addSubnet(addr, prefix, type);
-    }
-  }
-  return list;
-}
-
-function allowed(list: BlockList | null, remote: string | undefined): boolean {
-  if (!list) return true;
-  if (!remote) return false;
-  const v4mapped = remote.startsWith('::ffff:') && isIPv4(remote.slice(7)) ? remote.slice(7) : null;
-  if (v4mapped) return list.check(v4mapped, 'ipv4');
-  return list.check(remote, isIPv4(remote) ? 'ipv4' : 'ipv6');
 }
 
 // Compare digests so the comparison is constant-time whatever the lengths.
@@ -59,7 +34,7 @@ export function startHttp(opts: HttpOptions, metrics: Metrics, log: Logger): Pro
       return;
     }
     if (path === '/metrics') {
-      if (!allowed(allow, req.socket.remoteAddress)) { res.writeHead(403, { 'content-type': 'text/plain' }).end('forbidden\n'); return; }
+      if (!addressAllowed(allow, req.socket.remoteAddress)) { res.writeHead(403, { 'content-type': 'text/plain' }).end('forbidden\n'); return; }
       if (!tokenOk(token, req.headers.authorization)) {
         res.writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer realm="cotstream"' }).end('unauthorized\n');
         return;

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { testPki, type SharedPki } from '../helpers/pki.ts';
 import { startTestServer, spawnServer, type TestServer } from '../helpers/server.ts';
 import { OPTIONS, buildConfig } from '../../src/config.ts';
-import { parseAllowList } from '../../src/ops/http.ts';
+import { parseAllowList } from '../../src/net/addresses.ts';
 import { CloseReason } from '../../src/session.ts';
 
 const TOKEN = 'http-test-token-b1c9';
