@@ -117,8 +117,12 @@ export function readProxyHeader(sock: net.Socket, timeoutMs: number, done: (sock
     clearTimeout(timer);
     sock.off('readable', onReadable);
     sock.off('close', onClose);
+    sock.off('error', onError);
   };
+  // a balancer that hangs up (or resets) before its header is done: nothing to report
   const onClose = (): void => { finish(); };
+  // until the TLS server has the socket, its errors (ECONNRESET) are ours, or they would be thrown
+  const onError = (): void => { finish(); sock.destroy(); };
   const timer = setTimeout(() => { finish(); sock.destroy(); fail('timeout'); }, timeoutMs);
   const onReadable = (): void => {
     let chunk: Buffer | null;
@@ -143,4 +147,5 @@ export function readProxyHeader(sock: net.Socket, timeoutMs: number, done: (sock
   };
   sock.on('readable', onReadable);
   sock.on('close', onClose);
+  sock.on('error', onError);
 }

@@ -219,6 +219,21 @@ describe('e2e: clients behind HAProxy with --proxy-protocol', function () {
     assert.equal(await srv.metric('cot_handshakes_total', { result: 'timeout' }), timeouts + 1);
   });
 
+  it('a balancer connection reset in the middle of its header costs nothing else', async () => {
+    for (let i = 0; i < 20; i++) {
+      const s = net.connect({ host: '127.0.0.1', port: srv.port, localAddress: '127.0.0.2' });
+      s.on('error', () => {});
+      await new Promise((r) => s.once('connect', r));
+      s.write(i % 2 ? 'PROXY TCP4 203.0.' : v2tcp4('203.0.113.7', 1).subarray(0, 20));
+      await sleep(10);
+      s.resetAndDestroy(); // RST: ECONNRESET on the server's side of a half-read header
+    }
+    await sleep(200);
+    const d = await CotClient.connect(lb.v2port, await pki.client('golf'), '127.0.0.1', '127.0.0.7');
+    open.push(d.sock);
+    await d.waitFor((f) => f.some((x) => x.includes('t-x-takp-v')), 5000, 'the server still serves');
+  });
+
   it('anyone else connects directly, and a PROXY header from them is not believed', async () => {
     const d = await connectFrom(srv.port, '127.0.0.1', await pki.client('delta'));
     open.push(d);
