@@ -92,8 +92,13 @@ function validIp(s: string, family: 4 | 6): boolean {
   return s.includes(':') && /^[0-9a-fA-F:.]+$/.test(s) && s.length <= 45;
 }
 
-/** RFC 5952 text of an IPv6 address (the form Node gives for remoteAddress). */
+/** RFC 5952 text of an IPv6 address, the form Node gives for remoteAddress (an IPv4-mapped one
+ *  as ::ffff:a.b.c.d, so limits and logs see one spelling per client). */
 function compressIpv6(groups: string[]): string {
+  if (groups.slice(0, 5).every((g) => g === '0') && groups[5] === 'ffff') {
+    const [hi, lo] = [parseInt(groups[6], 16), parseInt(groups[7], 16)];
+    return `::ffff:${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+  }
   let best = -1, bestLen = 0;
   for (let i = 0; i < 8;) {
     if (groups[i] !== '0') { i++; continue; }

@@ -151,7 +151,7 @@ export function createTlsListener(o: ListenerOptions, limiter: ConnectionLimiter
   if (o.proxyFrom === null) return server;
   const proxyFrom = o.proxyFrom;
   const handOn = (sock: net.Socket): void => { server.emit('connection', sock); };
-  return net.createServer({ pauseOnConnect: false }, (sock) => {
+  return net.createServer((sock) => {
     if (!addressAllowed(proxyFrom, sock.remoteAddress)) { handOn(sock); return; }
     readProxyHeader(sock, o.handshakeTimeout, handOn, (err) => {
       const result: HandshakeResult = err === 'timeout' ? 'timeout' : 'error';

@@ -53,6 +53,10 @@ describe('PROXY protocol header parser', () => {
     b6.writeUInt16BE(5555, 32);
     b6.writeUInt16BE(8089, 34);
     assert.deepEqual(parseProxyHeader(v2(1, 0x21, b6)), { length: 52, peer: { address: '2001:db8::7', port: 5555 } });
+    const mapped = Buffer.alloc(36);
+    Buffer.from('00000000000000000000ffffc0000221', 'hex').copy(mapped, 0);
+    assert.deepEqual(parseProxyHeader(v2(1, 0x21, mapped))?.peer, { address: '::ffff:192.0.2.33', port: 0 }, 'IPv4-mapped, spelled as Node spells it');
+    assert.equal(net.isIPv6('::ffff:192.0.2.33'), true);
     assert.deepEqual(parseProxyHeader(v2(0, 0x00, Buffer.alloc(0))), { length: 16, peer: null }, 'LOCAL: the balancer itself');
     assert.deepEqual(parseProxyHeader(v2(1, 0x00, Buffer.alloc(0))), { length: 16, peer: null }, 'UNSPEC');
   });
