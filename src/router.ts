@@ -46,6 +46,8 @@ interface SaEntry {
   /** node and session that own it (the SA leaves the cache when that session goes) */
   node: string;
   session: number;
+  /** the owner's certificate serial (undefined: unknown — a plaintext client, an older node) */
+  owner: string | undefined;
 }
 
 export interface RouterOptions {
@@ -129,9 +131,18 @@ export class Router implements BusHost {
     // for it on leaving: dropped. The same certificate may take over (a device reconnecting
     // before its old connection timed out).
     const owner = this.byUid.get(h.uid);
-    if (owner !== undefined && owner !== s && owner.identity.serial !== s.identity.serial) {
-      this.uidConflict(s, h.uid, owner);
-      return;
+    if (owner !== undefined) {
+      if (owner !== s && owner.identity.serial !== s.identity.serial) {
+        this.uidConflict(s, h.uid, { ownerSid: owner.id, ownerCn: owner.identity.cn });
+        return;
+      }
+    } else if (this.sa.size > 0) {
+      // the same rule across nodes: the uid of a live SA from another node, another certificate
+      const e = this.sa.get(h.uid);
+      if (e !== undefined && e.owner !== undefined && e.node !== this.bus.nodeId && e.owner !== s.identity.serial && !(e.staleMs <= Date.now())) {
+        this.uidConflict(s, h.uid, { ownerNode: e.node });
+        return;
+      }
     }
 
     let isSa = false;
@@ -174,20 +185,21 @@ export class Router implements BusHost {
     // judge) but never cached, so it can neither evict a good SA nor be replayed.
     const kind = isSa && callsigns === null && uids === null && !(h.staleMs <= Date.now()) ? EnvelopeKind.sa : EnvelopeKind.event;
     if (this.debugEvents) s.log.debug({ type: h.type, uid: h.uid, bytes: out.length, callsigns, uids }, 'event');
-    this.publish(kind, s.id, h.uid, h.type, h.staleMs, callsigns, uids, out, t0);
+    // an SA names its owner's certificate: other nodes hold its uid for it (plaintext: unknown)
+    this.publish(kind, s.id, h.uid, h.type, h.staleMs, callsigns, uids, out, t0, kind === EnvelopeKind.sa && s.identity.serial !== '' ? s.identity.serial : undefined);
   }
 
-  private uidConflict(s: Session, uid: string, owner: Session): void {
+  private uidConflict(s: Session, uid: string, owner: { ownerSid: number; ownerCn: string } | { ownerNode: string }): void {
     s.dropped++;
     this.metrics.drop.uid_conflict.inc();
     if (s.loggedConflict) return;
     s.loggedConflict = true;
-    s.log.warn({ audit: 'uid_conflict', uid, ownerSid: owner.id, ownerCn: owner.identity.cn }, 'client sent events under the uid of another connected client: dropped (further ones are only counted)');
+    s.log.warn({ audit: 'uid_conflict', uid, ...owner }, 'client sent events under the uid of another connected client: dropped (further ones are only counted)');
   }
 
   private publish(kind: EnvelopeKind, session: number, uid: string, type: string, staleMs: number,
-    callsigns: string[] | null, uids: string[] | null, frame: Buffer, t0: number): void {
-    this.bus.publish({ kind, node: this.bus.nodeId, session, seq: ++this.seq, uid, type, staleMs, callsigns, uids, frame, t0 });
+    callsigns: string[] | null, uids: string[] | null, frame: Buffer, t0: number, owner?: string): void {
+    this.bus.publish({ kind, node: this.bus.nodeId, session, seq: ++this.seq, uid, type, staleMs, callsigns, uids, frame, t0, owner });
   }
 
   private identify(s: Session, uid: string, callsign: string, prev: Session | undefined): void {
@@ -224,7 +236,7 @@ export class Router implements BusHost {
   private onEnvelope(env: Envelope): void {
     const local = env.node === this.bus.nodeId;
     if (env.kind === EnvelopeKind.sa || env.kind === EnvelopeKind.replay) {
-      this.sa.set(env.uid, { uid: env.uid, type: env.type, staleMs: Number.isNaN(env.staleMs) ? Infinity : env.staleMs, frame: env.frame, node: env.node, session: env.session });
+      this.sa.set(env.uid, { uid: env.uid, type: env.type, staleMs: Number.isNaN(env.staleMs) ? Infinity : env.staleMs, frame: env.frame, node: env.node, session: env.session, owner: env.owner });
       if (env.kind === EnvelopeKind.replay) return; // cache only: its clients saw it when it was new
     } else if (env.kind === EnvelopeKind.gone) {
       // the client already reconnected through another node (its SA came from there): not gone
@@ -282,7 +294,7 @@ export class Router implements BusHost {
     const now = Date.now();
     for (const e of this.sa.values()) {
       if (e.node !== node || e.staleMs <= now) continue;
-      out.push({ kind: EnvelopeKind.replay, node, session: e.session, seq: ++this.seq, uid: e.uid, type: e.type, staleMs: e.staleMs === Infinity ? NaN : e.staleMs, callsigns: null, uids: null, frame: e.frame, t0: 0 });
+      out.push({ kind: EnvelopeKind.replay, node, session: e.session, seq: ++this.seq, uid: e.uid, type: e.type, staleMs: e.staleMs === Infinity ? NaN : e.staleMs, callsigns: null, uids: null, frame: e.frame, t0: 0, owner: e.owner });
     }
     return out;
   }

@@ -5,14 +5,16 @@
 // batch    = u8 version · u8 type · u8 nodeLen · node · u32 epoch · u32 batchSeq · u32 count · envelope*
 // envelope = u8 kind · u8 flags · u32 session · f64 seq · f64 staleMs · str16 uid · str16 type ·
 //            [u16 n · str16*n callsigns]  (flags & 1) · [u16 n · str16*n uids]  (flags & 2) ·
-//            u32 frameLen · frame
+//            [str16 owner]  (flags & 4) · u32 frameLen · frame
+// Version 2 added the owner (the certificate serial behind an SA's uid); version 1 batches (no
+// owner) are still read, so a node of this version understands older ones, not the reverse.
 // str16    = u16 len · bytes
 //
 // The decoder checks every length against the buffer: a corrupt or foreign message throws a
 // CodecError (the bus counts and logs it), it never reads past the end or allocates from a lie.
 import { EnvelopeKind, type Envelope } from './types.ts';
 
-export const CODEC_VERSION = 1;
+export const CODEC_VERSION = 2;
 
 export const BatchType = {
   /** envelopes to deliver */
@@ -41,6 +43,7 @@ export class CodecError extends Error {}
 
 const F_CALLSIGNS = 1;
 const F_UIDS = 2;
+const F_OWNER = 4;
 const MAX_KIND = EnvelopeKind.replay;
 
 const MAX16 = 0xffff;
@@ -82,7 +85,7 @@ export function headerSize(nodeBytes: number): number {
  */
 export function envelopeSize(env: Envelope): number {
   return 2 + 4 + 8 + 8 + strSize(env.uid) + strSize(env.type) +
-    strListSize(env.callsigns) + strListSize(env.uids) + 4 + env.frame.length;
+    strListSize(env.callsigns) + strListSize(env.uids) + (env.owner ? strSize(env.owner) : 0) + 4 + env.frame.length;
 }
 
 /**
@@ -107,7 +110,7 @@ export function encodeBatch(h: BatchHeader, envs: readonly Envelope[], sizes?: r
   for (let i = 0; i < envs.length; i++) {
     const e = envs[i];
     buf[off] = e.kind;
-    buf[off + 1] = (e.callsigns !== null ? F_CALLSIGNS : 0) | (e.uids !== null ? F_UIDS : 0);
+    buf[off + 1] = (e.callsigns !== null ? F_CALLSIGNS : 0) | (e.uids !== null ? F_UIDS : 0) | (e.owner ? F_OWNER : 0);
     buf.writeUInt32LE(e.session >>> 0, off + 2);
     buf.writeDoubleLE(e.seq, off + 6);
     buf.writeDoubleLE(e.staleMs, off + 14);
@@ -115,6 +118,7 @@ export function encodeBatch(h: BatchHeader, envs: readonly Envelope[], sizes?: r
     off = writeStr(buf, off, e.type);
     if (e.callsigns !== null) off = writeStrList(buf, off, e.callsigns);
     if (e.uids !== null) off = writeStrList(buf, off, e.uids);
+    if (e.owner) off = writeStr(buf, off, e.owner);
     buf.writeUInt32LE(e.frame.length, off);
     off += 4;
     off += e.frame.copy(buf, off);
@@ -126,7 +130,7 @@ export function encodeBatch(h: BatchHeader, envs: readonly Envelope[], sizes?: r
 /** Reads a batch header without decoding the envelopes (own echoes are skipped on this alone). */
 export function decodeHeader(buf: Buffer): BatchHeader & { bodyOffset: number; count: number } {
   if (buf.length < 3) throw new CodecError('truncated header');
-  if (buf[0] !== CODEC_VERSION) throw new CodecError(`unknown codec version ${buf[0]}`);
+  if (buf[0] !== CODEC_VERSION && buf[0] !== 1) throw new CodecError(`unknown codec version ${buf[0]}`);
   const type = buf[1];
   if (type > BatchType.heartbeat) throw new CodecError(`unknown batch type ${type}`);
   const nodeBytes = buf[2];
@@ -190,11 +194,12 @@ export function decodeBatch(buf: Buffer, t0 = 0): Batch {
     const type = r.str();
     const callsigns = flags & F_CALLSIGNS ? r.strList() : null;
     const uids = flags & F_UIDS ? r.strList() : null;
+    const owner = flags & F_OWNER ? r.str() : undefined;
     const len = r.u32();
     r.need(len);
     const frame = buf.subarray(r.off, r.off + len);
     r.off += len;
-    envelopes[i] = { kind: kind as EnvelopeKind, node: h.node, session, seq, uid, type, staleMs, callsigns, uids, frame, t0 };
+    envelopes[i] = { kind: kind as EnvelopeKind, node: h.node, session, seq, uid, type, staleMs, callsigns, uids, frame, t0, owner };
   }
   if (r.off !== buf.length) throw new CodecError(`${buf.length - r.off} trailing bytes after the last envelope`);
   return { type: h.type, node: h.node, epoch: h.epoch, seq: h.seq, envelopes };

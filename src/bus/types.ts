@@ -35,6 +35,10 @@ export interface Envelope {
   frame: Buffer;
   /** receive time on the origin node (performance.now(); only meaningful on that node) */
   t0: number;
+  /** kinds sa and replay: the certificate serial of the client that owns `uid` (absent: unknown,
+   *  e.g. a plaintext client). A client of another node under another certificate may not speak
+   *  for that uid, as on one node (uid_conflict). */
+  owner?: string;
   /** local only, never on the bus: the TAK protobuf encoding of `frame`, made on the first protobuf
    *  recipient (an empty Buffer: it cannot go out as protobuf) — see src/wire.ts */
   proto?: Buffer;

@@ -153,6 +153,24 @@ describe('e2e: two nodes on one Redis', function () {
     }
   });
 
+  it('a uid belongs to its certificate across nodes: another certificate on the other node is dropped (uid_conflict), the same one is not', async () => {
+    const a = await cl.member(A, 'alpha');
+    const b = await cl.member(B, 'bravo');
+    await b.waitFor(() => count(b, 'uid="uid-alpha"') > 0, 5000, 'alpha SA at bravo');
+    const conflicts = await metric(B, 'cot_events_dropped_total', { reason: 'uid_conflict' });
+    // mallory, on node B with a certificate of her own, speaks for alpha (on node A)
+    const m = await cl.client(B, 'mallory');
+    m.send(sa('uid-alpha', 'ALPHA', { lat: 66.6 }));
+    await until(async () => (await metric(B, 'cot_events_dropped_total', { reason: 'uid_conflict' })) === conflicts + 1, 5000, 'the conflict counted on node B');
+    await until(() => B.lines.some((l) => l.audit === 'uid_conflict' && l.uid === 'uid-alpha' && l.ownerNode === 'node-a'), 3000, 'the uid_conflict line naming the owner\'s node');
+    // alpha's own certificate on node B (a device reconnecting through the other node) may
+    const a2 = await cl.client(B, 'alpha');
+    a2.send(sa('uid-alpha', 'ALPHA', { lat: 12.5 }));
+    await b.waitFor(() => count(b, 'lat="12.5"') === 1, 5000, 'the owner\'s certificate through node B');
+    await sleep(300);
+    for (const c of [a, b]) assert.equal(count(c, 'lat="66.6"'), 0, 'the impostor\'s SA was delivered');
+  });
+
   it('control types stay on their node: a ping gets one pong, nobody else sees it', async () => {
     const a = await cl.member(A, 'alpha');
     const b = await cl.member(B, 'bravo');

@@ -6,7 +6,7 @@ import { EnvelopeKind, type Envelope } from '../../src/bus/types.ts';
 
 const env = (over: Partial<Envelope> = {}): Envelope => ({
   kind: EnvelopeKind.event, node: 'node-a', session: 7, seq: 42, uid: 'ANDROID-1', type: 'a-f-G-U-C',
-  staleMs: 1_800_000_000_000, callsigns: null, uids: null, frame: Buffer.from('<event uid="x"/>'), t0: 0, ...over,
+  staleMs: 1_800_000_000_000, callsigns: null, uids: null, frame: Buffer.from('<event uid="x"/>'), t0: 0, owner: undefined, ...over,
 });
 
 /** What survives the wire: everything but t0 (local to the origin node). */
@@ -19,6 +19,8 @@ describe('bus codec', () => {
       env({ kind: EnvelopeKind.sa, staleMs: NaN, seq: 2 ** 40 + 3 }),
       env({ kind: EnvelopeKind.gone, uid: '', type: '', frame: Buffer.alloc(0) }),
       env({ kind: EnvelopeKind.replay, session: 0xffffffff }),
+      env({ kind: EnvelopeKind.sa, owner: '4e8595de5446ee230d0e3598dbc8ff21' }),
+      env({ kind: EnvelopeKind.replay, owner: '1', callsigns: ['C'], uids: ['u'] }),
       env({ callsigns: ['BRAVO', 'Ωmega ✓'], uids: null }),
       env({ callsigns: null, uids: ['u1', 'u2', 'u3'] }),
       env({ callsigns: [], uids: [''] }),
@@ -33,7 +35,7 @@ describe('bus codec', () => {
     for (let i = 0; i < envs.length; i++) assert.deepEqual(wire(b.envelopes[i]), wire({ ...envs[i], node: 'node-ä' }), `envelope ${i}`);
     // a directed envelope stays directed, a broadcast one stays broadcast (null, not [])
     assert.equal(b.envelopes[0].callsigns, null);
-    assert.deepEqual(b.envelopes[6].callsigns, []);
+    assert.deepEqual(b.envelopes[8].callsigns, []);
   });
 
   it('frames are views into the batch (no copy on receive)', () => {
@@ -59,6 +61,15 @@ describe('bus codec', () => {
       assert.throws(() => decodeBatch(buf.subarray(0, n)), CodecError, `prefix of ${n} bytes`);
     }
     assert.throws(() => decodeBatch(Buffer.concat([buf, Buffer.from([0])])), CodecError, 'trailing byte');
+  });
+
+  it('reads version 1 batches (before the owner field): a node understands older nodes', () => {
+    const e = env({ kind: EnvelopeKind.sa, callsigns: ['A'] });
+    const buf = encodeBatch({ type: BatchType.events, node: 'old', epoch: 1, seq: 5 }, [e]);
+    buf[0] = 1; // without an owner the layout is version 1's
+    const b = decodeBatch(buf);
+    assert.deepEqual(wire(b.envelopes[0]), wire({ ...e, node: 'old' }));
+    assert.equal(b.envelopes[0].owner, undefined);
   });
 
   it('rejects unknown versions, batch types and kinds', () => {
@@ -89,6 +100,7 @@ describe('bus codec', () => {
       callsigns: fc.option(fc.array(str, { maxLength: 5 }), { nil: null }),
       uids: fc.option(fc.array(str, { maxLength: 5 }), { nil: null }),
       frame: fc.uint8Array({ maxLength: 200 }),
+      owner: fc.option(fc.string({ minLength: 1, maxLength: 40 }), { nil: undefined }),
     });
     fc.assert(fc.property(fc.array(arbEnv, { maxLength: 8 }), fc.string({ minLength: 1, maxLength: 30 }), (list, node) => {
       const envs: Envelope[] = list.map((e) => ({ ...e, node, frame: Buffer.from(e.frame), t0: 0 }));
