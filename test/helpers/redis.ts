@@ -79,6 +79,7 @@ export class TestRedis {
     const p = this.proc;
     this.proc = null;
     if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    // SIGCONT first: a paused server (pause()) would hold a SIGTERM until continued
     await new Promise<void>((r) => { p.once('exit', () => r()); p.kill('SIGCONT'); p.kill(signal); });
   }
 
