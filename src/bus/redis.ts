@@ -23,14 +23,16 @@
 // - Our own heartbeat comes back to us through Redis: a beat not echoed by the next one means a
 //   Redis that hangs or a network that drops everything (a powered-off host sends no RST, and TCP
 //   keepalive or retransmission would take minutes to say so). The node then counts itself down and
-//   reconnects, instead of reporting ready while deaf and declaring every other node lost.
+//   reconnects, instead of reporting ready while deaf and declaring every other node lost. A beat
+//   that Redis answers with an error (an ACL without PUBLISH) is not a hang: the node is down with
+//   that error, once, and up again when a beat goes through — reconnecting would not help.
 // - A node declared lost that is heard again (it was frozen, or cut off from Redis alone) is asked
 //   for its clients' SAs, and those are delivered to our clients as well as cached: they were told
 //   its clients disconnected, and should see them again now, not at each one's next report.
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { Redis, type RedisOptions } from 'ioredis';
+import { Redis, ReplyError, type RedisOptions } from 'ioredis';
 import { BatchType, CodecError, decodeBatch, decodeHeader, encodeBatch, envelopeSize } from './codec.ts';
 import { EnvelopeKind, type Bus, type BusHost, type DeliverFn, type Envelope } from './types.ts';
 import type { Metrics } from '../ops/metrics.ts';
@@ -122,6 +124,8 @@ export class RedisBus implements Bus {
   // connection state
   private pubReady = false;
   private subReady = false;
+  /** both connections ready (subscribed); up = connected and Redis not refusing our beats */
+  private connected = false;
   private up = false;
   private closed = false;
   private everUp = false;
@@ -141,6 +145,9 @@ export class RedisBus implements Bus {
   /** when our last heartbeat was published, and when one of ours last came back (ms) */
   private beatSentAt = 0;
   private echoAt = 0;
+  /** Redis's error answer to our last heartbeat ('' when none), and whether that keeps us down */
+  private beatRefused = '';
+  private refused = false;
   private warnedSameId = false;
   private badLogged = 0;
 
@@ -391,7 +398,11 @@ export class RedisBus implements Bus {
   private readonly onSubClose = (): void => { this.subReady = false; this.setUp(); };
 
   private setUp(): void {
-    const up = this.pubReady && this.subReady && !this.closed;
+    const connected = this.pubReady && this.subReady && !this.closed;
+    // fresh connections are judged from their own first beat, not from one sent on the old ones
+    if (connected && !this.connected) this.beatSentAt = 0;
+    this.connected = connected;
+    const up = connected && !this.refused;
     if (up === this.up) return;
     this.up = up;
     this.metrics.busUp.set(up ? 1 : 0);
@@ -405,7 +416,6 @@ export class RedisBus implements Bus {
       this.discardedSinceUp = 0;
       // peers could not be heard while we were down: give them a fresh deadline
       for (const p of this.peers.values()) p.lastSeen = now;
-      this.beatSentAt = 0;
       // we may have missed SAs: ask every node for its clients' latest
       this.control(BatchType.sync);
       for (const w of this.upWaiters.splice(0)) w();
@@ -423,15 +433,30 @@ export class RedisBus implements Bus {
   private readonly tick = (): void => {
     // judged after this turn's I/O: an echo already in the socket is read first, so a loop that
     // was busy is not mistaken for a Redis that hangs
-    if (this.up) setImmediate(this.beat);
+    if (this.connected) setImmediate(this.beat);
   };
 
   private readonly beat = (): void => {
-    if (!this.up) return; // silence heard while we are deaf proves nothing
+    if (!this.connected) return; // ioredis is reconnecting
     const now = Date.now();
-    if (this.beatSentAt > 0 && this.echoAt < this.beatSentAt) { this.stalled(now - this.beatSentAt); return; }
+    if (this.beatSentAt > 0 && this.echoAt < this.beatSentAt) {
+      if (this.beatRefused === '') { this.stalled(now - this.beatSentAt); return; }
+      if (!this.refused) {
+        this.refused = true;
+        this.lastError = `Redis refused our heartbeat: ${this.beatRefused}`;
+        this.setUp(); // down, one error line; beats go on and tell when Redis accepts them again
+      }
+    } else if (this.refused) {
+      this.refused = false;
+      this.setUp();
+    }
     this.beatSentAt = now;
-    this.control(BatchType.heartbeat);
+    this.beatRefused = '';
+    this.pub.publish(this.channel, encodeBatch({ type: BatchType.heartbeat, node: this.nodeId, epoch: this.epoch, seq: ++this.batchSeq }, [])).catch((err: Error) => {
+      if (err instanceof ReplyError) this.beatRefused = err.message;
+      this.lastError = err.message;
+    });
+    if (!this.up) return; // silence heard while we are deaf proves nothing
     const deadline = now - 3 * this.heartbeatMs;
     for (const [node, p] of this.peers) {
       if (p.lastSeen >= deadline) continue;

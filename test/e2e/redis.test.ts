@@ -7,6 +7,7 @@ import { spawnServer, metricValue, type SpawnedServer } from '../helpers/server.
 import { TestRedis, freePort } from '../helpers/redis.ts';
 import { CotClient, sa, chat, ping, sleep } from '../helpers/client.ts';
 import { TakClient } from '../helpers/takclient.ts';
+import { Redis } from 'ioredis';
 
 const readyz = async (s: SpawnedServer): Promise<number> => (await fetch(`http://127.0.0.1:${s.metricsPort}/readyz`)).status;
 const metric = async (s: SpawnedServer, name: string, labels: Record<string, string> = {}): Promise<number> =>
@@ -373,6 +374,30 @@ describe('e2e: Redis outage', function () {
     await a1.waitFor(() => count(a1, 'after-hang-b;') === 1, 5000, 'B→A after the hang');
     await sleep(300);
     assert.equal(count(b, 'after-hang;'), 1, 'nothing twice');
+  });
+
+  it('Redis refusing PUBLISH (an ACL): down with that error, once, no reconnect loop; allowed again: up by itself', async () => {
+    const r = await TestRedis.start();
+    const admin = new Redis(r.url);
+    try {
+      const N = await cl.node(r.url, 'acl-n');
+      await admin.call('ACL', 'SETUSER', 'default', '-publish');
+      await until(async () => (await readyz(N)) === 503, 5000, '/readyz 503 while Redis refuses our publishes');
+      await until(() => busLines(N, 'down').length === 1, 3000, 'the error line');
+      assert.match(String(busLines(N, 'down')[0].err), /refused our heartbeat: NOPERM/);
+      await sleep(2000); // four beats: still one line, no reconnecting in circles
+      assert.equal(busLines(N, 'down').length, 1);
+      assert.equal(busLines(N, 'up').length, 1, 'only the first connection');
+      assert.equal(N.lines.filter((l) => Number(l.level) >= 50).length, 1);
+      await admin.call('ACL', 'SETUSER', 'default', '+publish');
+      await until(async () => (await readyz(N)) === 200, 5000, '/readyz 200 once publishing is allowed');
+      assert.equal(busLines(N, 'up').length, 2);
+      assert.equal(await metric(N, 'cot_bus_up'), 1);
+      await N.stop('SIGKILL');
+    } finally {
+      admin.disconnect();
+      await r.stop();
+    }
   });
 
   it('Redis unreachable at start: the node serves local clients, 503, one error; it joins once Redis appears', async () => {
