@@ -278,7 +278,11 @@ export class RedisBus implements Bus {
   private control(type: BatchType): void {
     if (!this.pubReady) return;
     const buf = encodeBatch({ type, node: this.nodeId, epoch: this.epoch, seq: ++this.batchSeq }, []);
-    this.pub.publish(this.channel, buf).catch((err: Error) => { this.lastError = err.message; });
+    this.pub.publish(this.channel, buf).catch((err: Error) => {
+      // Redis's own answer to a beat (an ACL refusing PUBLISH) is not a hang: see beat()
+      if (type === BatchType.heartbeat && err instanceof ReplyError) this.beatRefused = err.message;
+      this.lastError = err.message;
+    });
   }
 
   /** Answer a sync request: the latest SAs of our own clients, in batches of maxBatchBytes. */
@@ -424,7 +428,8 @@ export class RedisBus implements Bus {
       if (!this.loggedDown) {
         this.loggedDown = true;
         this.log.error({ audit: 'bus', state: 'down', redis: this.redisUrl, err: this.lastError || 'connection closed' },
-          'lost the Redis bus: serving local clients only, reconnecting in the background');
+          this.refused ? 'Redis refuses our publishes: serving local clients only, trying again every heartbeat'
+            : 'lost the Redis bus: serving local clients only, reconnecting in the background');
       }
     }
   }
@@ -452,10 +457,7 @@ export class RedisBus implements Bus {
     }
     this.beatSentAt = now;
     this.beatRefused = '';
-    this.pub.publish(this.channel, encodeBatch({ type: BatchType.heartbeat, node: this.nodeId, epoch: this.epoch, seq: ++this.batchSeq }, [])).catch((err: Error) => {
-      if (err instanceof ReplyError) this.beatRefused = err.message;
-      this.lastError = err.message;
-    });
+    this.control(BatchType.heartbeat);
     if (!this.up) return; // silence heard while we are deaf proves nothing
     const deadline = now - 3 * this.heartbeatMs;
     for (const [node, p] of this.peers) {
