@@ -4,7 +4,7 @@
 // address: the per-IP connection limit counts them all as one, and the audit log names the
 // balancer instead of the device. Only connections from the addresses given in --proxy-protocol
 // may (and must) send the header: anyone else claiming an address is not believed.
-import type net from 'node:net';
+import { SocketAddress, isIPv4, isIPv6, type Socket } from 'node:net';
 
 /** where a proxied connection really comes from (set on the raw socket once its header is read) */
 const peerKey = Symbol('cotstream.peer');
@@ -52,8 +52,8 @@ function parseV1(line: string): ProxyPeer | null {
   if (f[0] === 'UNKNOWN') return null;
   if (f.length !== 5 || (f[0] !== 'TCP4' && f[0] !== 'TCP6')) throw new ProxyHeaderError(`bad PROXY v1 header "PROXY ${line}"`);
   const [, src, , sport] = f;
-  const family = f[0] === 'TCP4' ? 4 : 6;
-  if (!validIp(src, family) || !validIp(f[2], family) || !validPort(sport) || !validPort(f[4])) throw new ProxyHeaderError(`bad PROXY v1 header "PROXY ${line}"`);
+  const isIp = f[0] === 'TCP4' ? isIPv4 : isIPv6;
+  if (!isIp(src) || !isIp(f[2]) || !validPort(sport) || !validPort(f[4])) throw new ProxyHeaderError(`bad PROXY v1 header "PROXY ${line}"`);
   return { address: src, port: Number(sport) };
 }
 
@@ -78,7 +78,10 @@ function parseV2(buf: Buffer): { length: number; peer: ProxyPeer | null } | null
     if (len < 36) throw new ProxyHeaderError('PROXY v2 IPv6 header too short');
     const groups: string[] = [];
     for (let i = 0; i < 8; i++) groups.push(buf.readUInt16BE(16 + 2 * i).toString(16));
-    return { length, peer: { address: compressIpv6(groups), port: buf.readUInt16BE(48) } };
+    // spelled as Node spells remoteAddress (RFC 5952, IPv4-mapped as ::ffff:a.b.c.d): one
+    // spelling per client for limits and logs
+    const address = new SocketAddress({ address: groups.join(':'), family: 'ipv6' }).address;
+    return { length, peer: { address, port: buf.readUInt16BE(48) } };
   }
   return { length, peer: null }; // AF_UNSPEC or AF_UNIX: nothing to say about the client's IP
 }
@@ -87,36 +90,12 @@ function validPort(s: string): boolean {
   return /^(0|[1-9][0-9]{0,4})$/.test(s) && Number(s) <= 65535;
 }
 
-function validIp(s: string, family: 4 | 6): boolean {
-  if (family === 4) return /^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}$/.test(s);
-  return s.includes(':') && /^[0-9a-fA-F:.]+$/.test(s) && s.length <= 45;
-}
-
-/** RFC 5952 text of an IPv6 address, the form Node gives for remoteAddress (an IPv4-mapped one
- *  as ::ffff:a.b.c.d, so limits and logs see one spelling per client). */
-function compressIpv6(groups: string[]): string {
-  if (groups.slice(0, 5).every((g) => g === '0') && groups[5] === 'ffff') {
-    const [hi, lo] = [parseInt(groups[6], 16), parseInt(groups[7], 16)];
-    return `::ffff:${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
-  }
-  let best = -1, bestLen = 0;
-  for (let i = 0; i < 8;) {
-    if (groups[i] !== '0') { i++; continue; }
-    let j = i;
-    while (j < 8 && groups[j] === '0') j++;
-    if (j - i > bestLen && j - i > 1) { best = i; bestLen = j - i; }
-    i = j;
-  }
-  if (best < 0) return groups.join(':');
-  return `${groups.slice(0, best).join(':')}::${groups.slice(best + bestLen).join(':')}`;
-}
-
 /**
  * Read the PROXY header from a fresh connection, then hand the socket on with whatever followed
  * the header put back (the TLS layer reads it from there). `fail` gets a ProxyHeaderError, or
  * 'timeout' when no complete header came within `timeoutMs`; the socket is destroyed either way.
  */
-export function readProxyHeader(sock: net.Socket, timeoutMs: number, done: (sock: net.Socket) => void, fail: (err: ProxyHeaderError | 'timeout') => void): void {
+export function readProxyHeader(sock: Socket, timeoutMs: number, done: (sock: Socket) => void, fail: (err: ProxyHeaderError | 'timeout') => void): void {
   let buf: Buffer = Buffer.alloc(0);
   const finish = (): void => {
     clearTimeout(timer);
