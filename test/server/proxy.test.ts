@@ -6,12 +6,11 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import tls from 'node:tls';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { parseProxyHeader, ProxyHeaderError } from '../../src/net/proxy.ts';
 import { testPki, type SharedPki } from '../helpers/pki.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
-import { CotClient, sa, sleep, type ClientCreds } from '../helpers/client.ts';
+import { CotClient, sa, sleep } from '../helpers/client.ts';
 import { freePort } from '../helpers/net.ts';
 
 const V2_SIG = Buffer.from('\r\n\r\n\0\r\nQUIT\n', 'latin1');
@@ -133,17 +132,6 @@ class HaProxy {
   }
 }
 
-/** A mutual-TLS CoT client on a given local address (so the server, or HAProxy, sees that address). */
-function connectFrom(port: number, from: string, creds: ClientCreds): Promise<tls.TLSSocket> {
-  return new Promise((resolve, reject) => {
-    // localAddress is passed through to net.connect (the TLS option type does not list it)
-    const s = tls.connect({ host: '127.0.0.1', port, ...{ localAddress: from }, servername: 'localhost', ca: fs.readFileSync(creds.ca), cert: fs.readFileSync(creds.cert), key: fs.readFileSync(creds.key) });
-    s.once('secureConnect', () => resolve(s));
-    s.once('error', reject);
-    s.once('close', () => reject(new Error('closed during the handshake')));
-  });
-}
-
 describe('e2e: clients behind HAProxy with --proxy-protocol', function () {
   this.timeout(60000);
   let pki: SharedPki;
@@ -175,7 +163,7 @@ describe('e2e: clients behind HAProxy with --proxy-protocol', function () {
     assert.match(String(accepted('bravo')[0]?.remote), /^127\.0\.0\.6:\d+$/, 'v1: the client, not the balancer');
     // --max-clients-per-ip 1 counts clients, not the balancer: a second one from .5 is refused
     const before = await srv.metric('cot_handshakes_total', { result: 'limit' });
-    await assert.rejects(connectFrom(lb.v2port, '127.0.0.5', await pki.client('charlie')));
+    await assert.rejects(CotClient.connect(lb.v2port, await pki.client('charlie'), '127.0.0.1', '127.0.0.5'));
     assert.equal(await srv.metric('cot_handshakes_total', { result: 'limit' }), before + 1);
     const refused = srv.logs.filter((l) => l.audit === 'refused' && l.reason === 'limit');
     assert.match(String(refused.at(-1)?.remote), /^127\.0\.0\.5:\d+$/);
@@ -208,7 +196,7 @@ describe('e2e: clients behind HAProxy with --proxy-protocol', function () {
   it('a connection from the balancer without a header is refused (error), one that sends nothing times out', async () => {
     const errors = await srv.metric('cot_handshakes_total', { result: 'error' });
     // straight from the balancer's address, TLS first: HAProxy misconfigured without send-proxy
-    await assert.rejects(connectFrom(srv.port, '127.0.0.2', await pki.client('alpha')));
+    await assert.rejects(CotClient.connect(srv.port, await pki.client('alpha'), '127.0.0.1', '127.0.0.2'));
     assert.equal(await srv.metric('cot_handshakes_total', { result: 'error' }), errors + 1);
     const line = srv.logs.filter((l) => l.audit === 'refused' && l.reason === 'error').at(-1)!;
     assert.match(String(line.msg), /PROXY protocol header/);
@@ -239,8 +227,8 @@ describe('e2e: clients behind HAProxy with --proxy-protocol', function () {
   });
 
   it('anyone else connects directly, and a PROXY header from them is not believed', async () => {
-    const d = await connectFrom(srv.port, '127.0.0.1', await pki.client('delta'));
-    open.push(d);
+    const d = await CotClient.connect(srv.port, await pki.client('delta'), '127.0.0.1', '127.0.0.1');
+    open.push(d.sock);
     await sleep(50);
     assert.match(String(accepted('delta')[0]?.remote), /^127\.0\.0\.1:\d+$/);
     // a client claiming to be 10.9.9.9: its "header" is just bad TLS
