@@ -85,14 +85,14 @@ export class FlushScheduler {
     const now = performance.now();
     this.flushList(this.dirty, now);
     this.flushList(this.later, now);
-    this.observe(now);
+    this.observe();
   }
 
   private flushNow(): void {
     this.scheduled = false;
     const now = performance.now();
     this.flushList(this.dirty, now);
-    if (this.later.length === 0) this.observe(now);
+    if (this.later.length === 0) this.observe();
   }
 
   private flushLater(): void {
@@ -101,7 +101,7 @@ export class FlushScheduler {
     this.flushList(this.later, now);
     // always observed here, so the receive times can never pile up under sustained load (a session
     // still in `dirty` is written in this same turn of the loop, microseconds later)
-    this.observe(now);
+    this.observe();
   }
 
   private flushList(d: Session[], now: number): void {
@@ -109,9 +109,11 @@ export class FlushScheduler {
     d.length = 0;
   }
 
-  private observe(now: number): void {
+  /** after the writes: the clock is read again, as a fan-out to hundreds of TLS sockets takes ms */
+  private observe(): void {
     const n = this.nT0;
     if (n === 0) return;
+    const now = performance.now();
     const t0s = this.t0s;
     for (let i = 0; i < n; i++) this.metrics.latency.observe((now - t0s[i]) / 1000);
     this.nT0 = 0;
