@@ -152,6 +152,8 @@ export class Router implements BusHost {
       if (h.uid === s.uid) {
         if (h.callsign !== s.callsign) this.rename(s, h.callsign);
         s.saType = h.type;
+        // a device is not idle while its own position report is valid (ATAK: 180 s apart)
+        s.holdUntilStale(h.staleMs);
         isSa = true;
       }
     }
