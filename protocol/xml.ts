@@ -32,3 +32,24 @@ export function escapeAttr(s: string): string {
   }
   return out;
 }
+
+const END_TAG = Buffer.from('</event>');
+
+/**
+ * A frame the scan accepted, ending in exactly `</event>`. TAK clients cut their stream at the
+ * bytes "</event>" (ATAK's commo, node-tak, pytak): an event closed as `<event …/>` or with
+ * `</event >` would run into the next one for them, and both would be lost. The scan guarantees
+ * the frame ends with `/>` (a self-closing root) or `</event` + white space + `>`, so one byte
+ * tells the usual frame apart; that one is returned as it is, any other is rewritten (a copy).
+ */
+export function endTagged(frame: Buffer): Buffer {
+  const n = frame.length;
+  if (frame[n - 2] === 0x74 /* t */) return frame;
+  // `<event …/>` keeps its attributes: `<event …>` + `</event>`; `</event \n>` loses its white space
+  const keep = frame[n - 2] === 0x2f /* / */ ? n - 2 : frame.lastIndexOf(0x3c /* < */);
+  const out = Buffer.allocUnsafe(keep + (keep === n - 2 ? 1 : 0) + END_TAG.length);
+  let o = frame.copy(out, 0, 0, keep);
+  if (keep === n - 2) out[o++] = 0x3e; /* > */
+  END_TAG.copy(out, o);
+  return out;
+}

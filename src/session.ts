@@ -85,14 +85,14 @@ export class FlushScheduler {
     const now = performance.now();
     this.flushList(this.dirty, now);
     this.flushList(this.later, now);
-    this.observe(now);
+    this.observe();
   }
 
   private flushNow(): void {
     this.scheduled = false;
     const now = performance.now();
     this.flushList(this.dirty, now);
-    if (this.later.length === 0) this.observe(now);
+    if (this.later.length === 0) this.observe();
   }
 
   private flushLater(): void {
@@ -101,7 +101,7 @@ export class FlushScheduler {
     this.flushList(this.later, now);
     // always observed here, so the receive times can never pile up under sustained load (a session
     // still in `dirty` is written in this same turn of the loop, microseconds later)
-    this.observe(now);
+    this.observe();
   }
 
   private flushList(d: Session[], now: number): void {
@@ -109,9 +109,11 @@ export class FlushScheduler {
     d.length = 0;
   }
 
-  private observe(now: number): void {
+  /** after the writes: the clock is read again, as a fan-out to hundreds of TLS sockets takes ms */
+  private observe(): void {
     const n = this.nT0;
     if (n === 0) return;
+    const now = performance.now();
     const t0s = this.t0s;
     for (let i = 0; i < n; i++) this.metrics.latency.observe((now - t0s[i]) / 1000);
     this.nT0 = 0;
@@ -144,6 +146,9 @@ let nextId = 1;
 const EPISODE_GAP_MS = 1000;
 /** the bytes/s bucket holds this many seconds of the sustained rate (the byte burst) */
 const BYTE_BURST_SECONDS = 5;
+/** a valid SA keeps a silent client connected at most this long (a stale time years ahead must
+ *  not keep a dead connection forever); ATAK's longest by default is 375 s */
+const MAX_SA_HOLD_MS = 15 * 60_000;
 
 export class Session implements FramerSink {
   readonly id = nextId++;
@@ -446,6 +451,35 @@ export class Session implements FramerSink {
     return false;
   }
 
+  /**
+   * The client's latest SA is valid until `staleMs` (epoch ms): it is not idle before then, however
+   * long it stays silent. A device reports again before its own SA goes stale, and may send
+   * nothing else: ATAK on a TCP stream sends a stationary position every 180 s (stale 375 s) and
+   * pings only when it has heard nothing for 15 s, so on a busy server it is silent for 180 s.
+   */
+  holdUntilStale(staleMs: number): void {
+    const left = Math.min(staleMs - Date.now(), MAX_SA_HOLD_MS);
+    this.holdUntil = left > 0 ? this.t0 + left : -Infinity;
+  }
+
+  /** performance.now() until which the latest SA holds the connection open (holdUntilStale) */
+  private holdUntil = -Infinity;
+
+  /** @internal the idle timer fired: close, unless bytes came since it was armed or an SA holds */
+  onIdle(): void {
+    const idle = this.limits.idleTimeout;
+    const now = performance.now();
+    // t0: when the last chunk arrived (0 before any)
+    const due = Math.max(this.t0 + idle, this.holdUntil);
+    if (due - now >= 1) {
+      // armed again for at most the idle timeout: refresh() by later chunks keeps that duration
+      this.idleTimer = setTimeout(idleFired, Math.min(due - now, idle), this);
+      this.idleTimer.unref();
+      return;
+    }
+    this.close('idle');
+  }
+
   /** performance.now() of the last flush (the FlushScheduler coalesces writes in time by it) */
   lastFlush = -Infinity;
 
@@ -543,5 +577,5 @@ function socketEnd(this: SessionSocket): void { this[SESSION].close('client'); }
 function socketClose(this: SessionSocket): void { this[SESSION].close('client'); }
 function socketError(this: SessionSocket, err: Error): void { this[SESSION].onError(err); }
 function socketDrain(this: SessionSocket): void { this[SESSION].onDrain(); }
-function idleFired(s: Session): void { s.close('idle'); }
+function idleFired(s: Session): void { s.onIdle(); }
 function slowFired(s: Session): void { s.onSlowTimeout(); }
