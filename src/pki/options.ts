@@ -120,6 +120,9 @@ export function action<A extends unknown[]>(cmd: Command, fn: (...args: A) => Pr
       await fn(...args);
     } catch (err) {
       if (err && typeof err === 'object' && 'code' in err && typeof (err as { code: unknown }).code === 'string' && (err as { code: string }).code.startsWith('commander.')) throw err;
+      // a command that failed at its work was used correctly: the message alone, not the help
+      // (which would bury the one line that matters under twenty)
+      cmd.showHelpAfterError(false);
       cmd.error(`error: ${(err as Error).message}`, { exitCode: 1 });
     }
   };
