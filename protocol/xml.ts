@@ -36,20 +36,25 @@ export function escapeAttr(s: string): string {
 const END_TAG = Buffer.from('</event>');
 
 /**
- * A frame the scan accepted, ending in exactly `</event>`. TAK clients cut their stream at the
+ * A frame the scan accepted, as TAK clients find events in a stream. They cut the stream at the
  * bytes "</event>" (ATAK's commo, node-tak, pytak): an event closed as `<event …/>` or with
- * `</event >` would run into the next one for them, and both would be lost. The scan guarantees
- * the frame ends with `/>` (a self-closing root) or `</event` + white space + `>`, so one byte
- * tells the usual frame apart; that one is returned as it is, any other is rewritten (a copy).
+ * `</event >` would run into the next one for them, and both would be lost. node-tak finds the
+ * start with /<event[ >]/: an event beginning `<event\n` or `<event\t` went by unseen.
+ * The scan guarantees the frame starts with `<event` and white space (it has attributes) and
+ * ends with `/>` (a self-closing root) or `</event` + white space + `>`, so two bytes tell the
+ * usual frame apart. The caller owns `frame`: the white space after `<event` is made a space in
+ * place; a frame ending otherwise is copied with its end rewritten.
  */
-export function endTagged(frame: Buffer): Buffer {
+export function streamable(frame: Buffer): Buffer {
+  if (frame[6] !== 0x20) frame[6] = 0x20;
   const n = frame.length;
   if (frame[n - 2] === 0x74 /* t */) return frame;
   // `<event …/>` keeps its attributes: `<event …>` + `</event>`; `</event \n>` loses its white space
-  const keep = frame[n - 2] === 0x2f /* / */ ? n - 2 : frame.lastIndexOf(0x3c /* < */);
-  const out = Buffer.allocUnsafe(keep + (keep === n - 2 ? 1 : 0) + END_TAG.length);
+  const selfClosing = frame[n - 2] === 0x2f; /* / */
+  const keep = selfClosing ? n - 2 : frame.lastIndexOf(0x3c /* < */);
+  const out = Buffer.allocUnsafe(keep + (selfClosing ? 1 : 0) + END_TAG.length);
   let o = frame.copy(out, 0, 0, keep);
-  if (keep === n - 2) out[o++] = 0x3e; /* > */
+  if (selfClosing) out[o++] = 0x3e; /* > */
   END_TAG.copy(out, o);
   return out;
 }
