@@ -129,12 +129,13 @@ describe('e2e: TAK routing semantics', function () {
       assert.equal(b.frames.filter((f) => f.includes('<marti')).length, 0, 'a recipient saw <marti>');
     });
 
-    it('a dest naming nobody (unknown callsign, empty callsign, no attribute) reaches nobody', async () => {
+    it('a dest naming nobody (unknown callsign, empty callsign, no attribute, only a mission) reaches nobody', async () => {
       a.send(chatEv('unknown', dests(['callsign', 'NOBODY'])));
       a.send(chatEv('empty-cs', dests(['callsign', ''])));
       a.send(chatEv('bare-dest', '<marti><dest/></marti>'));
+      a.send(chatEv('mission', '<marti><dest mission="Op Falcon"/></marti>'));
       await sentinel(a, [b, c]);
-      for (const tag of ['unknown', 'empty-cs', 'bare-dest']) assert.equal(has(b, `>${tag}<`) + has(c, `>${tag}<`), 0, tag);
+      for (const tag of ['unknown', 'empty-cs', 'bare-dest', 'mission']) assert.equal(has(b, `>${tag}<`) + has(c, `>${tag}<`), 0, tag);
     });
 
     it('a real ATAK GeoChat (indented <marti>) reaches only its dest, the rest byte for byte', async () => {
