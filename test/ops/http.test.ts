@@ -138,6 +138,13 @@ describe('ops: the HTTP listener cannot be used to hold connections (or the proc
     s.once('connect', () => resolve(s));
     s.once('close', () => resolve(s));
   })));
+  const waitUntil = async (pred: () => boolean, ms: number, what: string): Promise<void> => {
+    const deadline = Date.now() + ms;
+    while (!pred()) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await sleep(50);
+    }
+  };
   const closedSoon = (s: net.Socket, ms: number): Promise<boolean> => new Promise((resolve) => {
     if (s.destroyed) { resolve(true); return; }
     const t = setTimeout(() => resolve(false), ms);
@@ -198,7 +205,11 @@ describe('ops: the HTTP listener cannot be used to hold connections (or the proc
       assert.ok(maxClients > 0 && maxClients < 256, `max clients ${maxClients}`);
       // 300 idle HTTP connections from 30 addresses: before, each took a descriptor until none
       // was left and new CoT clients were closed by libuv without a word
-      for (let i = 0; i < 30; i++) await hold(srv.metricsPort, 10, `127.0.2.${i + 1}`);
+      const httpConns: net.Socket[] = [];
+      for (let i = 0; i < 30; i++) httpConns.push(...await hold(srv.metricsPort, 10, `127.0.2.${i + 1}`));
+      // all but the HTTP share of the descriptors are refused (closed by the server)
+      const httpMax = fdBudget(256, 10000, HTTP_LIMITS.maxConnections).http;
+      await waitUntil(() => httpConns.filter((c) => c.destroyed).length >= 300 - httpMax, 20000, 'the HTTP connections over the limit to be closed');
       const a = await CotClient.connect(srv.port, await pki.client('alpha'));
       const b = await CotClient.connect(srv.port, await pki.client('bravo'));
       try {
@@ -211,10 +222,11 @@ describe('ops: the HTTP listener cannot be used to hold connections (or the proc
       while (socks.length) socks.pop()!.destroy();
       await sleep(200);
       const m1 = await (await fetch(`http://127.0.0.1:${srv.metricsPort}/metrics`)).text();
-      assert.ok(metricValue(m1, 'cot_http_connections_refused_total') >= 200, 'the HTTP connections over the limit are counted');
+      assert.ok(metricValue(m1, 'cot_http_connections_refused_total') >= 300 - httpMax, 'the HTTP connections over the limit are counted');
       // raw connections to the CoT port past the (cut) client limit: refused by us, counted
-      for (let i = 0; i < 20; i++) await hold(srv.port, 12, `127.0.3.${i + 1}`);
-      await sleep(300);
+      const raw: net.Socket[] = [];
+      for (let i = 0; i < 20; i++) raw.push(...await hold(srv.port, 12, `127.0.3.${i + 1}`));
+      await waitUntil(() => raw.filter((c) => c.destroyed).length >= 240 - maxClients, 20000, 'the connections over the client limit to be closed');
       const m2 = await (await fetch(`http://127.0.0.1:${srv.metricsPort}/metrics`)).text();
       assert.ok(metricValue(m2, 'cot_handshakes_total', { result: 'limit' }) >= 240 - maxClients, 'refusals over the client limit are counted');
       assert.ok(srv.lines.some((l) => l.audit === 'refused' && l.reason === 'limit'), 'and logged');
