@@ -70,6 +70,8 @@ export interface StepResult {
   p90Ms: number;
   p99Ms: number;
   maxMs: number;
+  /** p99 of the server's own cot_delivery_latency_seconds in this step (needs --metrics-url; NaN without) */
+  serverP99Ms: number;
   serverCpuPct: number;
   /** server CPU time per delivery: robust to other work on the machine, unlike deliveries/s */
   serverCpuUsPerDelivery: number;
@@ -137,6 +139,8 @@ class BenchClient {
   closed = false;
   /** sender state */
   maker: EventMaker | null = null;
+  /** where in its period this sender's events fall, 0..1 (senders are spread over the period) */
+  phase = 0;
   seq = 0;
   sentThisStep = 0;
   notSent = 0;
@@ -207,6 +211,46 @@ function connectOne(o: LoadOptions, ctx: tls.SecureContext, port: number, client
   });
 }
 
+/**
+ * The server's own `cot_delivery_latency_seconds` buckets (cumulative count per upper bound, +Inf
+ * last), or null without a metrics URL. Two scrapes give a step's in-server latency: from the
+ * server's read of an event to its write to the last recipient, without the generator's share.
+ */
+async function latencyBuckets(url: string): Promise<Array<[number, number]> | null> {
+  if (!url) return null;
+  try {
+    const text = await (await fetch(url)).text();
+    const out: Array<[number, number]> = [];
+    for (const m of text.matchAll(/^cot_delivery_latency_seconds_bucket\{le="([^"]+)"\} (\S+)/gm)) {
+      out.push([m[1] === '+Inf' ? Infinity : Number(m[1]), Number(m[2])]);
+    }
+    return out.length ? out : null;
+  } catch {
+    return null;
+  }
+}
+
+/** quantile q (ms) of the observations between two scrapes, linear within a bucket (as Prometheus does) */
+export function bucketQuantileMs(a: Array<[number, number]> | null, b: Array<[number, number]> | null, q: number): number {
+  if (!a || !b || a.length !== b.length) return NaN;
+  const total = b[b.length - 1][1] - a[a.length - 1][1];
+  if (total <= 0) return NaN;
+  const rank = q * total;
+  let lo = 0;
+  let below = 0;
+  for (let i = 0; i < b.length; i++) {
+    const [le, cum] = b[i];
+    const c = cum - a[i][1];
+    if (c >= rank) {
+      if (le === Infinity) return lo * 1000;
+      return (lo + (le - lo) * (c === below ? 1 : (rank - below) / (c - below))) * 1000;
+    }
+    lo = le;
+    below = c;
+  }
+  return NaN;
+}
+
 async function metricSum(url: string, reason: string): Promise<number> {
   if (!url) return NaN;
   try {
@@ -263,9 +307,16 @@ export async function runLoad(o: LoadOptions, progress: (s: string) => void = ()
 
   // ---- steps ------------------------------------------------------------------------------
   const senders = live.slice(0, o.senders);
-  for (const s of senders) {
+  // Senders are devices with clocks of their own: their schedules are spread evenly over one period
+  // (sender i of S sends i/S of a period after sender 0; another generator process is offset by its
+  // id), not all in the same millisecond. In phase, S senders at R/s are one burst of S events every
+  // 1/R s: at 500 receivers and 10 senders, 5,000 deliveries at once, whose queueing (in the server
+  // and in this generator) then dominates the latency even at a few percent of CPU.
+  const genPhase = (o.genId % 997) / 997;
+  senders.forEach((s, i) => {
     s.maker = new EventMaker({ gen: o.genId, sender: s.idx, uid: `bench-${o.genId}-${s.idx}`, callsign: `B${o.genId % 1000}-${s.idx}`, size: o.size });
-  }
+    s.phase = ((i + genPhase) / senders.length) % 1;
+  });
   if (o.startAt > 0 && o.rates.length) await sleep(Math.max(0, o.startAt - Date.now()));
   // The warm-up is sent, not slept: an idle Node process has its heap (young generation included)
   // shrunk by V8's memory reducer after ~8 s, and the next load starts by regrowing it.
@@ -291,6 +342,7 @@ export async function runLoad(o: LoadOptions, progress: (s: string) => void = ()
     run.hist.reset();
     for (const c of live) { c.sources.clear(); c.sentThisStep = 0; c.notSent = 0; }
     const drop0 = [await metricSum(o.metricsUrl, 'slow_consumer'), await metricSum(o.metricsUrl, 'rate_limit')];
+    const lat0 = await latencyBuckets(o.metricsUrl);
     watch.takePeak();
     const scpu0 = watch.cpu();
     const gcpu0 = process.cpuUsage();
@@ -307,10 +359,10 @@ export async function runLoad(o: LoadOptions, progress: (s: string) => void = ()
         const iso = new Date(tUs / 1000).toISOString();
         const stale = new Date(tUs / 1000 + 60_000).toISOString();
         for (const s of senders) {
-          const due = Math.floor(el * rate / 1000) - s.sentThisStep - s.notSent;
+          const due = Math.floor(el * rate / 1000 + s.phase) - s.sentThisStep - s.notSent;
           if (due <= 0 || s.closed) continue;
           // the schedule slipped by this much when the oldest due event goes out now
-          const lag = el - (s.sentThisStep + s.notSent) * 1000 / rate;
+          const lag = el - (s.sentThisStep + s.notSent + 1 - s.phase) * 1000 / rate;
           if (lag > lagMax) lagMax = lag;
           if (s.sock.writableLength > SENDER_BACKLOG_LIMIT) { s.notSent += due; continue; }
           let out = '';
@@ -339,6 +391,7 @@ export async function runLoad(o: LoadOptions, progress: (s: string) => void = ()
     while (performance.now() < graceEnd && run.ownReceived < expected) await sleep(25);
     if (k < 0) { progress(`warm-up done (${fmt(warmup, 1)} s at ${fmt(rate * senders.length)} ev/s, not reported)`); continue; }
     const drop1 = [await metricSum(o.metricsUrl, 'slow_consumer'), await metricSum(o.metricsUrl, 'rate_limit')];
+    const lat1 = await latencyBuckets(o.metricsUrl);
     const h = run.hist;
     const r: StepResult = {
       step: k,
@@ -360,6 +413,7 @@ export async function runLoad(o: LoadOptions, progress: (s: string) => void = ()
       p90Ms: h.quantile(0.9) / 1000,
       p99Ms: h.quantile(0.99) / 1000,
       maxMs: h.max / 1000,
+      serverP99Ms: bucketQuantileMs(lat0, lat1, 0.99),
       serverCpuPct: scpu,
       serverCpuUsPerDelivery: winDeliveries > 0 ? scpu / 100 * wall * 1e6 / winDeliveries : NaN,
       serverPeakRssMiB: watch.takePeak() / MiB,
@@ -400,9 +454,9 @@ export async function runLoad(o: LoadOptions, progress: (s: string) => void = ()
 }
 
 export function resultTable(r: LoadResult): string {
-  const rows = [['ev/s offered', 'deliv/s', 'loss', 'dupes', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'srv CPU%', 'srv µs/deliv', 'srv RSS MiB', 'gen CPU%', 'srv drops']];
+  const rows = [['ev/s offered', 'deliv/s', 'loss', 'dupes', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'in-srv p99 ms', 'srv CPU%', 'srv µs/deliv', 'srv RSS MiB', 'gen CPU%', 'srv drops']];
   for (const s of r.steps) {
-    rows.push([fmt(s.offeredEvents), fmt(s.deliveriesPerSec), fmt(s.loss), fmt(s.dupes), fmt(s.p50Ms, 2), fmt(s.p90Ms, 2), fmt(s.p99Ms, 2), fmt(s.maxMs, 1),
+    rows.push([fmt(s.offeredEvents), fmt(s.deliveriesPerSec), fmt(s.loss), fmt(s.dupes), fmt(s.p50Ms, 2), fmt(s.p90Ms, 2), fmt(s.p99Ms, 2), fmt(s.maxMs, 1), fmt(s.serverP99Ms, 2),
       fmt(s.serverCpuPct), fmt(s.serverCpuUsPerDelivery, 2), fmt(s.serverPeakRssMiB, 1), fmt(s.genCpuPct), fmt(s.serverDropsSlow + s.serverDropsRate)]);
   }
   const head = `${r.clients} clients (${r.senders} senders, ${r.receivers} receivers), ${r.size}-byte events: ` +

@@ -73,6 +73,7 @@ export const ScanReason = {
   noUid: 'event has no uid',
   noType: 'event has no type',
   nestedEvent: 'nested <event> element',
+  endTagInMarkup: "'</event>' inside a comment, CDATA section or processing instruction",
 } as const;
 
 /** reason codes of the core (protocol/wasm/scan.ts R_*), in order */
@@ -82,7 +83,7 @@ const REASONS: string[] = [
   ScanReason.attrUnterminated, ScanReason.attrDuplicate, ScanReason.tagUnterminated, ScanReason.badSlash,
   ScanReason.endTag, ScanReason.unclosed, ScanReason.reference, ScanReason.utf8, ScanReason.char, ScanReason.cdataEnd,
   ScanReason.comment, ScanReason.cdata, ScanReason.pi, ScanReason.xmlDecl, ScanReason.doctype, ScanReason.noUid,
-  ScanReason.noType, ScanReason.nestedEvent,
+  ScanReason.noType, ScanReason.nestedEvent, ScanReason.endTagInMarkup,
 ];
 
 // Fields recorded as byte ranges by the core (FS/FE/FF slots).

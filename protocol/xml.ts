@@ -32,3 +32,29 @@ export function escapeAttr(s: string): string {
   }
   return out;
 }
+
+const END_TAG = Buffer.from('</event>');
+
+/**
+ * A frame the scan accepted, as TAK clients find events in a stream. They cut the stream at the
+ * bytes "</event>" (ATAK's commo, node-tak, pytak): an event closed as `<event …/>` or with
+ * `</event >` would run into the next one for them, and both would be lost. node-tak finds the
+ * start with /<event[ >]/: an event beginning `<event\n` or `<event\t` went by unseen.
+ * The scan guarantees the frame starts with `<event` and white space (it has attributes) and
+ * ends with `/>` (a self-closing root) or `</event` + white space + `>`, so two bytes tell the
+ * usual frame apart. The caller owns `frame`: the white space after `<event` is made a space in
+ * place; a frame ending otherwise is copied with its end rewritten.
+ */
+export function streamable(frame: Buffer): Buffer {
+  if (frame[6] !== 0x20) frame[6] = 0x20;
+  const n = frame.length;
+  if (frame[n - 2] === 0x74 /* t */) return frame;
+  // `<event …/>` keeps its attributes: `<event …>` + `</event>`; `</event \n>` loses its white space
+  const selfClosing = frame[n - 2] === 0x2f; /* / */
+  const keep = selfClosing ? n - 2 : frame.lastIndexOf(0x3c /* < */);
+  const out = Buffer.allocUnsafe(keep + (selfClosing ? 1 : 0) + END_TAG.length);
+  let o = frame.copy(out, 0, 0, keep);
+  if (selfClosing) out[o++] = 0x3e; /* > */
+  END_TAG.copy(out, o);
+  return out;
+}

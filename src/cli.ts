@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The `cotstream` command: run the server, manage the PKI and the revocation list.
-import { Command, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { pathToFileURL } from 'node:url';
 import { OPTIONS, buildConfig, ConfigError } from './config.ts';
 import { createLogger, settleLog } from './ops/log.ts';
@@ -28,12 +28,39 @@ export function buildProgram(): Command {
     else if (spec.def !== undefined && !spec.help.includes('(default')) def = ` [default: ${spec.def === '' ? 'none' : spec.def}]`;
     start.addOption(new Option(spec.flag, `${spec.help}${def} (env ${spec.kind === 'bool' ? `${envs}=false` : envs})`));
   }
+  start.addHelpText('after', `\n${EXIT_CODES}`);
+  program.addHelpText('after', `\n${EXIT_CODES}`);
   registerCertsCommands(program);
   registerRevocationCommands(program);
   start.action(async (flags: Record<string, unknown>) => {
     await runServer(flags, (flags.config as string | undefined) ?? (process.env.COTSTREAM_CONFIG || undefined));
   });
   return program;
+}
+
+const EXIT_CODES =
+  'Exit status: 0 done, or the server stopped by SIGTERM/SIGINT; 1 the command failed or the server\n' +
+  'could not start (a port in use, a missing or unreadable certificate or key, a corrupt revocation\n' +
+  'list); 2 a usage or configuration error (unknown option, bad value, bad config file).';
+
+/** commander's codes for a command line it cannot make sense of: exit 2, like a bad option value */
+const USAGE_ERRORS = new Set([
+  'commander.unknownOption', 'commander.unknownCommand', 'commander.missingArgument', 'commander.optionMissingArgument',
+  'commander.missingMandatoryOptionValue', 'commander.invalidArgument', 'commander.excessArguments', 'commander.conflictingOption',
+]);
+
+/** Run the command line; usage errors exit 2, a failed command 1 (commander itself says 1 for both). */
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  const own = (c: Command): void => { c.exitOverride(); for (const sub of c.commands) own(sub); };
+  own(program);
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) process.exit(USAGE_ERRORS.has(err.code) ? 2 : err.exitCode);
+    console.error(`cotstream: ${(err as Error).message}`);
+    process.exit(1);
+  }
 }
 
 /** how long an exit waits for stdout to take the last log lines (a hung log reader would never) */
@@ -74,8 +101,5 @@ async function runServer(flags: Record<string, unknown>, configFile?: string): P
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href || process.env.COTSTREAM_CLI_MAIN === '1') {
-  buildProgram().parseAsync(process.argv).catch((err: Error) => {
-    console.error(`cotstream: ${err.message}`);
-    process.exit(1);
-  });
+  void main(process.argv);
 }

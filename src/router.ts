@@ -4,6 +4,7 @@
 import { performance } from 'node:perf_hooks';
 import type { CotHeader } from '../protocol/scan.ts';
 import { pong, disconnectNotice, protocolSupport } from '../protocol/control.ts';
+import { streamable } from '../protocol/xml.ts';
 import { onProtocolRequest } from './negotiate.ts';
 import { EnvelopeKind, type Bus, type BusHost, type Envelope } from './bus/types.ts';
 import type { Session, FlushScheduler } from './session.ts';
@@ -151,6 +152,8 @@ export class Router implements BusHost {
       if (h.uid === s.uid) {
         if (h.callsign !== s.callsign) this.rename(s, h.callsign);
         s.saType = h.type;
+        // a device is not idle while its own position report is valid (ATAK: 180 s apart)
+        s.holdUntilStale(h.staleMs);
         isSa = true;
       }
     }
@@ -180,6 +183,8 @@ export class Router implements BusHost {
       // pin the whole chunk in every queue and the SA cache: recipients get a stable, exact copy
       out = Buffer.from(frame);
     }
+    // as recipients find events in a stream: `<event ` … `</event>` exactly (out is ours to change)
+    out = streamable(out);
     // The SA cache holds what every newcomer may see: broadcast SAs only (a directed one would
     // leak to whoever connects next). One already stale on arrival is routed (the recipients
     // judge) but never cached, so it can neither evict a good SA nor be replayed.

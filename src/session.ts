@@ -85,14 +85,14 @@ export class FlushScheduler {
     const now = performance.now();
     this.flushList(this.dirty, now);
     this.flushList(this.later, now);
-    this.observe(now);
+    this.observe();
   }
 
   private flushNow(): void {
     this.scheduled = false;
     const now = performance.now();
     this.flushList(this.dirty, now);
-    if (this.later.length === 0) this.observe(now);
+    if (this.later.length === 0) this.observe();
   }
 
   private flushLater(): void {
@@ -101,7 +101,7 @@ export class FlushScheduler {
     this.flushList(this.later, now);
     // always observed here, so the receive times can never pile up under sustained load (a session
     // still in `dirty` is written in this same turn of the loop, microseconds later)
-    this.observe(now);
+    this.observe();
   }
 
   private flushList(d: Session[], now: number): void {
@@ -109,9 +109,11 @@ export class FlushScheduler {
     d.length = 0;
   }
 
-  private observe(now: number): void {
+  /** after the writes: the clock is read again, as a fan-out to hundreds of TLS sockets takes ms */
+  private observe(): void {
     const n = this.nT0;
     if (n === 0) return;
+    const now = performance.now();
     const t0s = this.t0s;
     for (let i = 0; i < n; i++) this.metrics.latency.observe((now - t0s[i]) / 1000);
     this.nT0 = 0;
@@ -157,9 +159,12 @@ const READ_RATE_FACTOR = 2;
  * After this many bytes read from one client, reading from it waits for the next turn of the event
  * loop, whatever the rates: the runtime reads up to 2 MiB from a socket per turn (32 reads of
  * 64 KiB), and 2 MiB of the costliest input (broken protobuf, runs of '<') is 80-150 ms of CPU
- * during which no other client is served. A yield costs one setImmediate per 256 KiB.
+ * during which no other client is served. A yield costs one setImmediate per 64 KiB.
  */
 const READ_TURN_BYTES = 64 * 1024;
+/** a valid SA keeps a silent client connected at most this long (a stale time years ahead must
+ *  not keep a dead connection forever); ATAK's longest by default is 375 s */
+const MAX_SA_HOLD_MS = 15 * 60_000;
 
 export class Session implements FramerSink {
   readonly id = nextId++;
@@ -222,6 +227,8 @@ export class Session implements FramerSink {
   private readRun = 0;
   /** reading from the socket is paused (over the read rate, or yielding a turn) */
   readPaused = false;
+  /** performance.now() when reading last resumed after a read-rate pause */
+  private readResumedAt = -Infinity;
   /** times and total milliseconds reading from this client was paused */
   readPauses = 0;
   readPausedMs = 0;
@@ -333,19 +340,13 @@ export class Session implements FramerSink {
     return true;
   }
 
-  /** @internal (idleFired) a client whose bytes wait for a read pause to end is not idle */
-  onIdle(): void {
-    if (this.readPaused) this.idleTimer?.refresh();
-    else this.close('idle');
-  }
-
   /** @internal the read pause is paid back, or the yielded turn is over (readResume) */
   onReadResume(): void {
     this.readTimer = null;
     this.readPaused = false;
     this.readRun = 0;
     if (this.closed) return;
-    this.idleTimer?.refresh(); // it did send: the bytes waited on our side
+    this.readResumedAt = performance.now(); // its idle time runs from here: the bytes waited on our side
     this.socket.resume();
   }
 
@@ -524,6 +525,36 @@ export class Session implements FramerSink {
     this.metrics.drop.oversize.inc();
     this.logOnce('oversize_out', { limit: 65535 }, 'event too large for TAK protocol (64 KiB): not sent to this client (further ones are only counted)');
     return false;
+  }
+
+  /**
+   * The client's latest SA is valid until `staleMs` (epoch ms): it is not idle before then, however
+   * long it stays silent. A device reports again before its own SA goes stale, and may send
+   * nothing else: ATAK on a TCP stream sends a stationary position every 180 s (stale 375 s) and
+   * pings only when it has heard nothing for 15 s, so on a busy server it is silent for 180 s.
+   */
+  holdUntilStale(staleMs: number): void {
+    const left = Math.min(staleMs - Date.now(), MAX_SA_HOLD_MS);
+    this.holdUntil = left > 0 ? this.t0 + left : -Infinity;
+  }
+
+  /** performance.now() until which the latest SA holds the connection open (holdUntilStale) */
+  private holdUntil = -Infinity;
+
+  /** @internal the idle timer fired: close, unless bytes came since it was armed or an SA holds
+   *  (or its bytes wait for a read pause to end: not idle) */
+  onIdle(): void {
+    const idle = this.limits.idleTimeout;
+    const now = performance.now();
+    // t0: when the last chunk arrived (0 before any)
+    const due = this.readPaused ? now + idle : Math.max(this.t0 + idle, this.readResumedAt + idle, this.holdUntil);
+    if (due - now >= 1) {
+      // armed again for at most the idle timeout: refresh() by later chunks keeps that duration
+      this.idleTimer = setTimeout(idleFired, Math.min(due - now, idle), this);
+      this.idleTimer.unref();
+      return;
+    }
+    this.close('idle');
   }
 
   /** performance.now() of the last flush (the FlushScheduler coalesces writes in time by it) */

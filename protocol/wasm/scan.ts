@@ -56,7 +56,7 @@ const R_EMPTY: i32 = 1, R_TEXT_OUTSIDE: i32 = 2, R_NOT_EVENT: i32 = 3, R_TRAILIN
   R_ATTR_UNTERMINATED: i32 = 11, R_ATTR_DUPLICATE: i32 = 12, R_TAG_UNTERMINATED: i32 = 13, R_BAD_SLASH: i32 = 14,
   R_END_TAG: i32 = 15, R_UNCLOSED: i32 = 16, R_REFERENCE: i32 = 17, R_UTF8: i32 = 18, R_CHAR: i32 = 19,
   R_CDATA_END: i32 = 20, R_COMMENT: i32 = 21, R_CDATA: i32 = 22, R_PI: i32 = 23, R_XML_DECL: i32 = 24,
-  R_DOCTYPE: i32 = 25, R_NO_UID: i32 = 26, R_NO_TYPE: i32 = 27, R_NESTED_EVENT: i32 = 28;
+  R_DOCTYPE: i32 = 25, R_NO_UID: i32 = 26, R_NO_TYPE: i32 = 27, R_NESTED_EVENT: i32 = 28, R_END_IN_MARKUP: i32 = 29;
 
 // Element kinds and fields (as in protocol/scan.ts).
 const K_OTHER: i32 = 0, K_EVENT: i32 = 1, K_POINT: i32 = 2, K_DETAIL: i32 = 3, K_CONTACT: i32 = 4,
@@ -527,6 +527,7 @@ function scanBytes(s: i32, n: i32, framing: bool): i32 {
       }
       if (depth == 0) break;
     } else if (c1 == BANG) {
+      const ms = p;
       if (p + 3 < n && at(p + 2) == DASH && at(p + 3) == DASH) {
         p = skipComment(p + 4, n);
       } else if (p + 8 < n && at(p + 2) == LSQB && at4(p + 3) == 0x54414443 /* CDAT */ && at(p + 7) == 0x41 &&
@@ -536,9 +537,14 @@ function scanBytes(s: i32, n: i32, framing: bool): i32 {
         return fail(R_DOCTYPE, p);
       }
       if (p < 0) return -1;
+      const x = endTagIn(ms, p);
+      if (x >= 0) return fail(R_END_IN_MARKUP, x);
     } else if (c1 == QM) {
+      const ms = p;
       p = skipPi(p, n, false);
       if (p < 0) return -1;
+      const x = endTagIn(ms, p);
+      if (x >= 0) return fail(R_END_IN_MARKUP, x);
     } else {
       // start tag: name
       const tagStart = p;
@@ -954,6 +960,23 @@ function skipCdata(p: i32, n: i32): i32 {
     p++;
   }
   return -1; // not reached
+}
+
+/**
+ * Where the bytes `</event>` are in [s, e) (a comment, CDATA section or PI inside the event), or
+ * -1. TAK clients cut their stream at those bytes wherever they are (ATAK's commo searches for
+ * "</event>", node-tak and pytak likewise), so such an event would reach them cut in two, and
+ * what follows the inner end tag could pass for an event of its own — one the server never
+ * checked (another client's uid, say). Only inside comments, CDATA and PIs can the bytes occur
+ * in a well-formed event ('<' is markup everywhere else), and CoT rarely holds any of them.
+ */
+function endTagIn(s: i32, e: i32): i32 {
+  let p = find(s, e, LT);
+  while (p + 8 <= e) {
+    if (at(p + 1) == SLASH && at4(p + 2) == W_EVEN && at(p + 6) == 0x74 && at(p + 7) == GT) return p;
+    p = find(p + 1, e, LT);
+  }
+  return -1;
 }
 
 /** A processing instruction at p ('<?'). `decl` allows the XML declaration. */

@@ -6,13 +6,15 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { canonicalSerial } from './serial.ts';
 import { REVOKE_REASONS } from './crl-x509.ts';
 import { DEFAULT_CRL_DAYS, readRevocationFile, writeRevocation, type RevokedEntry, type RevocationData } from './revocation-file.ts';
-import { pkiPaths } from '../pki/paths.ts';
-import { action, certsDirOption, crlOption, parsePositiveInt, resolveCertsDir, resolveCrl, stdio, table, type CommandIO } from '../pki/options.ts';
+import { pkiPaths, type PkiPaths } from '../pki/paths.ts';
+import { action, caKeyOption, caOption, certsDirOption, crlOption, parsePositiveInt, resolveCertsDir, resolveCrl, resolvePkiPaths, stdio, table, type CommandIO } from '../pki/options.ts';
 
 interface CommonOpts {
   certsDir?: string;
   crl?: string;
   crlDays?: number;
+  ca?: string;
+  caKey?: string;
 }
 
 function crlDaysOption(): Option {
@@ -36,13 +38,16 @@ export function registerRevocationCommands(program: Command, io: CommandIO = std
     .argument('<serial|cert.pem>', 'certificate serial in hex (as `crl list`, `certs show` or `openssl x509 -serial` print it; colons allowed), or the certificate file')
     .addOption(certsDirOption())
     .addOption(crlOption())
+    .addOption(caOption())
+    .addOption(caKeyOption())
     .addOption(new Option('--reason <reason>', 'revocation reason, recorded in crl.json and crl.pem; the RFC 5280 / openssl spelling (keyCompromise) works too').choices(REVOKE_REASONS).argParser(reasonName).default('unspecified'))
     .addOption(crlDaysOption());
   revoke.action(
     action(revoke, (target: string, o: CommonOpts & { reason: string }) => {
-      const certsDir = resolveCertsDir(o.certsDir);
+      const p = resolvePkiPaths(o);
+      const certsDir = p.dir;
       const crl = resolveCrl(o.crl, certsDir);
-      const { serial, subject } = resolveTarget(target, certsDir, io);
+      const { serial, subject } = resolveTarget(target, p, io);
       withLock(crl, () => {
         const list = readRevocationFile(crl);
         const existing = list.entries.get(serial);
@@ -54,7 +59,7 @@ export function registerRevocationCommands(program: Command, io: CommandIO = std
           if (subject) e.subject = subject;
           list.entries.set(serial, e);
         }
-        const r = save(list, crl, certsDir, o.crlDays);
+        const r = save(list, crl, p, o.crlDays);
         if (!existing) io.out(`revoked ${serial}${subject ? ` (${subject})` : ''}, reason ${o.reason}\n`);
         io.out(report(r));
       });
@@ -97,18 +102,19 @@ export function registerRevocationCommands(program: Command, io: CommandIO = std
     .description('rewrite the list and the signed crl.pem with fresh last/next update dates (nothing added or removed)')
     .addOption(certsDirOption())
     .addOption(crlOption())
+    .addOption(caOption())
+    .addOption(caKeyOption())
     .addOption(crlDaysOption());
   refresh.action(
     action(refresh, (o: CommonOpts) => {
-      const certsDir = resolveCertsDir(o.certsDir);
-      const crl = resolveCrl(o.crl, certsDir);
-      withLock(crl, () => io.out(report(save(readRevocationFile(crl), crl, certsDir, o.crlDays))));
+      const p = resolvePkiPaths(o);
+      const crl = resolveCrl(o.crl, p.dir);
+      withLock(crl, () => io.out(report(save(readRevocationFile(crl), crl, p, o.crlDays))));
     }),
   );
 }
 
-function save(list: RevocationData, crl: string, certsDir: string, days: number | undefined) {
-  const p = pkiPaths(certsDir);
+function save(list: RevocationData, crl: string, p: PkiPaths, days: number | undefined) {
   const read = (f: string) => (fs.existsSync(f) ? fs.readFileSync(f, 'utf8') : undefined);
   const caCertPem = read(p.ca);
   return writeRevocation({
@@ -130,7 +136,7 @@ function report(r: { written: string[]; unsigned?: string; nextUpdate: Date }): 
 }
 
 /** A serial, or a certificate file whose serial (and subject) we take. */
-function resolveTarget(target: string, certsDir: string, io: CommandIO): { serial: string; subject?: string } {
+function resolveTarget(target: string, p: PkiPaths, io: CommandIO): { serial: string; subject?: string } {
   let stat: fs.Stats | undefined;
   try {
     stat = fs.statSync(target);
@@ -144,7 +150,7 @@ function resolveTarget(target: string, certsDir: string, io: CommandIO): { seria
     } catch (err) {
       throw new Error(`${target} is not a certificate: ${(err as Error).message}`);
     }
-    const ca = pkiPaths(certsDir).ca;
+    const ca = p.ca;
     if (fs.existsSync(ca) && !cert.checkIssued(new X509Certificate(fs.readFileSync(ca)))) {
       io.err(`warning: ${target} was not issued by ${ca}; revoking its serial anyway\n`);
     }
@@ -156,7 +162,7 @@ function resolveTarget(target: string, certsDir: string, io: CommandIO): { seria
   } catch {
     throw new Error(`${JSON.stringify(target)} is neither a certificate file nor a hex serial number`);
   }
-  return { serial, subject: clientSubjects(certsDir).get(serial) };
+  return { serial, subject: clientSubjects(p.dir).get(serial) };
 }
 
 /** Subjects of the client certificates we issued, by serial, so a bare serial still shows a name. */

@@ -1,5 +1,7 @@
 // The live revocation list the server checks at every handshake. Fail safe, never fail closed:
-//  - missing file   → nothing revoked (logged);
+//  - missing file   → nothing revoked (logged) while no list was ever read from it; once one was,
+//                     a file that disappears keeps that list in force (logged as an error): a
+//                     deleted or unmounted file must not quietly let every revoked phone back in;
 //  - corrupt file   → the last good list stays in force (logged as an error, 'error' emitted);
 //                     at the first load there is no good list, so load() throws and the server
 //                     refuses to start rather than run with an unknown list;
@@ -17,8 +19,6 @@ import { parseRevocationFile, type RevokedEntry, type RevocationFormat } from '.
 import { canonicalSerial } from './serial.ts';
 
 export type { RevokedEntry } from './revocation-file.ts';
-
-const MISSING_CONFIRM_MS = 250;
 
 export interface RevocationChange {
   /** Serials revoked by this reload (canonical hex). */
@@ -48,7 +48,6 @@ export class RevocationList extends EventEmitter {
   private lastRaw: Buffer | undefined;
   private lastBad: Buffer | undefined;
   private missing = false;
-  private confirmingMissing = false;
   private statKey = '';
   private watcher: fs.FSWatcher | undefined;
   private poller: NodeJS.Timeout | undefined;
@@ -111,31 +110,11 @@ export class RevocationList extends EventEmitter {
     try {
       raw = fs.readFileSync(this.path);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-        // Editors that rename the old file away before writing the new one leave a brief gap:
-        // confirm a disappearance once more before dropping revocations that are in force.
-        if (this.entries.size > 0 && !this.confirmingMissing) {
-          this.confirmingMissing = true;
-          this.schedule(MISSING_CONFIRM_MS);
-          return false;
-        }
-        this.confirmingMissing = false;
-        if (!this.missing) {
-          this.log.warn({ revoked: 0 }, 'revocation list file not found: nothing is revoked');
-          this.missing = true;
-        }
-        this.lastRaw = undefined;
-        this.lastBad = undefined;
-        this.haveGood = true;
-        this.fmt = undefined;
-        const changed = this.replace(new Map(), undefined);
-        this.emit('reload');
-        return changed;
-      }
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return this.gone();
       return this.fail(err as Error, undefined);
     }
+    if (this.missing && this.lastRaw) this.log.info({ revoked: this.entries.size }, 'revocation list file is back');
     this.missing = false;
-    this.confirmingMissing = false;
     if (this.lastRaw?.equals(raw)) return false;
     if (this.lastBad?.equals(raw)) return false; // already reported
     let parsed;
@@ -157,6 +136,31 @@ export class RevocationList extends EventEmitter {
         'revocation list next_update has passed: still enforced, nobody is locked out; `cotstream crl refresh` (or any revoke) renews it',
       );
     }
+    return changed;
+  }
+
+  /**
+   * The file is not there. Before any list was read from it (a fresh install) that means nothing
+   * is revoked. After one was, the last list stays in force: a deleted file, an unmounted volume
+   * or a half-done deploy must not let a revoked (perhaps stolen) device back in. To clear every
+   * revocation, write an empty list (`{"revoked": []}`) — or restart without the file.
+   */
+  private gone(): boolean {
+    if (this.missing) return false;
+    this.missing = true;
+    if (this.lastRaw) {
+      this.log[this.entries.size > 0 ? 'error' : 'warn'](
+        { revoked: this.entries.size },
+        'revocation list file is gone: the last list stays in force (write {"revoked": []} to clear it)',
+      );
+      if (this.listenerCount('error') > 0) this.emit('error', new Error(`${this.path} is gone`));
+      return false;
+    }
+    this.log.warn({ revoked: 0 }, 'revocation list file not found: nothing is revoked');
+    this.haveGood = true;
+    this.fmt = undefined;
+    const changed = this.replace(new Map(), undefined);
+    this.emit('reload');
     return changed;
   }
 

@@ -28,8 +28,19 @@ export const DEFAULTS = {
 const CLOCK_SKEW_MS = 5 * 60 * 1000;
 const DAY_MS = 24 * 60 * 60 * 1000;
 
+/** Files kept outside the certs dir (`--ca`, `--ca-key`, `--cert`, `--key`, or their variables). */
+export type PkiFiles = Partial<Pick<PkiPaths, 'ca' | 'caKey' | 'cert' | 'key'>>;
+
+/** The certs dir's paths with the given files in place of its own. */
+function withFiles(certsDir: string, files: PkiFiles | undefined): PkiPaths {
+  const p = pkiPaths(certsDir);
+  for (const k of ['ca', 'caKey', 'cert', 'key'] as const) if (files?.[k]) p[k] = path.resolve(files[k]!);
+  return p;
+}
+
 export interface InitOptions {
   certsDir: string;
+  files?: PkiFiles;
   bits?: number;
   hosts?: string[];
   force?: boolean;
@@ -40,6 +51,7 @@ export interface InitOptions {
 
 export interface ClientOptions {
   certsDir: string;
+  files?: PkiFiles;
   name: string;
   password?: string;
   outDir?: string;
@@ -144,7 +156,7 @@ function validHostList(hosts: string[]): string[] {
 
 /** Create the CA and the server certificate in certsDir. Never overwrites without force. */
 export async function initPki(o: InitOptions): Promise<PkiPaths> {
-  const p = pkiPaths(o.certsDir);
+  const p = withFiles(o.certsDir, o.files);
   const bits = o.bits ?? DEFAULTS.bits;
   const hosts = validHostList(o.hosts?.length ? o.hosts : defaultHosts());
   const caDays = checkDays(o.caDays ?? DEFAULTS.caDays, '--ca-days');
@@ -186,6 +198,7 @@ export async function initPki(o: InitOptions): Promise<PkiPaths> {
   sign(server, caKey.key);
 
   fs.mkdirSync(p.dir, { recursive: true, mode: 0o755 });
+  for (const f of [p.ca, p.caKey, p.cert, p.key]) fs.mkdirSync(path.dirname(f), { recursive: true, mode: 0o755 });
   // keys first: a crash in between leaves no certificate without its key
   writeFileAtomic(p.caKey, caKey.pem, SECRET_MODE);
   writeFileAtomic(p.key, serverKey.pem, SECRET_MODE);
@@ -200,17 +213,20 @@ export interface LoadedCa {
   pem: string;
 }
 
-export function loadCa(certsDir: string): LoadedCa {
-  const p = pkiPaths(certsDir);
+export function loadCa(certsDir: string, files?: PkiFiles): LoadedCa {
+  const p = withFiles(certsDir, files);
   for (const f of [p.ca, p.caKey]) {
-    if (!fs.existsSync(f)) throw new Error(`no CA in ${p.dir}: ${f} is missing (run \`cotstream certs init --certs-dir ${certsDir}\` first)`);
+    if (!fs.existsSync(f)) throw new Error(`no CA: ${f} is missing (run \`cotstream certs init --certs-dir ${certsDir}\` first, or point --ca / --ca-key at yours)`);
   }
   const pem = fs.readFileSync(p.ca, 'utf8');
-  return {
-    pem,
-    cert: forge.pki.certificateFromPem(pem),
-    key: forge.pki.privateKeyFromPem(fs.readFileSync(p.caKey, 'utf8')) as forge.pki.rsa.PrivateKey,
-  };
+  const cert = forge.pki.certificateFromPem(pem);
+  const key = forge.pki.privateKeyFromPem(fs.readFileSync(p.caKey, 'utf8')) as forge.pki.rsa.PrivateKey;
+  // a key from another CA would sign certificates nobody accepts: say so before issuing any
+  const pub = cert.publicKey as forge.pki.rsa.PublicKey;
+  if (!pub.n || pub.n.compareTo(key.n) !== 0 || pub.e.compareTo(key.e) !== 0) {
+    throw new Error(`the CA key ${p.caKey} does not belong to the CA certificate ${p.ca}`);
+  }
+  return { pem, cert, key };
 }
 
 const CLIENT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -238,7 +254,7 @@ export async function issueClient(o: ClientOptions): Promise<ClientResult> {
     truststore: path.join(outDir, `${o.name}-truststore.p12`),
     package: path.join(outDir, `${o.name}.zip`),
   };
-  const ca = loadCa(o.certsDir);
+  const ca = loadCa(o.certsDir, o.files);
   assertNoneExist(o.package ? Object.values(files) : [files.cert, files.key, files.p12], o.force);
 
   const k = await newKey(bits);

@@ -4,9 +4,8 @@ import path from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import type { Command } from 'commander';
 import { initPki, issueClient, defaultHosts, DEFAULTS } from './ca.ts';
-import { pkiPaths } from './paths.ts';
 import { canonicalSerial } from '../auth/serial.ts';
-import { action, certsDirOption, collectList, parsePositiveInt, resolveCertsDir, stdio, table, type CommandIO } from './options.ts';
+import { action, caKeyOption, caOption, certOption, certsDirOption, collectList, keyOption, parsePositiveInt, resolvePkiPaths, stdio, table, type CommandIO, type PkiFileFlags } from './options.ts';
 
 export function registerCertsCommands(program: Command, io: CommandIO = stdio): void {
   const certs = program.command('certs').description('create and inspect the PKI: CA, server and client certificates');
@@ -15,6 +14,10 @@ export function registerCertsCommands(program: Command, io: CommandIO = stdio): 
     .command('init')
     .description('create the CA and the server certificate in the certs dir (never overwrites without --force)')
     .addOption(certsDirOption())
+    .addOption(caOption())
+    .addOption(caKeyOption())
+    .addOption(certOption())
+    .addOption(keyOption())
     .option('--bits <n>', `RSA key size (default: ${DEFAULTS.bits}; 4096 possible)`, parsePositiveInt('--bits'))
     .option(
       '--host <names>',
@@ -26,9 +29,11 @@ export function registerCertsCommands(program: Command, io: CommandIO = stdio): 
     .option('--days <n>', `server certificate validity in days (default: ${DEFAULTS.days})`, parsePositiveInt('--days'))
     .option('--force', 'overwrite an existing CA and server certificate (invalidates every client certificate!)', false);
   init.action(
-    action(init, async (o: { certsDir?: string; bits?: number; host?: string[]; caName?: string; caDays?: number; days?: number; force: boolean }) => {
+    action(init, async (o: PkiFileFlags & { bits?: number; host?: string[]; caName?: string; caDays?: number; days?: number; force: boolean }) => {
+      const files = resolvePkiPaths(o);
       const p = await initPki({
-        certsDir: resolveCertsDir(o.certsDir),
+        certsDir: files.dir,
+        files,
         bits: o.bits,
         hosts: o.host,
         caName: o.caName,
@@ -36,12 +41,15 @@ export function registerCertsCommands(program: Command, io: CommandIO = stdio): 
         days: o.days,
         force: o.force,
       });
+      const rel = (f: string) => (path.dirname(f) === p.dir ? path.basename(f) : f);
+      const [ca, caKey, cert, key] = [p.ca, p.caKey, p.cert, p.key].map(rel);
+      const w = Math.max(ca!.length, caKey!.length, cert!.length, key!.length) + 3;
       io.out(
         `created in ${p.dir}:\n` +
-          `  ${path.basename(p.ca)}       CA certificate (give to clients as the truststore)\n` +
-          `  ${path.basename(p.caKey)}       CA private key (0600; keep it secret, it signs every certificate)\n` +
-          `  ${path.basename(p.cert)}   server certificate, valid for ${(o.host?.length ? o.host : defaultHosts()).join(', ')}\n` +
-          `  ${path.basename(p.key)}   server private key (0600)\n` +
+          `  ${ca!.padEnd(w)}CA certificate (give to clients as the truststore)\n` +
+          `  ${caKey!.padEnd(w)}CA private key (0600; keep it secret, it signs every certificate)\n` +
+          `  ${cert!.padEnd(w)}server certificate, valid for ${(o.host?.length ? o.host : defaultHosts()).join(', ')}\n` +
+          `  ${key!.padEnd(w)}server private key (0600)\n` +
           `next: cotstream certs client NAME --package --host <address phones reach>\n`,
       );
     }),
@@ -52,6 +60,8 @@ export function registerCertsCommands(program: Command, io: CommandIO = stdio): 
     .description('issue a client certificate: NAME.pem, NAME.key, NAME.p12 (for ATAK), and with --package an ATAK data package NAME.zip')
     .argument('<name>', 'client name, used as certificate CN and file name (letters, digits, . _ -)')
     .addOption(certsDirOption())
+    .addOption(caOption())
+    .addOption(caKeyOption())
     .option('--out <dir>', 'output directory (default: <certs-dir>/clients)')
     .option('--password <pw>', 'password of NAME.p12 and the truststore (default: a random one, printed once; stored nowhere but inside the data package)')
     .option('--package', 'also write NAME-truststore.p12 (CA certificate only) and the data package NAME.zip', false)
@@ -65,10 +75,12 @@ export function registerCertsCommands(program: Command, io: CommandIO = stdio): 
       client,
       async (
         name: string,
-        o: { certsDir?: string; out?: string; password?: string; package: boolean; host?: string; port?: number; bits?: number; days?: number; force: boolean },
+        o: PkiFileFlags & { out?: string; password?: string; package: boolean; host?: string; port?: number; bits?: number; days?: number; force: boolean },
       ) => {
+        const files = resolvePkiPaths(o);
         const r = await issueClient({
-          certsDir: resolveCertsDir(o.certsDir),
+          certsDir: files.dir,
+          files: { ca: files.ca, caKey: files.caKey },
           name,
           outDir: o.out,
           password: o.password,
@@ -95,17 +107,20 @@ export function registerCertsCommands(program: Command, io: CommandIO = stdio): 
   const show = certs
     .command('show')
     .description('list the CA, server and client certificates with serial and expiry')
-    .addOption(certsDirOption());
+    .addOption(certsDirOption())
+    .addOption(caOption())
+    .addOption(certOption());
   show.action(
-    action(show, (o: { certsDir?: string }) => {
-      const p = pkiPaths(resolveCertsDir(o.certsDir));
+    action(show, (o: PkiFileFlags) => {
+      const p = resolvePkiPaths(o);
       const rows: string[][] = [['file', 'subject', 'serial', 'not after']];
+      const label = (file: string) => (file.startsWith(p.dir + path.sep) ? path.relative(p.dir, file) : file);
       const add = (file: string) => {
         try {
           const c = new X509Certificate(fs.readFileSync(file));
-          rows.push([path.relative(p.dir, file), c.subject.replace(/\n/g, ', '), canonicalSerial(c.serialNumber), new Date(c.validTo).toISOString()]);
+          rows.push([label(file), c.subject.replace(/\n/g, ', '), canonicalSerial(c.serialNumber), new Date(c.validTo).toISOString()]);
         } catch (err) {
-          rows.push([path.relative(p.dir, file), `unreadable: ${(err as Error).message}`, '', '']);
+          rows.push([label(file), `unreadable: ${(err as Error).message}`, '', '']);
         }
       };
       for (const f of [p.ca, p.cert]) if (fs.existsSync(f)) add(f);

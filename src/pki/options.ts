@@ -2,10 +2,15 @@
 // --crl where it matters) with the same environment variables as `cotstream start`.
 import path from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
+import { pkiPaths, type PkiPaths } from './paths.ts';
 
 export const ENV = {
   certsDir: ['COTSTREAM_CERTS_DIR', 'FTS_CERTS_PATH'],
   crl: ['COTSTREAM_CRL', 'FTS_CRLDIR'],
+  ca: ['COTSTREAM_CA', 'FTS_CADIR'],
+  caKey: ['COTSTREAM_CA_KEY', 'FTS_CAKEYDIR'],
+  cert: ['COTSTREAM_CERT', 'FTS_SERVER_PEMDIR'],
+  key: ['COTSTREAM_KEY', 'FTS_SERVER_KEYDIR'],
 } as const;
 
 export const DEFAULT_CERTS_DIR = './certs';
@@ -43,6 +48,50 @@ export function crlOption(): Option {
   );
 }
 
+/**
+ * The CA (and server) files can live outside the certs dir, as `start --ca/--cert/--key` allow:
+ * the commands that sign or check with the CA take the same flags and variables, so one
+ * environment serves `start`, `certs`, `revoke` and `crl` alike. (Before, a `COTSTREAM_CA` the
+ * server honoured was ignored here: `certs client` signed with whatever CA sat in the certs dir,
+ * and the server refused the certificate it had just issued.)
+ */
+export function caOption(): Option {
+  return new Option('--ca <file>', `CA certificate (env ${ENV.ca.join(', alias ')}; default: <certs-dir>/ca.pem)`);
+}
+
+export function caKeyOption(): Option {
+  return new Option('--ca-key <file>', `CA private key (env ${ENV.caKey.join(', alias ')}; default: <certs-dir>/ca.key)`);
+}
+
+export function certOption(): Option {
+  return new Option('--cert <file>', `server certificate (env ${ENV.cert.join(', alias ')}; default: <certs-dir>/server.pem)`);
+}
+
+export function keyOption(): Option {
+  return new Option('--key <file>', `server private key (env ${ENV.key.join(', alias ')}; default: <certs-dir>/server.key)`);
+}
+
+export interface PkiFileFlags {
+  certsDir?: string;
+  ca?: string;
+  caKey?: string;
+  cert?: string;
+  key?: string;
+}
+
+/** Every PKI path: the certs dir's files, each overridden by its flag, else its variable. */
+export function resolvePkiPaths(o: PkiFileFlags, env: NodeJS.ProcessEnv = process.env): PkiPaths {
+  const p = pkiPaths(resolveCertsDir(o.certsDir, env));
+  const pick = (flag: string | undefined, names: readonly string[], def: string) => path.resolve(flag ?? fromEnv(names, env) ?? def);
+  return {
+    ...p,
+    ca: pick(o.ca, ENV.ca, p.ca),
+    caKey: pick(o.caKey, ENV.caKey, p.caKey),
+    cert: pick(o.cert, ENV.cert, p.cert),
+    key: pick(o.key, ENV.key, p.key),
+  };
+}
+
 /** Flag, else environment, else default — the same precedence as the server's config. */
 export function resolveCertsDir(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
   return path.resolve(flag ?? fromEnv(ENV.certsDir, env) ?? DEFAULT_CERTS_DIR);
@@ -71,6 +120,9 @@ export function action<A extends unknown[]>(cmd: Command, fn: (...args: A) => Pr
       await fn(...args);
     } catch (err) {
       if (err && typeof err === 'object' && 'code' in err && typeof (err as { code: unknown }).code === 'string' && (err as { code: string }).code.startsWith('commander.')) throw err;
+      // a command that failed at its work was used correctly: the message alone, not the help
+      // (which would bury the one line that matters under twenty)
+      cmd.showHelpAfterError(false);
       cmd.error(`error: ${(err as Error).message}`, { exitCode: 1 });
     }
   };

@@ -10,7 +10,7 @@ import { startTestServer, ROOT, type TestServer } from '../helpers/server.ts';
 import { startRelay } from '../../bench/relay.ts';
 import { benchCreds } from '../../bench/lib/certs.ts';
 import { ageSeconds } from '../../bench/lib/proc.ts';
-import type { LoadResult } from '../../bench/load.ts';
+import { bucketQuantileMs, type LoadResult } from '../../bench/load.ts';
 
 function runLoad(args: string[]): Promise<LoadResult> {
   const proc = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', 'load.ts'), '--json', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -50,6 +50,14 @@ function assertSane(r: LoadResult, withServerStats: boolean): void {
   }
 }
 
+/** the server's own latency histogram, read over /metrics before and after the step */
+function assertServerLatency(r: LoadResult, hasMetrics: boolean): void {
+  const s = r.steps[0];
+  // NaN, which --json writes as null
+  if (!hasMetrics) { assert.ok(!Number.isFinite(s.serverP99Ms), 'no in-server latency without --metrics-url'); return; }
+  assert.ok(s.serverP99Ms > 0 && s.serverP99Ms < 1000, `in-server p99 ${s.serverP99Ms} ms`);
+}
+
 describe('bench: load.ts smoke run', function () {
   this.timeout(60000);
   let pki: SharedPki;
@@ -76,6 +84,7 @@ describe('bench: load.ts smoke run', function () {
     // no warm-up here: the server's received counter must equal what the one reported step sent
     const r = await runLoad([...common(srv.port), ...noSettle, '--warmup', '0', '--server-pid', String(process.pid), '--metrics-url', `http://127.0.0.1:${srv.metricsPort}/metrics`]);
     assertSane(r, true);
+    assertServerLatency(r, true);
     assert.equal(r.steps[0].serverDropsSlow, 0);
     assert.equal(r.steps[0].serverDropsRate, 0);
     assert.equal(await srv.metric('cot_events_received_total'), r.steps[0].sent);
@@ -85,9 +94,24 @@ describe('bench: load.ts smoke run', function () {
     const port = (relay.address() as { port: number }).port;
     // the generator is a fresh process: --settle 5 stretches the 0.5-s warm-up until it is 5 s old
     const t0 = Date.now();
-    assertSane(await runLoad([...common(port), '--settle', '5', '--warmup', '0.5']), false);
+    const r = await runLoad([...common(port), '--settle', '5', '--warmup', '0.5']);
+    assertSane(r, false);
+    assertServerLatency(r, false);
     const took = (Date.now() - t0) / 1000;
     assert.ok(took >= 5 + 2, `warm-up until 5 s old + step 2 s, run took ${took} s`);
+  });
+
+  it('takes a quantile of the observations between two scrapes of a histogram, linear within a bucket', () => {
+    const le = [0.001, 0.002, 0.004, Infinity];
+    const at = (counts: number[]): Array<[number, number]> => le.map((l, i) => [l, counts[i]]);
+    const before = at([5, 5, 5, 5]);
+    // 100 observations in the step: 50 under 1 ms, 40 in (1, 2], 10 in (2, 4]
+    const after = at([55, 95, 105, 105]);
+    assert.equal(bucketQuantileMs(before, after, 0.5), 1);
+    assert.ok(Math.abs(bucketQuantileMs(before, after, 0.7) - 1.5) < 1e-9);
+    assert.ok(Math.abs(bucketQuantileMs(before, after, 0.99) - 3.8) < 1e-9);
+    assert.ok(Number.isNaN(bucketQuantileMs(before, before, 0.99)), 'nothing observed');
+    assert.ok(Number.isNaN(bucketQuantileMs(null, after, 0.99)));
   });
 
   it('reads a process age from /proc (what --settle compares with)', () => {

@@ -129,6 +129,27 @@ describe('e2e: mutual-TLS CoT server', function () {
     assert.ok(short.logs.some((l) => l.audit === 'closed' && l.reason === 'idle'));
   });
 
+  it('a client whose latest SA is still valid is not idle: closed at its stale time, not before (ATAK reports every 180 s when stationary)', async function () {
+    this.timeout(20000);
+    // ATAK on a TCP stream: a stationary device sends its SA every 180 s (stale 375 s) and pings
+    // only when it has heard nothing for 15 s — on a busy server it sends nothing in between
+    const a = await CotClient.connect(short.port, await pki.client('alpha'));
+    const b = await CotClient.connect(short.port, await pki.client('bravo'));
+    clients.push(a, b);
+    await sleep(50);
+    const t0 = Date.now();
+    a.send(sa('uid-stationary', 'STATIONARY', { staleSec: 4 }));
+    b.send(sa('uid-stale', 'STALE', { staleSec: -60 }));
+    await b.waitClosed(8000);
+    const tookB = Date.now() - t0;
+    assert.ok(tookB >= 1300 && tookB < 3500, `the client with a stale SA closed after ${tookB} ms (idle timeout 1500 ms)`);
+    assert.equal(a.closed, false, 'closed while its SA was valid');
+    await a.waitClosed(8000);
+    const tookA = Date.now() - t0;
+    assert.ok(tookA >= 3800 && tookA < 7000, `closed after ${tookA} ms (SA stale after 4000 ms)`);
+    assert.equal(short.logs.filter((l) => l.audit === 'closed' && l.reason === 'idle' && l.uid === 'uid-stationary').length, 1);
+  });
+
   it('counts connections and events in /metrics and writes one accept and one close line per connection', async () => {
     const a = await connect('alpha');
     const b = await connect('bravo');

@@ -62,6 +62,34 @@ describe('e2e: @tak-ps/node-tak 8.3.0 interop', function () {
     }
   });
 
+  it('receives events whose sender put a line break or tab after <event', async () => {
+    // node-tak finds an event with /<event[ >][\s\S]*?<\/event>/: '<event\n' does not match, and the
+    // event went by unseen (C#'s XmlWriter with NewLineOnAttributes writes it so)
+    const creds = await pki.client('node-tak-2');
+    const tak = await TAK.connect('interop2', new URL(`ssl://127.0.0.1:${srv.port}`), {
+      cert: readFileSync(creds.cert, 'utf8'), key: readFileSync(creds.key, 'utf8'),
+    });
+    try {
+      await once(tak, 'ping', 5000);
+      const got: string[] = [];
+      tak.on('cot', (c: InstanceType<typeof CoT>) => { got.push(c.raw.event._attributes.uid); });
+      const other = await CotClient.connect(srv.port, await pki.client('bravo'));
+      try {
+        await sleep(50);
+        other.send(sa('uid-newline', 'NEWLINE').replace('<event version', '<event\n  version'));
+        other.send(sa('uid-tab', 'TAB').replace('<event version', '<event\tversion'));
+        other.send(sa('uid-plain', 'PLAIN'));
+        const deadline = Date.now() + 5000;
+        while (!got.includes('uid-plain') && Date.now() < deadline) await sleep(20);
+        assert.deepEqual(got.filter((u) => u.startsWith('uid-')), ['uid-newline', 'uid-tab', 'uid-plain']);
+      } finally {
+        other.close();
+      }
+    } finally {
+      tak.destroy();
+    }
+  });
+
   it('a node-tak client with a certificate from another CA never gets a pong', async function () {
     this.timeout(60000);
     const foreign = await (await testPki('foreign')).client('mallory');

@@ -1,7 +1,7 @@
 // The real `cotstream start` process: starts, serves, stops cleanly on SIGTERM/SIGINT, refuses bad setups.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { testPki, type SharedPki } from '../helpers/pki.ts';
@@ -103,6 +103,28 @@ describe('e2e: cotstream start as a process', function () {
     const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'start', '--idle-timeout', 'soon'], { cwd: ROOT, encoding: 'utf8', timeout: 20000 });
     assert.equal(r.status, 2);
     assert.match(r.stderr, /--idle-timeout: expected milliseconds/);
+  });
+
+  it('exit status: a command line it cannot use is 2 with the usage; a command that fails at its work is 1 with its one error line', () => {
+    const run = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], { cwd: ROOT, encoding: 'utf8', timeout: 20000 });
+    const unknown = run(['start', '--prot', '1']);
+    assert.equal(unknown.status, 2, unknown.stderr);
+    assert.match(unknown.stderr, /unknown option '--prot'[\s\S]*Usage: cotstream start/);
+    const missing = run(['certs', 'client']);
+    assert.equal(missing.status, 2, missing.stderr);
+    assert.match(missing.stderr, /missing required argument 'name'/);
+
+    const dir = mkdtempSync(join(tmpdir(), 'cotstream-exit-'));
+    try {
+      for (const f of ['ca.pem', 'ca.key']) copyFileSync(join(pki.dir, f), join(dir, f));
+      const exists = run(['certs', 'init', '--certs-dir', dir]);
+      assert.equal(exists.status, 1, exists.stderr);
+      assert.equal(exists.stderr.trim().split('\n').length, 1, `one line, not the help after it:\n${exists.stderr}`);
+      assert.match(exists.stderr, /^error: refusing to overwrite/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    assert.match(run(['start', '--help']).stdout, /Exit status: 0 .* 1 .* 2 a usage or configuration error/s);
   });
 
   it('takes option values from --config (camelCase keys) under env and flags', async () => {

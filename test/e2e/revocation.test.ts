@@ -168,6 +168,29 @@ describe('e2e: revocation', function () {
     }
   });
 
+  it('a list deleted while running stays in force until an empty one is written', async () => {
+    const f = path.join(pki.dir, 'deleted-test.json');
+    fs.writeFileSync(f, JSON.stringify({ revoked: [{ serial_number: pki.clients.alpha!.serial, reason: 'key_compromise' }] }));
+    const srv: TestServer = await startTestServer(pki.dir, { crl: f });
+    try {
+      await expectRefused(srv.port, creds(pki, 'alpha'));
+      fs.rmSync(f);
+      await waitForLog(srv, (l) => l.level === 50 && /is gone/.test(String(l.msg)), 3000);
+      await sleep(700); // past the watcher's poll and debounce
+      await expectRefused(srv.port, creds(pki, 'alpha'));
+      await expectAccepted(srv.port, creds(pki, 'bravo'));
+      assert.equal(await srv.metric('cot_revoked_serials'), 1);
+      assert.equal(await srv.metric('cot_handshakes_total', { result: 'revoked' }), 2);
+      // clearing every revocation is an explicit act: an empty list
+      fs.writeFileSync(f, JSON.stringify({ revoked: [] }));
+      await waitForLog(srv, (l) => /revocation list loaded/.test(String(l.msg)) && l.revoked === 0, 3000);
+      await expectAccepted(srv.port, creds(pki, 'alpha'));
+    } finally {
+      await srv.stop();
+      fs.rmSync(f, { force: true });
+    }
+  });
+
   it('an expired next_update warns (log, metric) and locks nobody out', async () => {
     const f = path.join(pki.dir, 'expired.json');
     fs.writeFileSync(f, JSON.stringify({ next_update: '2020-01-01T00:00:00Z', revoked: [{ serial_number: pki.clients.alpha!.serial }] }));

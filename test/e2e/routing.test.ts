@@ -129,12 +129,13 @@ describe('e2e: TAK routing semantics', function () {
       assert.equal(b.frames.filter((f) => f.includes('<marti')).length, 0, 'a recipient saw <marti>');
     });
 
-    it('a dest naming nobody (unknown callsign, empty callsign, no attribute) reaches nobody', async () => {
+    it('a dest naming nobody (unknown callsign, empty callsign, no attribute, only a mission) reaches nobody', async () => {
       a.send(chatEv('unknown', dests(['callsign', 'NOBODY'])));
       a.send(chatEv('empty-cs', dests(['callsign', ''])));
       a.send(chatEv('bare-dest', '<marti><dest/></marti>'));
+      a.send(chatEv('mission', '<marti><dest mission="Op Falcon"/></marti>'));
       await sentinel(a, [b, c]);
-      for (const tag of ['unknown', 'empty-cs', 'bare-dest']) assert.equal(has(b, `>${tag}<`) + has(c, `>${tag}<`), 0, tag);
+      for (const tag of ['unknown', 'empty-cs', 'bare-dest', 'mission']) assert.equal(has(b, `>${tag}<`) + has(c, `>${tag}<`), 0, tag);
     });
 
     it('a real ATAK GeoChat (indented <marti>) reaches only its dest, the rest byte for byte', async () => {
@@ -363,6 +364,38 @@ describe('e2e: TAK routing semantics', function () {
       const h = scan(Buffer.from(note));
       assert.ok(h.ok, 'the notice is not well-formed');
       assert.equal(h.linkUid, 'ent&<"\'A');
+    });
+
+    it('what recipients get cuts at "</event>" into exactly the events sent: no self-closing root, no spaced end tag, no end tag inside', async () => {
+      // ATAK's commo, node-tak and pytak split the stream at the bytes "</event>" (CotClient does too)
+      const a = await identified('alpha', 'uid-A', 'ALPHA');
+      const b = await identified('bravo', 'uid-B', 'BRAVO', [a]);
+      const m = await connect('mallory');
+      const t = new Date().toISOString();
+      const st = new Date(Date.now() + 60_000).toISOString();
+      const head = (uid: string) => `<event version="2.0" uid="${uid}" type="b-m-p-s-m" time="${t}" start="${t}" stale="${st}" how="h-g-i-g-o"`;
+      const body = '><point lat="1" lon="2" hae="0" ce="9" le="9"/><detail><remarks>r</remarks></detail>';
+      // an SA of alpha's, hidden where a client cutting at "</event>" would find it
+      const spoof = sa('uid-A', 'ALPHA', { lat: 66, type: 'a-h-G' }).replace(/^<\?xml[^>]*>/, '');
+      const before = await srv.metric('cot_events_dropped_total', { reason: 'malformed' });
+      m.send(`${head('self-closing')}/>\n`);
+      m.send(`${head('spaced-end')}${body}</event >`);
+      m.send(`${head('crlf-end')}${body}</event\r\n>`);
+      m.send(`${head('in-cdata')}><point lat="1" lon="2" hae="0" ce="9" le="9"/><detail><remarks><![CDATA[x</event>${spoof}]]></remarks></detail></event>`);
+      m.send(`${head('in-comment')}><point lat="1" lon="2" hae="0" ce="9" le="9"/><detail><!-- </event>${spoof} --></detail></event>`);
+      m.send(`${head('in-pi')}><point lat="1" lon="2" hae="0" ce="9" le="9"/><detail><?x </event>${spoof}?></detail></event>`);
+      m.send(`${head('after')}${body}</event>`);
+      await sentinel(m, [a, b]);
+      for (const c of [a, b]) {
+        const got = c.cot().filter((f) => !f.includes('sentinel') && !/uid="uid-[AB]" type="a-f-G-U-C"/.test(f));
+        assert.deepEqual(got.map((f) => { const h = scan(Buffer.from(f)); return h.ok ? h.uid : `not one event: ${f.slice(0, 300)}`; }),
+          ['self-closing', 'spaced-end', 'crlf-end', 'after']);
+        assert.ok(!c.frames.some((f) => f.includes('type="a-h-G"')), 'the hidden SA of alpha reached a client');
+      }
+      assert.equal(await srv.metric('cot_events_dropped_total', { reason: 'malformed' }), before + 3);
+      const lines = srv.logs.filter((l) => l.audit === 'bad_input' && l.cn === 'mallory');
+      assert.equal(lines.length, 1);
+      assert.equal(lines[0].reason, "'</event>' inside a comment, CDATA section or processing instruction");
     });
 
     it('malformed input is counted and dropped; the session and the server keep working', async () => {

@@ -10,14 +10,22 @@ import { createLogger, type Logger } from '../../src/ops/log.ts';
 
 export class WriteRecorder extends Duplex {
   readonly writes: Array<{ events: number; at: number }> = [];
+  /** @param writeCostMs each write holds the thread this long, as a write to a slow socket would */
+  constructor(private readonly writeCostMs = 0) { super(); }
   override _read(): void {}
   override _write(_chunk: Buffer, _enc: BufferEncoding, cb: () => void): void {
+    this.cost();
     this.writes.push({ events: 1, at: performance.now() });
     cb();
   }
   override _writev(chunks: Array<{ chunk: Buffer }>, cb: () => void): void {
+    this.cost();
     this.writes.push({ events: chunks.length, at: performance.now() });
     cb();
+  }
+  private cost(): void {
+    const until = performance.now() + this.writeCostMs;
+    while (performance.now() < until);
   }
 }
 
@@ -35,8 +43,8 @@ export function memSession(
   m: Metrics,
   host: SessionHost = { onFrame: () => {}, onClose: () => {} },
   log: Logger = createLogger('silent'),
+  rec: WriteRecorder = new WriteRecorder(),
 ): { s: Session; rec: WriteRecorder } {
-  const rec = new WriteRecorder();
   const id = { cn: 'alpha', serial: '1', fingerprint: '', remote: '127.0.0.1:1', plaintext: false };
   return { s: new Session(rec, id, host, NO_LIMITS, m, sched, log), rec };
 }

@@ -149,7 +149,7 @@ describe('property: scan reads what fast-xml-parser reads', () => {
 
 /** Reasons for which the scan is deliberately stricter than XMLValidator (protocol/README.md). */
 const STRICTER = new Set<string>([
-  ScanReason.notEvent, ScanReason.noUid, ScanReason.noType, ScanReason.nestedEvent, // CoT, not XML
+  ScanReason.notEvent, ScanReason.noUid, ScanReason.noType, ScanReason.nestedEvent, ScanReason.endTagInMarkup, // CoT, not XML
   ScanReason.attrLt, ScanReason.char, ScanReason.reference, ScanReason.cdataEnd, ScanReason.comment,
   ScanReason.trailing, ScanReason.xmlDecl, ScanReason.doctype, ScanReason.pi,
   // XMLValidator lets these malformed tags through
@@ -219,6 +219,7 @@ describe('property: accept/reject agrees with XMLValidator on mutated events', (
       ['<!DOCTYPE event><event uid="u" type="t"/>', ScanReason.doctype],
       ['<foo uid="u" type="t"/>', ScanReason.notEvent],
       [ev('', 'type="t"'), ScanReason.noUid],
+      [ev('<!-- </event> -->'), ScanReason.endTagInMarkup],
     ];
     for (const [xml, reason] of stricter) {
       assert.equal(XMLValidator.validate(xml), true, xml);

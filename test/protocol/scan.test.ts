@@ -194,8 +194,25 @@ describe('scan: fields', () => {
   });
 
   it('accepts a leading declaration, comments, PIs and CDATA anywhere legal', () => {
-    const h = ok('<?xml version="1.0"?>\n<!-- hi --><event uid="u" type="t"><!-- </event> --><detail><remarks><![CDATA[ </event> <x> & ]]></remarks><?pi data?></detail></event>\n<!-- bye -->\n');
+    const h = ok('<?xml version="1.0"?>\n<!-- hi --><event uid="u" type="t"><!-- </event --><!-- </event\n> --><detail><remarks><![CDATA[ </event > </events> <x> & ]]></remarks><?pi </eventx>?></detail></event>\n<!-- </event> -->\n');
     assert.equal(h.uid, 'u');
+  });
+
+  it("rejects the bytes '</event>' inside a comment, CDATA or a PI: TAK clients cut their stream there", () => {
+    // what a recipient splitting at "</event>" (ATAK's commo, node-tak, pytak) would read as a
+    // second event, never checked by the server: an SA under another client's uid
+    const smuggled = '<event version="2.0" uid="ANDROID-victim" type="a-h-G" time="2026-01-01T00:00:00Z" start="2026-01-01T00:00:00Z" stale="2030-01-01T00:00:00Z" how="h-e"><point lat="1" lon="2" hae="0" ce="9" le="9"/><detail><contact callsign="VICTIM" endpoint="*:-1:stcp"/></detail></event>';
+    for (const [inner, at] of [
+      [`<detail><remarks><![CDATA[hi </event>${smuggled} bye]]></remarks></detail>`, '<![CDATA[hi '],
+      [`<detail><!-- </event>${smuggled} --></detail>`, '<!-- '],
+      [`<detail/><?note </event>${smuggled}?>`, '<?note '],
+      ['<![CDATA[</event>]]>', '<![CDATA['],
+    ] as const) {
+      const xml = ev(inner);
+      const r = bad(xml);
+      assert.equal(r.reason, ScanReason.endTagInMarkup, inner);
+      assert.equal(r.offset, xml.indexOf(at) + at.length, inner);
+    }
   });
 });
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { escapeAttr } from '../../protocol/xml.ts';
+import { escapeAttr, streamable } from '../../protocol/xml.ts';
 import { scan } from '../../protocol/scan.ts';
 
 /** what an XML parser can hand back for s: chars XML 1.0 cannot carry become U+FFFD */
@@ -24,5 +24,28 @@ describe('escapeAttr', () => {
         assert.equal(h.callsign, representable(s));
       }
     }), { numRuns: 2000 });
+  });
+});
+
+describe('streamable', () => {
+  it('the usual frame is returned as it is; others start with "<event " and end in exactly </event>, still well-formed', () => {
+    const usual = Buffer.from('<event uid="u" type="t"><detail/></event>');
+    assert.equal(streamable(usual), usual);
+    assert.equal(usual.toString(), '<event uid="u" type="t"><detail/></event>');
+    for (const [frame, want] of [
+      ['<event uid="u" type="t"/>', '<event uid="u" type="t"></event>'],
+      [`<event uid='u' type='t'\n />`, `<event uid='u' type='t'\n ></event>`],
+      ['<event uid="u" type="t"><detail/></event >', '<event uid="u" type="t"><detail/></event>'],
+      ['<event uid="u" type="t"><detail/></event\r\n\t>', '<event uid="u" type="t"><detail/></event>'],
+      ['<event\n uid="u"\ttype="t"><detail/></event>', '<event  uid="u"\ttype="t"><detail/></event>'],
+      ['<event\tuid="u" type="t"/>', '<event uid="u" type="t"></event>'],
+      ['<event\r\nuid="u" type="t"></event\n>', '<event \nuid="u" type="t"></event>'],
+    ]) {
+      assert.ok(scan(Buffer.from(frame)).ok, frame);
+      const out = streamable(Buffer.from(frame)).toString();
+      assert.equal(out, want);
+      const h = scan(Buffer.from(out));
+      assert.ok(h.ok && h.uid === 'u' && h.type === 't', out);
+    }
   });
 });

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
 import { FlushScheduler } from '../../src/session.ts';
 import { Metrics } from '../../src/ops/metrics.ts';
-import { memSession } from '../helpers/session.ts';
+import { memSession, WriteRecorder } from '../helpers/session.ts';
 
 const tick = () => new Promise((r) => setImmediate(r));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -69,5 +69,20 @@ describe('server: write coalescing', function () {
     assert.equal(m.latency.count, 1);
     a.s.close('shutdown');
     b.s.close('shutdown');
+  });
+
+  it('latency runs to the write to the last recipient: a fan-out that takes time is counted in it', async () => {
+    const m = new Metrics({ defaultMetrics: false });
+    const sched = new FlushScheduler(m, 0);
+    // three recipients whose writes take 5 ms each (a fan-out to a few hundred TLS sockets)
+    const rs = [0, 1, 2].map(() => memSession(sched, m, undefined, undefined, new WriteRecorder(5)));
+    const t0 = performance.now();
+    for (const r of rs) r.s.send(EVENT);
+    sched.delivered(t0);
+    await tick();
+    const last = Math.max(...rs.map((r) => r.rec.writes[0].at));
+    assert.equal(m.latency.count, 1);
+    assert.ok(m.latency.sum * 1000 >= last - t0, `observed ${(m.latency.sum * 1000).toFixed(2)} ms, last recipient written ${(last - t0).toFixed(2)} ms after the read`);
+    for (const r of rs) r.s.close('shutdown');
   });
 });

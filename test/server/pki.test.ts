@@ -12,6 +12,7 @@ import { assertKeyPrivate, certificateExpiry, initPki, issueClient, pkiPaths, re
 import { canonicalSerial } from '../../src/auth/serial.ts';
 import { makePki, openssl, opensslStatus, type TestPki } from '../helpers/pki.ts';
 import { runCommands } from '../helpers/cli.ts';
+import { registerRevocationCommands } from '../../src/auth/revocation-commands.ts';
 
 const DAY = 86400_000;
 const mode = (f: string) => fs.statSync(f).mode & 0o777;
@@ -324,6 +325,40 @@ describe('certs commands', function () {
     const host = /connectString0"[^>]*>([^<]+):8089:ssl</.exec(pref)![1]!;
     const cert = new X509Certificate(fs.readFileSync(path.join(dir, 'server.pem')));
     assert.equal(cert.checkHost(host) ?? cert.checkIP(host), host, `server certificate (${cert.subjectAltName}) must be valid for ${host}`);
+  });
+
+  it('a CA outside the certs dir (COTSTREAM_CA / FTS_CADIR, as `start` reads it) is the one `certs client` and `revoke` sign with', async () => {
+    // the operator's CA lives in its own directory; the certs dir also holds another (a dev PKI)
+    const dir = tmpDir();
+    const ext = tmpDir();
+    dirs.push(dir, ext);
+    await cli(['certs', 'init', '--certs-dir', dir, '--host', 'localhost', '--ca-name', 'Dev CA']);
+    await cli(['certs', 'init', '--certs-dir', ext, '--host', 'localhost', '--ca-name', 'Real CA']);
+    const real = new X509Certificate(fs.readFileSync(path.join(ext, 'ca.pem')));
+    const saved = { ...process.env };
+    const revokeCli = (args: string[]) => runCommands(registerRevocationCommands, args);
+    try {
+      for (const k of ['COTSTREAM_CERTS_DIR', 'FTS_CERTS_PATH', 'COTSTREAM_CRL', 'FTS_CRLDIR', 'COTSTREAM_CA_KEY']) delete process.env[k];
+      process.env.COTSTREAM_CA = path.join(ext, 'ca.pem');
+      process.env.FTS_CAKEYDIR = path.join(ext, 'ca.key');
+      await cli(['certs', 'client', 'kilo', '--certs-dir', dir]);
+      const kilo = new X509Certificate(fs.readFileSync(path.join(dir, 'clients', 'kilo.pem')));
+      assert.ok(kilo.checkIssued(real), `kilo was issued by ${kilo.issuer.replace(/\n/g, ', ')}, not the CA the server trusts`);
+      assert.match(await cli(['certs', 'show', '--certs-dir', dir]), new RegExp(`${path.join(ext, 'ca.pem')}\\s+CN=Real CA`));
+
+      // the signed crl.pem verifies against that CA
+      await revokeCli(['revoke', path.join(dir, 'clients', 'kilo.pem'), '--certs-dir', dir]);
+      const v = opensslStatus(['crl', '-in', path.join(dir, 'crl.pem'), '-CAfile', path.join(ext, 'ca.pem'), '-noout']);
+      assert.match(v.output, /verify OK/);
+
+      // flags beat the variables; a CA key that is not the CA's is refused before anything is issued
+      await assert.rejects(cli(['certs', 'client', 'lima', '--certs-dir', dir, '--ca-key', path.join(dir, 'ca.key')]), /does not belong to the CA certificate/);
+      assert.ok(!fs.existsSync(path.join(dir, 'clients', 'lima.pem')));
+      await cli(['certs', 'client', 'mike', '--certs-dir', dir, '--ca', path.join(dir, 'ca.pem'), '--ca-key', path.join(dir, 'ca.key')]);
+      assert.match(new X509Certificate(fs.readFileSync(path.join(dir, 'clients', 'mike.pem'))).issuer, /Dev CA/);
+    } finally {
+      process.env = saved;
+    }
   });
 
   it('--certs-dir falls back to COTSTREAM_CERTS_DIR, then FTS_CERTS_PATH', async () => {

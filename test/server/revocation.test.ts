@@ -162,7 +162,7 @@ describe('revocation list', function () {
 
   it('watch: a change (atomic rename or in-place write) is in force within 1 s and emits the difference', async () => {
     const file = path.join(dir, 'crl.json');
-    const { list } = load(file, JSON.stringify({ revoked: [] }));
+    const { list, lines } = load(file, JSON.stringify({ revoked: [] }));
     list.watch();
     try {
       const changes: RevocationChange[] = [];
@@ -180,9 +180,17 @@ describe('revocation list', function () {
       assert.deepEqual(changes[1], { added: [bravo], removed: [alpha] });
       assert.ok(t1 < 1000 && t2 < 1000);
 
-      // deleted: nothing revoked (after a short confirmation, so a rename dance is not a gap)
+      // deleted: the last list stays in force (a deleted file or an unmounted volume must not
+      // let a revoked device back in), one error line; an empty list written clears it
       fs.rmSync(file);
-      await waitFor(() => list.size === 0, 1500, 'deletion to take effect');
+      await waitFor(() => lines.some((l) => l.level === 50 && /is gone/.test(String(l.msg))), 1500, 'the deletion to be noticed');
+      await sleep(600); // past a poll and a debounce: nothing else happens
+      assert.ok(list.lookup(bravo), 'bravo is still revoked after the file was deleted');
+      assert.equal(list.reload(), false); // SIGHUP: same
+      assert.ok(list.lookup(bravo));
+      assert.equal(lines.filter((l) => /is gone/.test(String(l.msg))).length, 1, 'said once');
+      fs.writeFileSync(file, JSON.stringify({ revoked: [] }));
+      await waitFor(() => list.size === 0, 1000, 'an empty list to clear it');
     } finally {
       list.close();
     }
