@@ -6,7 +6,7 @@ import tls from 'node:tls';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { testPki, type SharedPki } from '../helpers/pki.ts';
 import { startTestServer, spawnServer, metricValue, type TestServer, type SpawnedServer } from '../helpers/server.ts';
-import { CotClient, ping, sa, sleep } from '../helpers/client.ts';
+import { CotClient, chat, ping, sa, sleep } from '../helpers/client.ts';
 
 const END = Buffer.from('</event>');
 
@@ -283,8 +283,8 @@ describe('e2e: flow control', function () {
           c.send(' '.repeat(14_000));
           const t0 = Date.now();
           await sleep(200);
-          c.send(sa('uid-paused', 'PAUSED')); // arrives while reading is paused
-          await b.waitFor((f) => f.some((x) => x.includes('uid="uid-paused"')), 5000, 'the event behind the pause');
+          c.send(chat('paused', 'behind the pause')); // arrives while reading is paused (not an SA: an SA holds a client until it is stale)
+          await b.waitFor((f) => f.some((x) => x.includes('behind the pause')), 5000, 'the event behind the pause');
           assert.ok(Date.now() - t0 >= 1000, 'read before the pause ended');
           assert.ok(!srv.logs.some((l) => l.audit === 'closed' && l.cn === 'alpha'), 'closed while its bytes waited on our side');
           // idle for real afterwards: closed as idle
