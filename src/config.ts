@@ -56,7 +56,7 @@ export const OPTIONS: OptionSpec[] = [
   { key: 'writeCoalesce', flag: '--write-coalesce <ms>', env: ['COTSTREAM_WRITE_COALESCE_MS'], kind: 'ms', def: 1, help: 'a client written to less than this long ago gets its next events in one write that long after the last (fewer TLS records under load, at most that much added latency); 0 = one write per event-loop turn' },
   { key: 'rateEvents', flag: '--rate-events <n>', env: ['COTSTREAM_RATE_EVENTS'], kind: 'int', def: 100, help: 'sustained events/s accepted from one client; 0 = unlimited' },
   { key: 'rateBurst', flag: '--rate-burst <n>', env: ['COTSTREAM_RATE_BURST'], kind: 'int', def: 500, help: 'burst of events accepted from one client above the sustained rate' },
-  { key: 'rateBytes', flag: '--rate-bytes <bytes>', env: ['COTSTREAM_RATE_BYTES'], kind: 'bytes', def: 1048576, help: 'sustained bytes/s accepted from one client (burst: 5x); 0 = unlimited' },
+  { key: 'rateBytes', flag: '--rate-bytes <bytes>', env: ['COTSTREAM_RATE_BYTES'], kind: 'bytes', def: 1048576, help: 'sustained bytes/s accepted from one client (burst: 5x); reading from a client that sends over twice this pauses; 0 = unlimited' },
   { key: 'nodeId', flag: '--node-id <id>', env: ['COTSTREAM_NODE_ID'], kind: 'string', def: '', help: 'this node\'s id on the bus (default: hostname + random suffix)' },
   { key: 'metricsToken', flag: '--metrics-token <token>', env: ['COTSTREAM_METRICS_TOKEN'], kind: 'string', def: '', help: 'require "Authorization: Bearer <token>" on /metrics (prefer the env var: flags show in ps)' },
   { key: 'metricsAllow', flag: '--metrics-allow <cidrs>', env: ['COTSTREAM_METRICS_ALLOW'], kind: 'string', def: '', help: 'comma-separated IPs/CIDRs allowed to read /metrics; empty = any' },

@@ -102,7 +102,7 @@ export class Router implements BusHost {
     s.log.info({
       audit: 'closed', reason, uid: s.uid || undefined, callsign: s.callsign || undefined, durationMs: Date.now() - s.connectedAt,
       eventsIn: s.eventsIn, eventsOut: s.eventsOut, bytesIn: s.bytesIn, bytesOut: s.bytesOut, dropped: s.dropped,
-      droppedRateLimit: s.rateDrops || undefined, droppedSlowConsumer: s.slowDrops || undefined,
+      droppedRateLimit: s.rateDrops || undefined, droppedSlowConsumer: s.slowDrops || undefined, readPausedMs: s.readPausedMs || undefined,
     }, 'client disconnected');
     const uid = s.uid;
     if (uid) {

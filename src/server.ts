@@ -7,7 +7,7 @@ import type { Config } from './config.ts';
 import { redactedConfig } from './config.ts';
 import { Metrics } from './ops/metrics.ts';
 import type { Logger } from './ops/log.ts';
-import { startHttp } from './ops/http.ts';
+import { HTTP_LIMITS, startHttp } from './ops/http.ts';
 import { MemoryBus } from './bus/memory.ts';
 import { RedisBus } from './bus/redis.ts';
 import type { Bus } from './bus/types.ts';
@@ -15,6 +15,7 @@ import { Router } from './router.ts';
 import { FlushScheduler, Session, type SessionLimits } from './session.ts';
 import { ConnectionLimiter, createTlsListener, createTcpListener, listen } from './net/tls.ts';
 import { parseAllowList } from './net/addresses.ts';
+import { fdBudget, openFileLimit, type FdBudget } from './net/fdlimit.ts';
 import { assertKeyPrivate as assertPrivate } from './pki/index.ts';
 import { watchCertificateExpiry } from './pki/expiry.ts';
 import { identityFromSocket, remoteOf, type ClientIdentity } from './auth/identity.ts';
@@ -46,6 +47,9 @@ export class CotServer {
   private readonly flusher: FlushScheduler;
   private readonly limiter: ConnectionLimiter;
   private readonly limits: SessionLimits;
+  /** connection limits cut to the file descriptors the process may open */
+  private readonly fds: FdBudget;
+  private readonly fdLimit: number | null;
   private tls: NetServer | null = null;
   private tcp: NetServer | null = null;
   private http: HttpServer | null = null;
@@ -67,7 +71,9 @@ export class CotServer {
       ? new RedisBus({ url: cfg.redis, nodeId: cfg.nodeId, tlsCa: cfg.redisCa, heartbeatMs: cfg.busHeartbeat, metrics: this.metrics, log })
       : new MemoryBus(cfg.nodeId, this.metrics);
     this.router = new Router(this.bus, this.flusher, this.metrics, log, { announce: cfg.announce });
-    this.limiter = new ConnectionLimiter(cfg.maxClients, cfg.maxClientsPerIp);
+    this.fdLimit = openFileLimit();
+    this.fds = fdBudget(this.fdLimit, cfg.maxClients, HTTP_LIMITS.maxConnections);
+    this.limiter = new ConnectionLimiter(this.fds.clients, cfg.maxClientsPerIp);
     this.limits = {
       maxFrameBytes: cfg.maxFrameBytes,
       maxSendBuffer: cfg.maxSendBuffer,
@@ -86,12 +92,16 @@ export class CotServer {
     const key = readPem(cfg.key, 'server private key');
     assertKeyPrivate(cfg.key);
     this.log.info({ audit: 'start', config: redactedConfig(cfg), bus: this.bus.kind }, `cotstream starting (bus: ${this.bus.kind})`);
+    if (this.fds.clients !== cfg.maxClients) {
+      this.log.warn({ audit: 'limits', maxClients: this.fds.clients, configured: cfg.maxClients, openFiles: this.fdLimit },
+        `--max-clients ${cfg.maxClients || '0 (unlimited)'} is more than this process can open files for (RLIMIT_NOFILE ${this.fdLimit}): at most ${this.fds.clients} client connections; raise the limit (ulimit -n, systemd LimitNOFILE=) to allow more`);
+    }
     this.startRevocation();
     this.stopExpiry = watchCertificateExpiry({ ca: cfg.ca, server: cfg.cert }, this.metrics.certExpiry, this.log, () => this.warnCrlExpired());
     await this.bus.start(this.router.deliver, this.router);
 
     this.tls = createTlsListener(
-      { host: cfg.host, port: cfg.port, key, cert, ca, handshakeTimeout: cfg.handshakeTimeout, maxClients: cfg.maxClients, maxClientsPerIp: cfg.maxClientsPerIp, proxyFrom: parseAllowList(cfg.proxyProtocol, '--proxy-protocol') },
+      { host: cfg.host, port: cfg.port, key, cert, ca, handshakeTimeout: cfg.handshakeTimeout, maxClients: this.fds.clients, maxClientsPerIp: cfg.maxClientsPerIp, proxyFrom: parseAllowList(cfg.proxyProtocol, '--proxy-protocol') },
       this.limiter, this.metrics, this.log, { onSecure: (sock) => this.onSecure(sock) },
     );
     this.tlsPort = await listen(this.tls, cfg.port, cfg.host);
@@ -103,7 +113,7 @@ export class CotServer {
     this.listening = true;
     if (cfg.metricsPort >= 0) {
       this.http = await startHttp(
-        { host: cfg.metricsHost, port: cfg.metricsPort, token: cfg.metricsToken, allow: cfg.metricsAllow, ready: () => this.ready() },
+        { host: cfg.metricsHost, port: cfg.metricsPort, token: cfg.metricsToken, allow: cfg.metricsAllow, ready: () => this.ready(), maxConnections: this.fds.http },
         this.metrics, this.log,
       );
       const addr = this.http.address();

@@ -146,6 +146,22 @@ let nextId = 1;
 const EPISODE_GAP_MS = 1000;
 /** the bytes/s bucket holds this many seconds of the sustained rate (the byte burst) */
 const BYTE_BURST_SECONDS = 5;
+/**
+ * Reading from a client stops while it sends more than this many times its --rate-bytes, bytes
+ * of any kind (events, junk, oversize or malformed frames), after a burst twice the event bucket's.
+ * Dropping what is over the limits saves the recipients, not the CPU that read, decrypted and
+ * framed it: a client flooding junk or broken frames cost every other client 50-200 ms of delay.
+ * Paused, its own TCP connection backs up instead. Above the event byte rate, so that what the
+ * bytes/s bucket lets through is never held back by this.
+ */
+const READ_RATE_FACTOR = 2;
+/**
+ * After this many bytes read from one client, reading from it waits for the next turn of the event
+ * loop, whatever the rates: the runtime reads up to 2 MiB from a socket per turn (32 reads of
+ * 64 KiB), and 2 MiB of the costliest input (broken protobuf, runs of '<') is 80-150 ms of CPU
+ * during which no other client is served. A yield costs one setImmediate per 64 KiB.
+ */
+const READ_TURN_BYTES = 64 * 1024;
 /** a valid SA keeps a silent client connected at most this long (a stale time years ahead must
  *  not keep a dead connection forever); ATAK's longest by default is 375 s */
 const MAX_SA_HOLD_MS = 15 * 60_000;
@@ -201,6 +217,21 @@ export class Session implements FramerSink {
   private evTokens: number;
   private byteTokens: number;
   private lastRefill = performance.now();
+  /** bytes this client may still send before reading from it pauses (READ_RATE_FACTOR) */
+  private readTokens: number;
+  private readRefill = performance.now();
+  private readTimer: NodeJS.Timeout | null = null;
+  /** when the last read pause ended (or will) */
+  private readLastPause = -Infinity;
+  /** bytes read since reading last yielded the event loop (READ_TURN_BYTES) */
+  private readRun = 0;
+  /** reading from the socket is paused (over the read rate, or yielding a turn) */
+  readPaused = false;
+  /** performance.now() when reading last resumed after a read-rate pause */
+  private readResumedAt = -Infinity;
+  /** times and total milliseconds reading from this client was paused */
+  readPauses = 0;
+  readPausedMs = 0;
   /** kinds of bad input already logged for this client (made on the first; most clients never need it) */
   private loggedReject: Set<string> | null = null;
   readonly log: SessionLog;
@@ -218,6 +249,7 @@ export class Session implements FramerSink {
     this.framer = new Framer(this, limits.maxFrameBytes);
     this.evTokens = limits.rateBurst;
     this.byteTokens = limits.rateBytes * BYTE_BURST_SECONDS;
+    this.readTokens = limits.rateBytes * BYTE_BURST_SECONDS * READ_RATE_FACTOR;
     (socket as SessionSocket)[SESSION] = this;
     socket.on('data', socketData);
     socket.on('end', socketEnd);
@@ -272,6 +304,50 @@ export class Session implements FramerSink {
     }
     if (junk > 0) this.onJunk(junk);
     if (this.protoFramer?.fatal) this.close('protocol');
+    else if (!(this.limits.rateBytes > 0 && this.chargeRead(chunk.length)) && (this.readRun += chunk.length) >= READ_TURN_BYTES) {
+      this.readRun = 0;
+      this.socket.pause();
+      this.readPaused = true;
+      setImmediate(readResume, this);
+    }
+  }
+
+  /**
+   * Every byte read counts against the read rate; past it, reading stops until it is paid back.
+   * Returns true when reading was paused.
+   */
+  private chargeRead(bytes: number): boolean {
+    const rate = this.limits.rateBytes * READ_RATE_FACTOR;
+    const now = this.t0;
+    this.readTokens = Math.min(this.limits.rateBytes * BYTE_BURST_SECONDS * READ_RATE_FACTOR, this.readTokens + ((now - this.readRefill) / 1000) * rate);
+    this.readRefill = now;
+    this.readTokens -= bytes;
+    if (this.readTokens >= 0 || this.closed) return false;
+    const ms = Math.ceil((-this.readTokens / rate) * 1000);
+    this.socket.pause();
+    this.readPaused = true;
+    this.readPauses++;
+    this.readPausedMs += ms;
+    this.metrics.readThrottled.inc(ms / 1000);
+    // one audit line per episode, as for the rate limits
+    if (now - this.readLastPause >= EPISODE_GAP_MS) {
+      this.log.warn({ audit: 'read_throttle', readRate: rate, bytesIn: this.bytesIn, pausesBefore: this.readPauses - 1 },
+        'client sends faster than its read rate (2x --rate-bytes): reading from it paused (counted in cot_read_throttled_seconds_total)');
+    }
+    this.readLastPause = now + ms; // an episode goes on while pauses follow each other's end closely
+    this.readTimer = setTimeout(readResume, ms, this);
+    this.readTimer.unref();
+    return true;
+  }
+
+  /** @internal the read pause is paid back, or the yielded turn is over (readResume) */
+  onReadResume(): void {
+    this.readTimer = null;
+    this.readPaused = false;
+    this.readRun = 0;
+    if (this.closed) return;
+    this.readResumedAt = performance.now(); // its idle time runs from here: the bytes waited on our side
+    this.socket.resume();
   }
 
   /**
@@ -465,12 +541,13 @@ export class Session implements FramerSink {
   /** performance.now() until which the latest SA holds the connection open (holdFor) */
   private holdUntil = -Infinity;
 
-  /** @internal the idle timer fired: close, unless bytes came since it was armed or an SA holds */
+  /** @internal the idle timer fired: close, unless bytes came since it was armed or an SA holds
+   *  (or its bytes wait for a read pause to end: not idle) */
   onIdle(): void {
     const idle = this.limits.idleTimeout;
     const now = performance.now();
     // t0: when the last chunk arrived (0 before any)
-    const due = Math.max(this.t0 + idle, this.holdUntil);
+    const due = this.readPaused ? now + idle : Math.max(this.t0 + idle, this.readResumedAt + idle, this.holdUntil);
     if (due - now >= 1) {
       // armed again for at most the idle timeout: refresh() by later chunks keeps that duration
       this.idleTimer = setTimeout(idleFired, Math.min(due - now, idle), this);
@@ -552,6 +629,7 @@ export class Session implements FramerSink {
     this.closeReason = reason;
     if (this.idleTimer) { clearTimeout(this.idleTimer); this.idleTimer = null; }
     if (this.slowTimer) { clearTimeout(this.slowTimer); this.slowTimer = null; }
+    if (this.readTimer) { clearTimeout(this.readTimer); this.readTimer = null; }
     this.queue.length = 0;
     this.queuedBytes = 0;
     const s = this.socket;
@@ -578,4 +656,5 @@ function socketClose(this: SessionSocket): void { this[SESSION].close('client');
 function socketError(this: SessionSocket, err: Error): void { this[SESSION].onError(err); }
 function socketDrain(this: SessionSocket): void { this[SESSION].onDrain(); }
 function idleFired(s: Session): void { s.onIdle(); }
+function readResume(s: Session): void { s.onReadResume(); }
 function slowFired(s: Session): void { s.onSlowTimeout(); }

@@ -154,6 +154,8 @@ export class Metrics {
   readonly crlNextUpdate: client.Gauge;
   readonly sessionsClosed: client.Counter<'reason'>;
   readonly logDropped: HotCounter;
+  readonly httpRefused: HotCounter;
+  readonly readThrottled: HotCounter;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const r = this.registry;
@@ -186,6 +188,8 @@ export class Metrics {
     this.certExpiry = new client.Gauge({ name: 'cot_certificate_expiry_timestamp_seconds', help: 'notAfter of the CA and server certificates (unix seconds)', labelNames: ['cert'], registers });
     this.crlNextUpdate = new client.Gauge({ name: 'cot_crl_next_update_timestamp_seconds', help: 'next_update of the revocation list in force (unix seconds; 0 when none)', registers });
     this.logDropped = hotCounter(r, 'cot_log_lines_dropped_total', 'Log lines dropped because stdout did not take them and --log-buffer was full');
+    this.httpRefused = hotCounter(r, 'cot_http_connections_refused_total', 'Connections to the /metrics /healthz /readyz listener refused: over its connection limits (in all, per address)');
+    this.readThrottled = hotCounter(r, 'cot_read_throttled_seconds_total', 'Time reading from clients was paused because they sent more than twice --rate-bytes (summed over clients)');
     this.sessionsClosed = new client.Counter({ name: 'cot_sessions_closed_total', help: 'Client sessions closed, by reason', labelNames: ['reason'], registers });
     // every reason exported from the start at 0, like the other counters: rate() and alerts on a
     // reason need its series before the first such close

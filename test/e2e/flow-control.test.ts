@@ -6,7 +6,7 @@ import tls from 'node:tls';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { testPki, type SharedPki } from '../helpers/pki.ts';
 import { startTestServer, spawnServer, metricValue, type TestServer, type SpawnedServer } from '../helpers/server.ts';
-import { CotClient, sa, sleep } from '../helpers/client.ts';
+import { CotClient, chat, ping, sa, sleep } from '../helpers/client.ts';
 
 const END = Buffer.from('</event>');
 
@@ -229,6 +229,74 @@ describe('e2e: flow control', function () {
         assert.ok(got() < 20, `${got()} of 100 passed an empty bucket`);
       } finally {
         await s2.stop();
+      }
+    });
+  });
+
+  describe('a client flooding bytes that are no events (junk, broken frames)', () => {
+    it('is read at no more than twice its byte rate (the rest waits in its own TCP connection), counted and logged once; the others lose nothing', async () => {
+      // 100 kB/s: read at 200 kB/s after a 1 MB burst. Before, every byte was read and parsed as
+      // fast as it came (hundreds of MB/s of junk), delaying every other client by 50-200 ms.
+      const srv = await startTestServer(pki.dir, { rateBytes: '100000' });
+      const open: CotClient[] = [];
+      try {
+        const flooder = await CotClient.connect(srv.port, await pki.client('alpha'));
+        const a = await CotClient.connect(srv.port, await pki.client('bravo'));
+        const b = await CotClient.connect(srv.port, await pki.client('charlie'));
+        open.push(flooder, a, b);
+        await b.waitFor((f) => f.length >= 1, 5000, 'announcement');
+        const junk = Buffer.alloc(64 * 1024, '<'); // runs of '<': among the costliest bytes to skip
+        const bytes0 = await srv.metric('cot_bytes_received_total');
+        const t0 = Date.now();
+        let stop = false;
+        const pump = (): void => { while (!stop && !flooder.closed) if (!flooder.sock.write(junk)) { flooder.sock.once('drain', pump); return; } };
+        pump();
+        // the others talk during the flood and lose nothing
+        for (let i = 0; i < 20; i++) { a.send(sa('uid-calm', 'CALM', { lat: i })); await sleep(100); }
+        await b.waitFor((f) => f.filter((x) => x.includes('uid="uid-calm"')).length === 20, 5000, 'all 20 events of the calm client');
+        stop = true;
+        const secs = (Date.now() - t0) / 1000;
+        const read = (await srv.metric('cot_bytes_received_total')) - bytes0;
+        // the burst (1 MB), 200 kB/s since, one chunk past the bound, and the calm client's events
+        assert.ok(read <= 1_000_000 + 200_000 * (secs + 0.5) + 200_000, `read ${read} bytes in ${secs.toFixed(1)} s`);
+        assert.ok(read >= 1_000_000, `read only ${read} bytes: the burst is read at once`);
+        assert.ok(await srv.metric('cot_read_throttled_seconds_total') > 0.5, 'paused time is counted');
+        const lines = srv.logs.filter((l) => l.audit === 'read_throttle');
+        assert.equal(lines.length, 1, 'one line for the episode');
+        assert.equal(lines[0].cn, 'alpha');
+        assert.ok(!flooder.closed, 'the flooder is slowed down, not disconnected');
+      } finally {
+        for (const c of open) c.close();
+        await srv.stop();
+      }
+    });
+
+    it('a client whose bytes wait for a read pause to end is not idle', async () => {
+      // 1,000 B/s: read at 2,000 B/s after a 10,000-byte burst; 14,000 bytes at once pause reading
+      // for ~2 s, longer than the 500-ms idle timeout
+      const srv = await startTestServer(pki.dir, { rateBytes: '1000', idleTimeout: '500' });
+      try {
+        const c = await CotClient.connect(srv.port, await pki.client('alpha'));
+        const b = await CotClient.connect(srv.port, await pki.client('bravo'));
+        const keepAlive = setInterval(() => b.send(ping('bravo-ping')), 150); // bravo is not idle
+        try {
+          c.send(' '.repeat(14_000));
+          const t0 = Date.now();
+          await sleep(200);
+          c.send(chat('paused', 'behind the pause')); // arrives while reading is paused (not an SA: an SA holds a client until it is stale)
+          await b.waitFor((f) => f.some((x) => x.includes('behind the pause')), 5000, 'the event behind the pause');
+          assert.ok(Date.now() - t0 >= 1000, 'read before the pause ended');
+          assert.ok(!srv.logs.some((l) => l.audit === 'closed' && l.cn === 'alpha'), 'closed while its bytes waited on our side');
+          // idle for real afterwards: closed as idle
+          await c.waitClosed(3000);
+          assert.equal(srv.logs.find((l) => l.audit === 'closed' && l.cn === 'alpha')?.reason, 'idle');
+        } finally {
+          clearInterval(keepAlive);
+          c.close();
+          b.close();
+        }
+      } finally {
+        await srv.stop();
       }
     });
   });

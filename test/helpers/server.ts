@@ -68,9 +68,15 @@ export interface SpawnedServer {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Run `cotstream start` as its own process; resolves once it logs that it is listening. */
-export function spawnServer(args: string[], env: NodeJS.ProcessEnv = {}): Promise<SpawnedServer> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'cli.ts'), 'start', '--host', '127.0.0.1', '--port', '0', '--metrics-host', '127.0.0.1', '--metrics-port', '0', ...args], {
+/**
+ * Run `cotstream start` as its own process; resolves once it logs that it is listening.
+ * `openFiles` runs it under that RLIMIT_NOFILE (soft and hard: Node raises the soft one to the hard).
+ */
+export function spawnServer(args: string[], env: NodeJS.ProcessEnv = {}, opts: { openFiles?: number } = {}): Promise<SpawnedServer> {
+  const argv = [process.execPath, '--import', 'tsx', join(ROOT, 'src', 'cli.ts'), 'start', '--host', '127.0.0.1', '--port', '0', '--metrics-host', '127.0.0.1', '--metrics-port', '0', ...args];
+  // the shell execs node: same pid, so signals and exit codes are the server's own
+  const [cmd, ...rest] = opts.openFiles === undefined ? argv : ['/bin/sh', '-c', 'ulimit -n "$0" && exec "$@"', String(opts.openFiles), ...argv];
+  const proc = spawn(cmd, rest, {
     cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
   });
   const lines: Array<Record<string, unknown>> = [];

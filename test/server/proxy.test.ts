@@ -6,10 +6,10 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { parseProxyHeader, ProxyHeaderError } from '../../src/net/proxy.ts';
 import { testPki, type SharedPki } from '../helpers/pki.ts';
-import { startTestServer, type TestServer } from '../helpers/server.ts';
+import { startTestServer, ROOT, type TestServer } from '../helpers/server.ts';
 import { CotClient, sa, sleep } from '../helpers/client.ts';
 import { freePort } from '../helpers/net.ts';
 
@@ -98,10 +98,12 @@ describe('PROXY protocol header parser', () => {
 });
 
 /** A real HAProxy in TCP mode: `v2` and `v1` frontends, connecting to the server from 127.0.0.2. */
+const HAPROXY = ['/usr/sbin/haproxy', '/usr/local/sbin/haproxy'].find((p) => fs.existsSync(p)) ?? 'haproxy';
+
 class HaProxy {
+  out = '';
   private constructor(readonly proc: ChildProcess, readonly v2port: number, readonly v1port: number, private readonly dir: string) {}
   static async start(backendPort: number): Promise<HaProxy> {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cotstream-haproxy-'));
     const [v2port, v1port] = [await freePort(), await freePort()];
     const cfg = [
       'global', '  maxconn 200',
@@ -111,18 +113,22 @@ class HaProxy {
       `backend b2`, `  server s 127.0.0.1:${backendPort} source 127.0.0.2 send-proxy-v2`,
       `backend b1`, `  server s 127.0.0.1:${backendPort} source 127.0.0.2 send-proxy`,
     ].join('\n') + '\n';
+    return HaProxy.run(cfg, v2port, v1port);
+  }
+
+  /** HAProxy on a configuration of our own, once it listens on `probePort`; its stderr in `out`. */
+  static async run(cfg: string, v2port: number, v1port = v2port): Promise<HaProxy> {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cotstream-haproxy-'));
     fs.writeFileSync(path.join(dir, 'haproxy.cfg'), cfg);
-    const bin = ['/usr/sbin/haproxy', '/usr/local/sbin/haproxy'].find((p) => fs.existsSync(p)) ?? 'haproxy';
-    const proc = spawn(bin, ['-db', '-f', path.join(dir, 'haproxy.cfg')], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    proc.stdout!.on('data', (d: Buffer) => { out += d; });
-    proc.stderr!.on('data', (d: Buffer) => { out += d; });
+    const proc = spawn(HAPROXY, ['-db', '-f', path.join(dir, 'haproxy.cfg')], { stdio: ['ignore', 'pipe', 'pipe'] });
     const h = new HaProxy(proc, v2port, v1port, dir);
+    proc.stdout!.on('data', (d: Buffer) => { h.out += d; });
+    proc.stderr!.on('data', (d: Buffer) => { h.out += d; });
     for (const deadline = Date.now() + 10000; ;) {
-      if (proc.exitCode !== null) throw new Error(`haproxy exited: ${out}`);
+      if (proc.exitCode !== null) throw new Error(`haproxy exited: ${h.out}`);
       const ok = await new Promise<boolean>((r) => { const s = net.connect(v1port, '127.0.0.1', () => { s.destroy(); r(true); }).on('error', () => r(false)); });
       if (ok) return h;
-      if (Date.now() > deadline) { proc.kill('SIGKILL'); throw new Error(`haproxy did not listen: ${out}`); }
+      if (Date.now() > deadline) { proc.kill('SIGKILL'); throw new Error(`haproxy did not listen: ${h.out}`); }
       await sleep(50);
     }
   }
@@ -238,5 +244,50 @@ describe('e2e: clients behind HAProxy with --proxy-protocol', function () {
     s.write('PROXY TCP4 10.9.9.9 10.0.0.1 1234 8089\r\n');
     await new Promise((r) => s.once('close', r));
     assert.ok(!srv.logs.some((l) => String(l.remote).startsWith('10.9.9.9')), 'a spoofed address reached the log');
+  });
+});
+
+describe('e2e: the README\'s HAProxy recipe, as written', function () {
+  this.timeout(60000);
+  it('is valid without warnings, and with Redis gone from every node still lets devices in', async () => {
+    const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+    const block = /```\n(defaults\n[\s\S]*?)```/.exec(readme.split('**Several machines**')[1] ?? '')?.[1];
+    assert.ok(block, 'the recipe is in the README under "Several machines"');
+    const pki = await testPki();
+    // one node, twice in each backend; its Redis is a port nobody listens on: /readyz 503
+    const srv = await startTestServer(pki.dir, { proxyProtocol: '127.0.0.1', redis: `redis://127.0.0.1:${await freePort()}` });
+    let lb: HaProxy | undefined;
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cotstream-recipe-'));
+    try {
+      const port = await freePort();
+      const cfg = block
+        .replace('bind :8089', `bind 127.0.0.1:${port}`)
+        .replace(/10\.0\.0\.1[12]:8089 check port 9089/g, `127.0.0.1:${srv.port} check port ${srv.metricsPort}`);
+      assert.ok(!/10\.0\.0\./.test(cfg) && cfg.includes(`bind 127.0.0.1:${port}`), `the recipe's addresses moved:\n${cfg}`);
+      fs.writeFileSync(path.join(dir, 'haproxy.cfg'), cfg);
+      const check = spawnSync(HAPROXY, ['-c', '-f', path.join(dir, 'haproxy.cfg')], { encoding: 'utf8' });
+      assert.equal(check.status, 0, check.stdout + check.stderr);
+      assert.doesNotMatch(check.stdout + check.stderr, /WARNING|ALERT/, 'haproxy -c has no warnings');
+      assert.equal((await fetch(`http://127.0.0.1:${srv.metricsPort}/readyz`)).status, 503);
+
+      lb = await HaProxy.run(cfg, port);
+      // HAProxy starts its servers up: wait until its checks find every node unready
+      for (const deadline = Date.now() + 20000; (lb.out.match(/Server cotstream\/[ab] is DOWN/g) ?? []).length < 2;) {
+        assert.ok(Date.now() < deadline, `haproxy never marked the nodes down:\n${lb.out}`);
+        await sleep(100);
+      }
+      const c = await CotClient.connect(port, await pki.client('alpha'));
+      try {
+        c.send(sa('uid-alpha', 'ALPHA'));
+        await c.waitFor((f) => f.some((x) => x.includes('t-x-takp-v')), 5000, 'a device served through the fallback backend');
+      } finally {
+        c.close();
+      }
+      assert.ok(srv.logs.some((l) => l.audit === 'accepted' && l.cn === 'alpha'));
+    } finally {
+      await lb?.stop();
+      await srv.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
