@@ -52,6 +52,7 @@ dev-certs: deps
 	@for c in alpha bravo; do \
 	  if [ ! -f $(CERTS_DIR)/clients/$$c.p12 ]; then \
 	    (umask 077; mkdir -p $(CERTS_DIR)/clients; $(TSX) src/cli.ts certs client $$c --certs-dir $(CERTS_DIR) --package | tee $(CERTS_DIR)/clients/$$c.txt) || exit 1; \
+	    echo "(dev PKI: make run keeps this in $(CERTS_DIR)/clients/$$c.txt, mode 0600)"; \
 	  fi; \
 	done
 

@@ -71,6 +71,8 @@ export interface ClientResult {
   password: string;
   serial: string;
   package?: string;
+  /** the server address the data package connects to (HOST:PORT) */
+  connect?: string;
   truststore?: string;
   truststorePassword?: string;
 }
@@ -296,17 +298,19 @@ export async function issueClient(o: ClientOptions): Promise<ClientResult> {
     const truststorePassword = password;
     const trustDer = truststoreP12(ca.cert, truststorePassword, 'cotstream-ca');
     writeFileAtomic(files.truststore, trustDer, SECRET_MODE);
+    const host = o.host ?? defaultConnectHost();
+    const port = o.port ?? DEFAULTS.port;
     const zip = buildDataPackage({
       name: o.name,
-      host: o.host ?? defaultConnectHost(),
-      port: o.port ?? DEFAULTS.port,
+      host,
+      port,
       clientP12: p12Der,
       clientPassword: password,
       truststoreP12: trustDer,
       truststorePassword,
     });
     writeFileAtomic(files.package, zip, SECRET_MODE);
-    Object.assign(result, { package: files.package, truststore: files.truststore, truststorePassword });
+    Object.assign(result, { package: files.package, connect: `${host}:${port}`, truststore: files.truststore, truststorePassword });
   }
   return result;
 }

@@ -5,7 +5,8 @@ import { X509Certificate } from 'node:crypto';
 import type { Command } from 'commander';
 import { initPki, issueClient, defaultHosts, DEFAULTS } from './ca.ts';
 import { canonicalSerial } from '../auth/serial.ts';
-import { action, caKeyOption, caOption, certOption, certsDirOption, collectList, keyOption, parsePositiveInt, resolvePkiPaths, stdio, table, type CommandIO, type PkiFileFlags } from './options.ts';
+import { action, caKeyOption, caOption, certOption, certsDirOption, collectList, crlOption, keyOption, parsePositiveInt, resolveCrl, resolvePkiPaths, stdio, table, type CommandIO, type PkiFileFlags } from './options.ts';
+import { readRevocationFile } from '../auth/revocation-file.ts';
 
 export function registerCertsCommands(program: Command, io: CommandIO = stdio): void {
   const certs = program.command('certs').description('create and inspect the PKI: CA, server and client certificates');
@@ -94,7 +95,11 @@ export function registerCertsCommands(program: Command, io: CommandIO = stdio): 
         let s =
           `client ${r.name}  serial ${r.serial}\n` +
           `  ${r.cert}\n  ${r.key}\n  ${r.p12}\n`;
-        if (r.package) s += `  ${r.truststore}\n  ${r.package}   <- import this one file in ATAK / WinTAK\n`;
+        if (r.package) {
+          // the address is a guess unless --host named it: say which one the phone will dial
+          s += `  ${r.truststore}\n  ${r.package}   <- import this one file in ATAK / WinTAK\n`;
+          s += `data package connects to ${r.connect} (ssl)${o.host ? '' : ': this machine\'s first non-loopback address; --host to choose'}\n`;
+        }
         if (!o.password) {
           s += `PKCS#12 password${r.truststore ? ' (client and truststore)' : ''}: ${r.password}\n`;
           s += 'It is shown only now.\n';
@@ -106,21 +111,34 @@ export function registerCertsCommands(program: Command, io: CommandIO = stdio): 
 
   const show = certs
     .command('show')
-    .description('list the CA, server and client certificates with serial and expiry')
+    .description('list the CA, server and client certificates with serial, expiry and status (valid, EXPIRED, or REVOKED per the revocation list)')
     .addOption(certsDirOption())
     .addOption(caOption())
-    .addOption(certOption());
+    .addOption(certOption())
+    .addOption(crlOption());
   show.action(
-    action(show, (o: PkiFileFlags) => {
+    action(show, (o: PkiFileFlags & { crl?: string }) => {
       const p = resolvePkiPaths(o);
-      const rows: string[][] = [['file', 'subject', 'serial', 'not after']];
+      // what the server would say of each certificate: revoked per the same list, or expired
+      const crl = resolveCrl(o.crl, p.dir);
+      let revoked = new Map<string, { reason: string }>();
+      let crlNote = '';
+      try {
+        if (fs.existsSync(crl)) revoked = readRevocationFile(crl).entries;
+      } catch (err) {
+        crlNote = `warning: revocation list ${crl} unreadable (${(err as Error).message}): revoked status not shown\n`;
+      }
+      const rows: string[][] = [['file', 'subject', 'serial', 'not after', 'status']];
       const label = (file: string) => (file.startsWith(p.dir + path.sep) ? path.relative(p.dir, file) : file);
       const add = (file: string) => {
         try {
           const c = new X509Certificate(fs.readFileSync(file));
-          rows.push([label(file), c.subject.replace(/\n/g, ', '), canonicalSerial(c.serialNumber), new Date(c.validTo).toISOString()]);
+          const serial = canonicalSerial(c.serialNumber);
+          const r = revoked.get(serial);
+          const status = r ? `REVOKED (${r.reason})` : Date.parse(c.validTo) < Date.now() ? 'EXPIRED' : 'valid';
+          rows.push([label(file), c.subject.replace(/\n/g, ', '), serial, new Date(c.validTo).toISOString(), status]);
         } catch (err) {
-          rows.push([label(file), `unreadable: ${(err as Error).message}`, '', '']);
+          rows.push([label(file), `unreadable: ${(err as Error).message}`, '', '', '']);
         }
       };
       for (const f of [p.ca, p.cert]) if (fs.existsSync(f)) add(f);
@@ -128,7 +146,7 @@ export function registerCertsCommands(program: Command, io: CommandIO = stdio): 
         for (const f of fs.readdirSync(p.clientsDir).sort()) if (f.endsWith('.pem')) add(path.join(p.clientsDir, f));
       }
       if (rows.length === 1) throw new Error(`no certificates in ${p.dir} (run \`cotstream certs init\`)`);
-      io.out(table(rows));
+      io.out(crlNote + table(rows));
     }),
   );
 }

@@ -320,9 +320,12 @@ describe('certs commands', function () {
     await cli(['certs', 'init', '--certs-dir', dir]);
     const c = await cli(['certs', 'client', 'india', '--certs-dir', dir, '--package']);
     assert.match(c, /india\.zip/);
+    // the operator is told which address the package dials (a guess when --host is not given)
+    const said = /data package connects to (\S+):8089 \(ssl\): this machine's first non-loopback address/.exec(c)?.[1];
     const zip = unzipSync(fs.readFileSync(path.join(dir, 'clients', 'india.zip')));
     const pref = strFromU8(zip['certs/cotstream.pref']!);
     const host = /connectString0"[^>]*>([^<]+):8089:ssl</.exec(pref)![1]!;
+    assert.equal(said, host);
     const cert = new X509Certificate(fs.readFileSync(path.join(dir, 'server.pem')));
     assert.equal(cert.checkHost(host) ?? cert.checkIP(host), host, `server certificate (${cert.subjectAltName}) must be valid for ${host}`);
   });
@@ -350,6 +353,10 @@ describe('certs commands', function () {
       await revokeCli(['revoke', path.join(dir, 'clients', 'kilo.pem'), '--certs-dir', dir]);
       const v = opensslStatus(['crl', '-in', path.join(dir, 'crl.pem'), '-CAfile', path.join(ext, 'ca.pem'), '-noout']);
       assert.match(v.output, /verify OK/);
+      // certs show says which certificates the server will refuse
+      const show = await cli(['certs', 'show', '--certs-dir', dir]);
+      assert.match(show, /clients\/kilo\.pem .*REVOKED \(unspecified\)/);
+      assert.match(show, /server\.pem .* valid\n/);
 
       // flags beat the variables; a CA key that is not the CA's is refused before anything is issued
       await assert.rejects(cli(['certs', 'client', 'lima', '--certs-dir', dir, '--ca-key', path.join(dir, 'ca.key')]), /does not belong to the CA certificate/);
