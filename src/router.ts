@@ -147,13 +147,16 @@ export class Router implements BusHost {
     }
 
     let isSa = false;
+    /** ms an SA of this session's stays valid (NaN: none, or no parseable stale) */
+    let valid = NaN;
     if (h.endpoint !== undefined && h.callsign !== undefined) {
       if (!s.uid) this.identify(s, h.uid, h.callsign, owner);
       if (h.uid === s.uid) {
         if (h.callsign !== s.callsign) this.rename(s, h.callsign);
         s.saType = h.type;
         // a device is not idle while its own position report is valid (ATAK: 180 s apart)
-        s.holdUntilStale(h.staleMs);
+        valid = h.staleMs - Date.now();
+        s.holdFor(valid);
         isSa = true;
       }
     }
@@ -188,7 +191,7 @@ export class Router implements BusHost {
     // The SA cache holds what every newcomer may see: broadcast SAs only (a directed one would
     // leak to whoever connects next). One already stale on arrival is routed (the recipients
     // judge) but never cached, so it can neither evict a good SA nor be replayed.
-    const kind = isSa && callsigns === null && uids === null && !(h.staleMs <= Date.now()) ? EnvelopeKind.sa : EnvelopeKind.event;
+    const kind = isSa && callsigns === null && uids === null && !(valid <= 0) ? EnvelopeKind.sa : EnvelopeKind.event;
     if (this.debugEvents) s.log.debug({ type: h.type, uid: h.uid, bytes: out.length, callsigns, uids }, 'event');
     // an SA names its owner's certificate: other nodes hold its uid for it (plaintext: unknown)
     this.publish(kind, s.id, h.uid, h.type, h.staleMs, callsigns, uids, out, t0, kind === EnvelopeKind.sa && s.identity.serial !== '' ? s.identity.serial : undefined);

@@ -528,17 +528,17 @@ export class Session implements FramerSink {
   }
 
   /**
-   * The client's latest SA is valid until `staleMs` (epoch ms): it is not idle before then, however
-   * long it stays silent. A device reports again before its own SA goes stale, and may send
-   * nothing else: ATAK on a TCP stream sends a stationary position every 180 s (stale 375 s) and
-   * pings only when it has heard nothing for 15 s, so on a busy server it is silent for 180 s.
+   * The client's latest SA is valid for `ms` more (NaN: no parseable stale time): it is not idle
+   * before then, however long it stays silent. A device reports again before its own SA goes
+   * stale, and may send nothing else: ATAK on a TCP stream sends a stationary position every
+   * 180 s (stale 375 s) and pings only when it has heard nothing for 15 s, so on a busy server it
+   * is silent for 180 s.
    */
-  holdUntilStale(staleMs: number): void {
-    const left = Math.min(staleMs - Date.now(), MAX_SA_HOLD_MS);
-    this.holdUntil = left > 0 ? this.t0 + left : -Infinity;
+  holdFor(ms: number): void {
+    this.holdUntil = ms > 0 ? this.t0 + Math.min(ms, MAX_SA_HOLD_MS) : -Infinity;
   }
 
-  /** performance.now() until which the latest SA holds the connection open (holdUntilStale) */
+  /** performance.now() until which the latest SA holds the connection open (holdFor) */
   private holdUntil = -Infinity;
 
   /** @internal the idle timer fired: close, unless bytes came since it was armed or an SA holds
