@@ -32,6 +32,8 @@ export function cnOfSubject(subject: string): string {
 
 export function remoteOf(sock: { remoteAddress?: string; remotePort?: number }): string {
   const { address: a = '?', port } = peerOf(sock);
+  // a connection reset before it was accepted has no address left: '?', not '?:undefined'
+  if (port === undefined) return a;
   return a.includes(':') ? `[${a}]:${port}` : `${a}:${port}`;
 }
 

@@ -149,7 +149,8 @@ export class RedisBus implements Bus {
   private beatRefused = '';
   private refused = false;
   private warnedSameId = false;
-  private badLogged = 0;
+  /** per kind of bad message: when the last was seen, and how many so far (logged per episode) */
+  private readonly bad = new Map<string, { last: number; count: number }>();
 
   constructor(o: RedisBusOptions) {
     this.nodeId = o.nodeId;
@@ -367,12 +368,23 @@ export class RedisBus implements Bus {
       }
     } catch (err) {
       // a foreign or corrupt message on our channel: never fatal, logged a few times
-      this.logBad('undecodable', 'undecodable message on the bus channel ignored', { err: (err as Error).message, bytes: msg.length, codec: err instanceof CodecError });
+      this.metrics.busUndecodable.inc();
+      this.logBad('undecodable', 'undecodable message on the bus channel ignored (further ones are counted in cot_bus_undecodable_total)', { err: (err as Error).message, bytes: msg.length, codec: err instanceof CodecError });
     }
   };
 
+  /**
+   * One line per episode of bad messages of a kind (an episode ends after a minute without one),
+   * with the count so far: a publisher spraying garbage on the channel is one line, not one per
+   * message, and a later one is seen again (before, five lines for the life of the process).
+   */
   private logBad(kind: string, msg: string, extra: Record<string, unknown> = {}): void {
-    if (this.badLogged++ < 5) this.log.warn({ audit: 'bus', kind, ...extra }, msg);
+    const now = Date.now();
+    let b = this.bad.get(kind);
+    if (b === undefined) { b = { last: -Infinity, count: 0 }; this.bad.set(kind, b); }
+    if (now - b.last >= 60_000) this.log.warn({ audit: 'bus', kind, before: b.count, ...extra }, msg);
+    b.last = now;
+    b.count++;
   }
 
   // ---- connection state ---------------------------------------------------------------------

@@ -149,6 +149,7 @@ export class Metrics {
   readonly busOut: HotCounter;
   readonly busErrors: HotCounter;
   readonly busGaps: HotCounter;
+  readonly busUndecodable: HotCounter;
   readonly revokedSerials: client.Gauge;
   readonly certExpiry: client.Gauge<'cert'>;
   readonly crlNextUpdate: client.Gauge;
@@ -184,6 +185,7 @@ export class Metrics {
     this.busOut = this.bus.out;
     this.busErrors = hotCounter(r, 'cot_bus_publish_errors_total', 'Bus publishes that failed or were discarded while the bus was down');
     this.busGaps = hotCounter(r, 'cot_bus_gaps_total', 'Bus batches from other nodes that never arrived here (sequence gaps: outages, reconnects)');
+    this.busUndecodable = hotCounter(r, 'cot_bus_undecodable_total', 'Messages on the bus channel that are not batches this node can read (corrupt, foreign, a newer codec version): ignored');
     this.revokedSerials = new client.Gauge({ name: 'cot_revoked_serials', help: 'Certificate serials in the revocation list in force', registers });
     this.certExpiry = new client.Gauge({ name: 'cot_certificate_expiry_timestamp_seconds', help: 'notAfter of the CA and server certificates (unix seconds)', labelNames: ['cert'], registers });
     this.crlNextUpdate = new client.Gauge({ name: 'cot_crl_next_update_timestamp_seconds', help: 'next_update of the revocation list in force (unix seconds; 0 when none)', registers });

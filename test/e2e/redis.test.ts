@@ -154,6 +154,34 @@ describe('e2e: two nodes on one Redis', function () {
     }
   });
 
+  it('anything else published on the channel (garbage, a lying batch): ignored, counted, one line per node; delivery goes on', async () => {
+    const a = await cl.member(A, 'alpha');
+    const b = await cl.member(B, 'bravo');
+    await b.waitFor(() => count(b, 'uid="uid-alpha"') > 0, 5000, 'alpha SA at bravo');
+    const before = await Promise.all([A, B].map((n) => metric(n, 'cot_bus_undecodable_total')));
+    const evil = new Redis(redis.url);
+    try {
+      for (let i = 0; i < 50; i++) await evil.publish('cotstream:v1', `garbage ${i}`);
+      // a version-2 events batch from node "evil" that claims 1,000 envelopes and carries none
+      const lying = Buffer.alloc(3 + 4 + 12);
+      lying.set([2, 0, 4]);
+      lying.write('evil', 3);
+      lying.writeUInt32LE(1, 11);
+      lying.writeUInt32LE(1000, 15);
+      await evil.publish('cotstream:v1', lying);
+    } finally {
+      evil.disconnect();
+    }
+    a.send(chat('alpha', 'after the garbage;'));
+    await b.waitFor(() => count(b, 'after the garbage;') === 1, 5000, 'a chat across nodes after the garbage');
+    for (const [i, n] of [A, B].entries()) {
+      assert.equal(await metric(n, 'cot_bus_undecodable_total') - before[i], 51, `counted on ${i ? 'B' : 'A'}`);
+      const lines = n.lines.filter((l) => l.audit === 'bus' && l.kind === 'undecodable');
+      assert.equal(lines.length, 1, 'one line for the episode');
+      assert.equal(await readyz(n), 200);
+    }
+  });
+
   it('a uid belongs to its certificate across nodes: another certificate on the other node is dropped (uid_conflict), the same one is not', async () => {
     const a = await cl.member(A, 'alpha');
     const b = await cl.member(B, 'bravo');

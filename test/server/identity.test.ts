@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
-import { identityFromSocket, identityFromX509, type ClientIdentity } from '../../src/auth/identity.ts';
+import { identityFromSocket, identityFromX509, remoteOf, type ClientIdentity } from '../../src/auth/identity.ts';
 import { certFields, peerCertificateFromSession } from '../../src/auth/peer-der.ts';
 import { makePki, openssl, type TestPki } from '../helpers/pki.ts';
 
@@ -129,5 +129,11 @@ describe('client identity from the TLS session (auth/identity, auth/peer-der)', 
       }
     }
     assert.ok(parsed > 0, 'some damaged inputs still parse (bytes outside the fields read)');
+  });
+
+  it('remote address: host:port, [v6]:port, and "?" for a socket that has none left (reset before it was accepted)', () => {
+    assert.equal(remoteOf({ remoteAddress: '10.1.2.3', remotePort: 8089 }), '10.1.2.3:8089');
+    assert.equal(remoteOf({ remoteAddress: '::1', remotePort: 5 }), '[::1]:5');
+    assert.equal(remoteOf({}), '?');
   });
 });
