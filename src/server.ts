@@ -17,6 +17,7 @@ import { ConnectionLimiter, createTlsListener, createTcpListener, listen } from 
 import { parseAllowList } from './net/addresses.ts';
 import { fdBudget, openFileLimit, type FdBudget } from './net/fdlimit.ts';
 import { assertKeyPrivate as assertPrivate } from './pki/index.ts';
+import { signedCopyFor } from './pki/paths.ts';
 import { watchCertificateExpiry } from './pki/expiry.ts';
 import { identityFromSocket, remoteOf, type ClientIdentity } from './auth/identity.ts';
 import { RevocationList } from './auth/revocation.ts';
@@ -161,7 +162,7 @@ export class CotServer {
    * no last good list yet), then watch it: a change closes the live sessions it revokes.
    */
   private startRevocation(): void {
-    const list = new RevocationList({ path: this.cfg.crl, log: this.log });
+    const list = new RevocationList({ path: this.cfg.crl, log: this.log, signedCopy: signedCopyFor(this.cfg.crl, this.cfg.certsDir) });
     try {
       list.load();
     } catch (err) {

@@ -6,7 +6,7 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { canonicalSerial } from './serial.ts';
 import { REVOKE_REASONS } from './crl-x509.ts';
 import { DEFAULT_CRL_DAYS, readRevocationFile, writeRevocation, type RevokedEntry, type RevocationData } from './revocation-file.ts';
-import { pkiPaths, type PkiPaths } from '../pki/paths.ts';
+import { pkiPaths, signedCopyFor, type PkiPaths } from '../pki/paths.ts';
 import { action, caKeyOption, caOption, certsDirOption, crlOption, parsePositiveInt, resolveCertsDir, resolveCrl, resolvePkiPaths, stdio, table, type CommandIO } from '../pki/options.ts';
 
 interface CommonOpts {
@@ -49,7 +49,7 @@ export function registerRevocationCommands(program: Command, io: CommandIO = std
       const crl = resolveCrl(o.crl, certsDir);
       const { serial, subject } = resolveTarget(target, p, io);
       withLock(crl, () => {
-        const list = readRevocationFile(crl);
+        const list = readList(crl, signedCopyFor(crl, certsDir), io);
         const existing = list.entries.get(serial);
         if (existing) {
           io.out(`${serial} was already revoked${existing.date ? ` on ${existing.date}` : ''} (${existing.reason}); list refreshed\n`);
@@ -77,11 +77,11 @@ export function registerRevocationCommands(program: Command, io: CommandIO = std
     action(list, (o: CommonOpts) => {
       const certsDir = resolveCertsDir(o.certsDir);
       const crl = resolveCrl(o.crl, certsDir);
-      if (!fs.existsSync(crl)) {
+      const l = readList(crl, signedCopyFor(crl, certsDir), io);
+      if (!fs.existsSync(crl) && !l.restoredFrom) {
         io.out(`${crl}: no revocation list (nothing revoked)\n`);
         return;
       }
-      const l = readRevocationFile(crl);
       let head = `${crl} (${l.format})`;
       if (l.issuer) head += `  issuer: ${l.issuer}`;
       if (l.nextUpdate) head += `  next update: ${l.nextUpdate.toISOString()}${l.nextUpdate.getTime() < Date.now() ? ' (PASSED: run `cotstream crl refresh`)' : ''}`;
@@ -109,7 +109,7 @@ export function registerRevocationCommands(program: Command, io: CommandIO = std
     action(refresh, (o: CommonOpts) => {
       const p = resolvePkiPaths(o);
       const crl = resolveCrl(o.crl, p.dir);
-      withLock(crl, () => io.out(report(save(readRevocationFile(crl), crl, p, o.crlDays))));
+      withLock(crl, () => io.out(report(save(readList(crl, signedCopyFor(crl, p.dir), io), crl, p, o.crlDays))));
     }),
   );
 }
@@ -127,6 +127,13 @@ function save(list: RevocationData, crl: string, p: PkiPaths, days: number | und
     entries: list.entries.values(),
     days,
   });
+}
+
+/** The list as the server reads it: the file, or when it is missing the signed copy beside it (said on stderr). */
+function readList(crl: string, crlPem: string | undefined, io: CommandIO): RevocationData {
+  const l = readRevocationFile(crl, crlPem);
+  if (l.restoredFrom) io.err(`warning: ${crl} not found: using the ${l.entries.size} revocation(s) of its signed copy ${l.restoredFrom}, as the server does\n`);
+  return l;
 }
 
 function report(r: { written: string[]; unsigned?: string; nextUpdate: Date }): string {

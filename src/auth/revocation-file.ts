@@ -23,6 +23,8 @@ export type RevocationFormat = 'json' | 'pem' | 'der';
 
 export interface RevocationData {
   format: RevocationFormat;
+  /** set when the file was missing and this list is the signed copy's (see readRevocationFile) */
+  restoredFrom?: string;
   issuer?: string;
   lastUpdate?: Date;
   nextUpdate?: Date;
@@ -129,19 +131,42 @@ function parseJsonList(text: string): RevocationData {
   };
 }
 
-/** Read a list for modification; a missing file is an empty JSON list. Corrupt files throw. */
-export function readRevocationFile(file: string): RevocationData {
+/**
+ * Read a list for modification; a missing file is an empty list of the format its name implies —
+ * unless `signedCopy` (the crl.pem every write leaves in the certs dir) exists: then the list is
+ * that copy's, so a lost crl.json is not rewritten from nothing (un-revoking everyone else).
+ * Corrupt files throw.
+ */
+export function readRevocationFile(file: string, signedCopy?: string): RevocationData {
   let raw: Buffer;
   try {
     raw = fs.readFileSync(file);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { format: formatForPath(file), entries: new Map() };
-    throw err;
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    const copy = signedCopyOf(file, signedCopy);
+    if (copy) return { ...copy, format: formatForPath(file), restoredFrom: signedCopy };
+    return { format: formatForPath(file), entries: new Map() };
   }
   try {
     return parseRevocationFile(raw);
   } catch (err) {
     throw new Error(`${file} is not a valid revocation list (${(err as Error).message}); fix or move it first`);
+  }
+}
+
+/** The list in `signedCopy` when `file` is missing and the copy is another file that parses; else undefined. */
+export function signedCopyOf(file: string, signedCopy: string | undefined): RevocationData | undefined {
+  if (!signedCopy || path.resolve(signedCopy) === path.resolve(file)) return undefined;
+  let raw: Buffer;
+  try {
+    raw = fs.readFileSync(signedCopy);
+  } catch {
+    return undefined;
+  }
+  try {
+    return parseRevocationFile(raw);
+  } catch (err) {
+    throw new Error(`${file} is missing and its signed copy ${signedCopy} is not a valid revocation list (${(err as Error).message}); fix or move it first`);
   }
 }
 

@@ -15,7 +15,7 @@ import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { parseRevocationFile, type RevokedEntry, type RevocationFormat } from './revocation-file.ts';
+import { parseRevocationFile, signedCopyOf, type RevokedEntry, type RevocationFormat } from './revocation-file.ts';
 import { canonicalSerial } from './serial.ts';
 
 export type { RevokedEntry } from './revocation-file.ts';
@@ -34,6 +34,12 @@ export interface RevocationListOptions {
   pollMs?: number;
   /** Quiet time after a watch event before re-reading (writers finishing); default 30 ms. */
   debounceMs?: number;
+  /**
+   * The signed copy every `revoke` writes beside the list (<certs-dir>/crl.pem): enforced when the
+   * list file is missing before any list was read, so a lost crl.json plus a restart does not
+   * quietly let every revoked device back in.
+   */
+  signedCopy?: string;
 }
 
 export class RevocationList extends EventEmitter {
@@ -41,6 +47,7 @@ export class RevocationList extends EventEmitter {
   private readonly log: Logger;
   private readonly pollMs: number;
   private readonly debounceMs: number;
+  private readonly signedCopy: string | undefined;
   private entries = new Map<string, RevokedEntry>();
   private next: Date | undefined;
   private fmt: RevocationFormat | undefined;
@@ -59,6 +66,7 @@ export class RevocationList extends EventEmitter {
     this.log = opts.log.child({ crl: this.path });
     this.pollMs = opts.pollMs ?? 500;
     this.debounceMs = opts.debounceMs ?? 30;
+    this.signedCopy = opts.signedCopy;
   }
 
   get size(): number {
@@ -155,6 +163,24 @@ export class RevocationList extends EventEmitter {
       );
       if (this.listenerCount('error') > 0) this.emit('error', new Error(`${this.path} is gone`));
       return false;
+    }
+    let copy;
+    try {
+      copy = signedCopyOf(this.path, this.signedCopy);
+    } catch (err) {
+      return this.fail(err as Error, undefined);
+    }
+    if (copy) {
+      this.log.error(
+        { revoked: copy.entries.size, signedCopy: this.signedCopy },
+        'revocation list file not found: enforcing the signed copy that `revoke` wrote beside it; restore the file, or `cotstream crl refresh` rewrites it from the copy',
+      );
+      this.lastRaw = fs.readFileSync(this.signedCopy!);
+      this.haveGood = true;
+      this.fmt = copy.format;
+      const changed = this.replace(copy.entries, copy.nextUpdate);
+      this.emit('reload');
+      return changed;
     }
     this.log.warn({ revoked: 0 }, 'revocation list file not found: nothing is revoked');
     this.haveGood = true;

@@ -12,6 +12,16 @@ export interface PkiPaths {
   crlPem: string;
 }
 
+/**
+ * The signed copy of a revocation list, when there is one to fall back on: only for the default
+ * list (<certs-dir>/crl.json), which every `revoke` writes together with <certs-dir>/crl.pem. A
+ * list kept elsewhere (`--crl`, FreeTAKServer's FTS_CRL.json) has no copy of its own.
+ */
+export function signedCopyFor(crl: string, certsDir: string): string | undefined {
+  const p = pkiPaths(certsDir);
+  return path.resolve(crl) === p.crl ? p.crlPem : undefined;
+}
+
 export function pkiPaths(certsDir: string): PkiPaths {
   const dir = path.resolve(certsDir);
   return {

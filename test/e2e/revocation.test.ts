@@ -191,6 +191,40 @@ describe('e2e: revocation', function () {
     }
   });
 
+  it('crl.json lost, then a restart: the signed crl.pem that revoke wrote beside it is enforced, and the next revoke starts from it', async () => {
+    const crl = path.join(pki.dir, 'crl.json');
+    try {
+      await cotstream(['revoke', pki.clients.alpha!.cert, '--certs-dir', pki.dir, '--reason', 'key_compromise']);
+      assert.ok(fs.existsSync(pki.paths.crlPem));
+      fs.rmSync(crl);
+      const srv = await startTestServer(pki.dir);
+      try {
+        await expectRefused(srv.port, creds(pki, 'alpha'));
+        await expectAccepted(srv.port, creds(pki, 'bravo'));
+        assert.equal(await srv.metric('cot_revoked_serials'), 1);
+        assert.ok(srv.logs.some((l) => l.level === 50 && /enforcing the signed copy/.test(String(l.msg))), 'one error line says so');
+
+        // the next revoke rewrites crl.json from the copy: alpha stays revoked
+        const out = await cotstream(['revoke', pki.clients.bravo!.cert, '--certs-dir', pki.dir]);
+        assert.match(out.stderr, /crl\.json not found: using the 1 revocation\(s\) of its signed copy/);
+        const json = JSON.parse(fs.readFileSync(crl, 'utf8')) as { revoked: Array<{ serial_number: string }> };
+        assert.deepEqual(json.revoked.map((r) => r.serial_number).sort(), [pki.clients.alpha!.serial, pki.clients.bravo!.serial].sort());
+        await waitForLog(srv, (l) => /revocation list loaded/.test(String(l.msg)) && l.revoked === 2, 3000);
+        await expectRefused(srv.port, creds(pki, 'alpha'));
+        await expectRefused(srv.port, creds(pki, 'bravo'));
+      } finally {
+        await srv.stop();
+      }
+      // crl list shows what the server enforces
+      fs.rmSync(crl);
+      const list = await cotstream(['crl', 'list', '--certs-dir', pki.dir]);
+      assert.match(list.stdout, new RegExp(pki.clients.alpha!.serial));
+    } finally {
+      fs.rmSync(crl, { force: true });
+      fs.rmSync(pki.paths.crlPem, { force: true });
+    }
+  });
+
   it('an expired next_update warns (log, metric) and locks nobody out', async () => {
     const f = path.join(pki.dir, 'expired.json');
     fs.writeFileSync(f, JSON.stringify({ next_update: '2020-01-01T00:00:00Z', revoked: [{ serial_number: pki.clients.alpha!.serial }] }));
