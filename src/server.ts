@@ -74,7 +74,8 @@ export class CotServer {
     this.router = new Router(this.bus, this.flusher, this.metrics, log, { announce: cfg.announce });
     this.fdLimit = openFileLimit();
     this.fds = fdBudget(this.fdLimit, cfg.maxClients, HTTP_LIMITS.maxConnections);
-    this.limiter = new ConnectionLimiter(this.fds.clients, cfg.maxClientsPerIp);
+    // --max-clients-per-ip also bounds the new connections per second from one address
+    this.limiter = new ConnectionLimiter(this.fds.clients, cfg.maxClientsPerIp, cfg.maxClientsPerIp);
     this.limits = {
       maxFrameBytes: cfg.maxFrameBytes,
       maxSendBuffer: cfg.maxSendBuffer,

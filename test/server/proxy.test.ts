@@ -253,6 +253,12 @@ describe('e2e: the README\'s HAProxy recipe, as written', function () {
     const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
     const block = /```\n(defaults\n[\s\S]*?)```/.exec(readme.split('**Several machines**')[1] ?? '')?.[1];
     assert.ok(block, 'the recipe is in the README under "Several machines"');
+    // a node keeps a silent client while its latest SA is valid, up to 15 min (a stationary ATAK
+    // sends every 180 s): the balancer must not cut it first
+    for (const side of ['client', 'server']) {
+      const m = new RegExp(`timeout ${side} (\\d+)m\\b`).exec(block);
+      assert.ok(m && Number(m[1]) > 15, `the recipe's timeout ${side} outlasts the node's 15-min hold: ${m?.[0]}`);
+    }
     const pki = await testPki();
     // one node, twice in each backend; its Redis is a port nobody listens on: /readyz 503
     const srv = await startTestServer(pki.dir, { proxyProtocol: '127.0.0.1', redis: `redis://127.0.0.1:${await freePort()}` });
