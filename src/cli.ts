@@ -24,7 +24,7 @@ export function buildProgram(): Command {
     // an operator reads every default: "none" rather than an empty string; a --no-X flag is on
     // by default and its variable turns it off; a help text that already explains it says enough
     let def = '';
-    if (spec.kind === 'bool') def = ' [default: on]';
+    if (spec.kind === 'bool') def = ` [default: ${spec.key}]`; // '--no-announce … [default: on]' read as 'no-announce is on'
     else if (spec.def !== undefined && !spec.help.includes('(default')) def = ` [default: ${spec.def === '' ? 'none' : spec.def}]`;
     start.addOption(new Option(spec.flag, `${spec.help}${def} (env ${spec.kind === 'bool' ? `${envs}=false` : envs})`));
   }
