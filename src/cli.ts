@@ -2,7 +2,7 @@
 // The `cotstream` command: run the server, manage the PKI and the revocation list.
 import { Command, CommanderError, Option } from 'commander';
 import { pathToFileURL } from 'node:url';
-import { OPTIONS, buildConfig, ConfigError } from './config.ts';
+import { OPTIONS, buildConfig, unknownEnv, ConfigError } from './config.ts';
 import { createLogger, settleLog } from './ops/log.ts';
 import { Metrics } from './ops/metrics.ts';
 import { CotServer, StartupError } from './server.ts';
@@ -76,6 +76,8 @@ async function runServer(flags: Record<string, unknown>, configFile?: string): P
   }
   const metrics = new Metrics();
   const log = createLogger(cfg.logLevel, undefined, { maxBuffer: cfg.logBuffer, onDrop: () => metrics.logDropped.inc() });
+  const stray = unknownEnv(process.env);
+  if (stray.length) log.warn({ audit: 'config', unknownEnv: stray }, `environment variables ignored, no option reads them: ${stray.join(', ')}`);
   const server = new CotServer(cfg, log, metrics);
   try {
     await server.start();

@@ -176,6 +176,37 @@ export function buildConfig(flags: Record<string, unknown>, env: NodeJS.ProcessE
   return Object.freeze(cfg);
 }
 
+/** COTSTREAM_ variables read elsewhere than the OPTIONS table (the CLI, the certs commands). */
+const OTHER_ENV = ['COTSTREAM_CONFIG', 'COTSTREAM_CLI_MAIN', 'COTSTREAM_CA_KEY'];
+
+/**
+ * COTSTREAM_* variables nobody reads, each with the known name it most likely meant. A config
+ * file's unknown key is refused; the environment is shared with other software, so these are
+ * only warned about — but a misspelt COTSTREAM_REDIS (for COTSTREAM_REDIS_URL) would otherwise
+ * start a lone node on the in-process bus without a word.
+ */
+export function unknownEnv(env: NodeJS.ProcessEnv): string[] {
+  const known = new Set<string>([...OPTIONS.flatMap((o) => o.env), ...OTHER_ENV]);
+  const out: string[] = [];
+  for (const name of Object.keys(env).sort()) {
+    if (!name.startsWith('COTSTREAM_') || known.has(name)) continue;
+    const guess = [...known].find((k) => k.startsWith(name) || name.startsWith(k) || editDistance(k, name) <= 2);
+    out.push(guess ? `${name} (did you mean ${guess}?)` : name);
+  }
+  return out;
+}
+
+function editDistance(a: string, b: string): number {
+  if (Math.abs(a.length - b.length) > 2) return 3;
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length]!;
+}
+
 /** What may be logged of a config: no tokens, no Redis password (in the user info or the query). */
 export function redactedConfig(cfg: Config): Record<string, unknown> {
   // the key's path is no secret and says which key was loaded: logged as keyFile, because the

@@ -105,6 +105,21 @@ describe('e2e: cotstream start as a process', function () {
     assert.match(r.stderr, /--idle-timeout: expected milliseconds/);
   });
 
+  it('a misspelt COTSTREAM_ variable is named in a warning with the one it likely meant (the server still starts)', async () => {
+    // COTSTREAM_REDIS for COTSTREAM_REDIS_URL: without the warning, a lone node on the in-process bus
+    const srv = await spawnServer(['--certs-dir', pki.dir], { COTSTREAM_REDIS: 'redis://127.0.0.1:1', COTSTREAM_IDLE_TIMEOUT: '5m' });
+    try {
+      const w = srv.lines.find((l) => l.audit === 'config' && l.level === 40);
+      assert.ok(w, 'a warning about the unknown variables');
+      for (const e of ['COTSTREAM_IDLE_TIMEOUT (did you mean COTSTREAM_IDLE_TIMEOUT_MS?)', 'COTSTREAM_REDIS (did you mean COTSTREAM_REDIS_URL?)']) {
+        assert.ok((w.unknownEnv as string[]).includes(e), `${e} in ${JSON.stringify(w.unknownEnv)}`);
+      }
+      assert.ok(srv.lines.some((l) => l.bus === 'memory'), 'and it says which bus it took');
+    } finally {
+      assert.equal(await srv.stop(), 0);
+    }
+  });
+
   it('exit status: a command line it cannot use is 2 with the usage; a command that fails at its work is 1 with its one error line', () => {
     const run = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], { cwd: ROOT, encoding: 'utf8', timeout: 20000 });
     const unknown = run(['start', '--prot', '1']);
