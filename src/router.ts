@@ -213,10 +213,13 @@ export class Router implements BusHost {
   private identify(s: Session, uid: string, callsign: string, prev: Session | undefined): void {
     s.uid = uid;
     this.byUid.set(uid, s);
-    // a takeover (same certificate, same uid): directed traffic goes to the new connection only
-    if (prev !== undefined && prev !== s) this.unindexCallsign(prev);
     this.indexCallsign(s, callsign);
     s.log.info({ audit: 'identified', uid, callsign, replaced: prev ? prev.id : undefined }, 'client identified');
+    // A takeover (same certificate, same uid): the device reconnected, typically after a network
+    // change that left its old connection dead without a FIN. That one is closed now rather than
+    // held until its SA is stale (minutes) — writing every event into a dead socket meanwhile.
+    // byUid already names the new one, so no delete notice goes out.
+    if (prev !== undefined && prev !== s) prev.close('replaced');
   }
 
   private rename(s: Session, callsign: string): void {
@@ -246,6 +249,13 @@ export class Router implements BusHost {
     if (env.kind === EnvelopeKind.sa || env.kind === EnvelopeKind.replay) {
       this.sa.set(env.uid, { uid: env.uid, type: env.type, staleMs: Number.isNaN(env.staleMs) ? Infinity : env.staleMs, frame: env.frame, node: env.node, session: env.session, owner: env.owner });
       if (env.kind === EnvelopeKind.replay) return; // cache only: its clients saw it when it was new
+      // the same takeover across nodes: the device reconnected through another node (the balancer
+      // chose another); its old connection here is closed (the SA just cached from there keeps the
+      // delete notice from going out)
+      if (!local && env.owner !== undefined) {
+        const old = this.byUid.get(env.uid);
+        if (old !== undefined && old.identity.serial === env.owner) old.close('replaced');
+      }
     } else if (env.kind === EnvelopeKind.gone) {
       // the client already reconnected through another node (its SA came from there): not gone
       const e = this.sa.get(env.uid);
