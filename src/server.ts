@@ -174,11 +174,13 @@ export class CotServer {
     const gauges = (): void => {
       this.metrics.revokedSerials.set(list.size);
       this.metrics.crlNextUpdate.set(list.nextUpdate ? Math.floor(list.nextUpdate.getTime() / 1000) : 0);
+      this.metrics.crlOk.set(list.fileOk ? 1 : 0);
     };
     gauges();
     list.on('reload', gauges);
     list.on('change', () => this.dropRevoked());
-    list.on('error', () => undefined); // logged by the list; the last good list stays in force
+    // logged by the list; the last good list stays in force, and the gauge says so (an alert)
+    list.on('error', gauges);
     list.watch();
     this.revocations = list;
     this.isRevoked = (id) => (id.serial ? list.lookup(id.serial)?.reason : undefined);
