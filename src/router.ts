@@ -15,6 +15,13 @@ import type { Metrics } from './ops/metrics.ts';
 const ALL_STREAMING = 'All Streaming';
 /** callsign changes logged per session; later ones only change the routing */
 const MAX_RENAME_LOGS = 10;
+/**
+ * An SA larger than this is routed but not cached: every newcomer is sent every cached SA before
+ * anything else, uncut by --max-send-buffer, so a few clients with 1-MiB SAs (padded remarks) made
+ * every device that connected later download megabytes. ATAK's own SAs are 1-4 KB, and TAK
+ * protocol clients cannot take 64 KiB or more at all.
+ */
+const MAX_CACHED_SA_BYTES = 65535;
 
 /** frame without bytes [s, e) */
 function cut(frame: Buffer, s: number, e: number): Buffer {
@@ -191,7 +198,7 @@ export class Router implements BusHost {
     // The SA cache holds what every newcomer may see: broadcast SAs only (a directed one would
     // leak to whoever connects next). One already stale on arrival is routed (the recipients
     // judge) but never cached, so it can neither evict a good SA nor be replayed.
-    const kind = isSa && callsigns === null && uids === null && !(valid <= 0) ? EnvelopeKind.sa : EnvelopeKind.event;
+    const kind = isSa && callsigns === null && uids === null && !(valid <= 0) && out.length <= MAX_CACHED_SA_BYTES ? EnvelopeKind.sa : EnvelopeKind.event;
     if (this.debugEvents) s.log.debug({ type: h.type, uid: h.uid, bytes: out.length, callsigns, uids }, 'event');
     // an SA names its owner's certificate: other nodes hold its uid for it (plaintext: unknown)
     this.publish(kind, s.id, h.uid, h.type, h.staleMs, callsigns, uids, out, t0, kind === EnvelopeKind.sa && s.identity.serial !== '' ? s.identity.serial : undefined);

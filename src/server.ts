@@ -6,7 +6,7 @@ import type { TLSSocket } from 'node:tls';
 import type { Config } from './config.ts';
 import { redactedConfig } from './config.ts';
 import { Metrics } from './ops/metrics.ts';
-import type { Logger } from './ops/log.ts';
+import { LogLimiter, type Logger } from './ops/log.ts';
 import { HTTP_LIMITS, startHttp } from './ops/http.ts';
 import { MemoryBus } from './bus/memory.ts';
 import { RedisBus } from './bus/redis.ts';
@@ -48,6 +48,7 @@ export class CotServer {
   private readonly flusher: FlushScheduler;
   private readonly limiter: ConnectionLimiter;
   private readonly limits: SessionLimits;
+  private readonly refusedLog: LogLimiter;
   /** connection limits cut to the file descriptors the process may open */
   private readonly fds: FdBudget;
   private readonly fdLimit: number | null;
@@ -67,6 +68,7 @@ export class CotServer {
 
   constructor(readonly cfg: Config, readonly log: Logger, metrics?: Metrics) {
     this.metrics = metrics ?? new Metrics();
+    this.refusedLog = new LogLimiter(log);
     this.flusher = new FlushScheduler(this.metrics, cfg.writeCoalesce);
     this.bus = cfg.redis
       ? new RedisBus({ url: cfg.redis, nodeId: cfg.nodeId, tlsCa: cfg.redisCa, heartbeatMs: cfg.busHeartbeat, metrics: this.metrics, log })
@@ -74,7 +76,8 @@ export class CotServer {
     this.router = new Router(this.bus, this.flusher, this.metrics, log, { announce: cfg.announce });
     this.fdLimit = openFileLimit();
     this.fds = fdBudget(this.fdLimit, cfg.maxClients, HTTP_LIMITS.maxConnections);
-    this.limiter = new ConnectionLimiter(this.fds.clients, cfg.maxClientsPerIp);
+    // --max-clients-per-ip also bounds the new connections per second from one address
+    this.limiter = new ConnectionLimiter(this.fds.clients, cfg.maxClientsPerIp, cfg.maxClientsPerIp);
     this.limits = {
       maxFrameBytes: cfg.maxFrameBytes,
       maxSendBuffer: cfg.maxSendBuffer,
@@ -132,7 +135,8 @@ export class CotServer {
     const revoked = this.isRevoked(id);
     if (revoked !== undefined) {
       this.metrics.handshake.revoked.inc();
-      this.log.warn({ audit: 'refused', reason: 'revoked', cn: id.cn, serial: id.serial, remote: id.remote, revocationReason: revoked }, 'revoked certificate refused');
+      // limited like the other refusals: a revoked device retrying in a loop must not flood the log
+      if (this.refusedLog.allow()) this.log.warn({ audit: 'refused', reason: 'revoked', cn: id.cn, serial: id.serial, remote: id.remote, revocationReason: revoked }, 'revoked certificate refused');
       sock.destroy();
       return;
     }
@@ -170,11 +174,13 @@ export class CotServer {
     const gauges = (): void => {
       this.metrics.revokedSerials.set(list.size);
       this.metrics.crlNextUpdate.set(list.nextUpdate ? Math.floor(list.nextUpdate.getTime() / 1000) : 0);
+      this.metrics.crlOk.set(list.fileOk ? 1 : 0);
     };
     gauges();
     list.on('reload', gauges);
     list.on('change', () => this.dropRevoked());
-    list.on('error', () => undefined); // logged by the list; the last good list stays in force
+    // logged by the list; the last good list stays in force, and the gauge says so (an alert)
+    list.on('error', gauges);
     list.watch();
     this.revocations = list;
     this.isRevoked = (id) => (id.serial ? list.lookup(id.serial)?.reason : undefined);

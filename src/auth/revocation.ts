@@ -55,6 +55,8 @@ export class RevocationList extends EventEmitter {
   private lastRaw: Buffer | undefined;
   private lastBad: Buffer | undefined;
   private missing = false;
+  /** the last read failed without bytes to remember (EACCES, EISDIR…) */
+  private badRead = false;
   private statKey = '';
   private watcher: fs.FSWatcher | undefined;
   private poller: NodeJS.Timeout | undefined;
@@ -85,6 +87,15 @@ export class RevocationList extends EventEmitter {
   /** True when next_update has passed (warned about; revocations stay enforced). */
   get expired(): boolean {
     return this.next !== undefined && this.next.getTime() < Date.now();
+  }
+
+  /**
+   * False while the list in force is not what the file says: the file is corrupt or unreadable
+   * (the last good list stays), or gone after a list was read (that list, or the signed copy,
+   * stays). A missing file before any list was read is a fresh install: fine.
+   */
+  get fileOk(): boolean {
+    return this.lastBad === undefined && !this.badRead && !(this.missing && this.lastRaw !== undefined);
   }
 
   lookup(serialHex: string): RevokedEntry | undefined {
@@ -121,9 +132,15 @@ export class RevocationList extends EventEmitter {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return this.gone();
       return this.fail(err as Error, undefined);
     }
+    const wasBroken = !this.fileOk;
     if (this.missing && this.lastRaw) this.log.info({ revoked: this.entries.size }, 'revocation list file is back');
     this.missing = false;
-    if (this.lastRaw?.equals(raw)) return false;
+    this.badRead = false;
+    if (this.lastRaw?.equals(raw)) {
+      // the list in force, back as it was (restored after a deletion or a bad edit)
+      if (wasBroken) { this.lastBad = undefined; this.emit('reload'); }
+      return false;
+    }
     if (this.lastBad?.equals(raw)) return false; // already reported
     let parsed;
     try {
@@ -195,6 +212,7 @@ export class RevocationList extends EventEmitter {
       throw new Error(`revocation list ${this.path} cannot be used: ${err.message}`);
     }
     this.lastBad = raw;
+    this.badRead = raw === undefined;
     this.log.error(
       { err: err.message, revoked: this.entries.size },
       'revocation list unreadable or corrupt: the last good list stays in force',

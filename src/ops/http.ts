@@ -99,7 +99,7 @@ function limitConnections(server: http.Server, limiter: ConnectionLimiter, metri
   // prepended: runs before Node's own 'connection' listener hands the socket to the parser
   server.prependListener('connection', (sock: Tagged) => {
     const ip = sock.remoteAddress ?? '?';
-    if (!limiter.acquire(ip)) {
+    if (limiter.acquire(ip) !== null) {
       metrics.httpRefused.inc();
       if (limited.allow()) log.warn({ audit: 'refused', listener: 'http', reason: 'limit', remote: remoteOf(sock), open: limiter.open }, 'HTTP connection refused: connection limit of the metrics listener');
       sock.destroy();

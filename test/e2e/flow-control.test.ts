@@ -2,11 +2,13 @@
 // connection limits, over real mutual TLS. The memory test runs the server as its own process and
 // reads its resident set from /proc, the honest measure of what a non-reader costs.
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import tls from 'node:tls';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { testPki, type SharedPki } from '../helpers/pki.ts';
 import { startTestServer, spawnServer, metricValue, type TestServer, type SpawnedServer } from '../helpers/server.ts';
 import { CotClient, chat, ping, sa, sleep } from '../helpers/client.ts';
+import { ConnectionLimiter } from '../../src/net/tls.ts';
 
 const END = Buffer.from('</event>');
 
@@ -397,6 +399,49 @@ describe('e2e: flow control', function () {
       await a.waitFor((f) => f.some((x) => x.includes('uid="uid-b"')));
       await other.waitFor((f) => f.some((x) => x.includes('uid="uid-b"')));
       assert.equal(await srv.metric('cot_connections'), 3);
+    });
+
+    it('--max-clients-per-ip N also bounds new connections from one address to N a second: a connect/close loop is refused before any TLS work, counted and logged; other addresses are not', async () => {
+      // each connection costs a TLS handshake (1-2 ms of server CPU) even without a certificate:
+      // before, one address connecting in a loop got ~570 handshakes/s out of the server
+      const srv = await startTestServer(pki.dir, { maxClients: '100', maxClientsPerIp: '5' });
+      servers.push(srv);
+      let closedEarly = 0;
+      for (let i = 0; i < 30; i++) {
+        await new Promise<void>((resolve) => {
+          const s = net.connect({ port: srv.port, host: '127.0.0.1', localAddress: '127.0.0.3' });
+          s.on('error', () => undefined);
+          s.once('connect', () => { s.destroy(); });
+          s.once('close', () => resolve());
+        });
+        await sleep(20); // the server sees each close before the next connection: never 5 open at once
+      }
+      await waitUntil(async () => (closedEarly = await srv.metric('cot_handshakes_total', { result: 'limit' })) >= 20, 5000, 'the connections over the rate to be refused');
+      assert.ok(closedEarly <= 25, `${closedEarly} refused: the burst of 5 and the refill were not allowed`);
+      assert.ok(srv.logs.some((l) => l.audit === 'refused' && l.reason === 'limit' && l.limit === 'rate' && String(l.remote).startsWith('127.0.0.3:')), 'a refused line naming the rate limit and the address');
+      // another address is not limited by it, and the same one can connect again a second later
+      assert.ok(await attempt(srv, 'alpha', '127.0.0.4'), 'another address was refused');
+      await sleep(1100);
+      assert.ok(await attempt(srv, 'bravo', '127.0.0.3'), 'the address was still refused after a second');
+    });
+
+    it('the per-address rate: a burst of N, then N a second; forgotten addresses keep memory bounded', () => {
+      const l = new ConnectionLimiter(0, 3, 3);
+      const t = 1000;
+      const take = (ip: string, now: number): string => { const hit = l.acquire(ip, now); if (hit === null) l.release(ip); return hit ?? 'ok'; };
+      assert.deepEqual([1, 2, 3, 4].map(() => take('a', t)), ['ok', 'ok', 'ok', 'rate']);
+      assert.equal(take('b', t), 'ok', 'per address');
+      assert.equal(take('a', t + 200), 'rate', '0.6 of a token after 200 ms');
+      assert.equal(take('a', t + 340), 'ok', 'one token after 1/3 s');
+      assert.deepEqual([0, 1, 2, 3].map(() => take('a', t + 2000)), ['ok', 'ok', 'ok', 'rate'], 'refilled to the burst, not beyond');
+      // open connections are limited as before, and checked first
+      assert.equal(l.acquire('c', t), null);
+      assert.equal(l.acquire('c', t), null);
+      assert.equal(l.acquire('c', t), null);
+      assert.equal(l.acquire('c', t + 5000), 'per_ip');
+      // 100,000 addresses once each: full buckets are forgotten, the map stays bounded
+      for (let i = 0; i < 100_000; i++) take(`10.${i >> 16}.${(i >> 8) & 255}.${i & 255}`, t + 10_000 + i);
+      assert.ok((l as unknown as { rates: Map<string, unknown> }).rates.size <= 65536);
     });
   });
 });

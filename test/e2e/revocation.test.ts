@@ -101,6 +101,14 @@ describe('e2e: revocation', function () {
       await expectRefused(srv.port, creds(pki, 'alpha'));
       assert.equal(await srv.metric('cot_handshakes_total', { result: 'revoked' }), 1);
       assert.equal(await srv.metric('cot_revoked_serials'), 1);
+      // a revoked device retrying in a loop: every attempt counted, the log limited (20 lines/s;
+      // before, one line per attempt)
+      const t0 = Date.now();
+      await Promise.all(Array.from({ length: 60 }, () => expectRefused(srv.port, creds(pki, 'alpha'))));
+      const windows = Math.floor((Date.now() - t0) / 1000) + 2; // 1-s log windows the attempts can span
+      assert.equal(await srv.metric('cot_handshakes_total', { result: 'revoked' }), 61);
+      const refusedLines = srv.logs.filter((l) => l.audit === 'refused' && l.reason === 'revoked').length;
+      assert.ok(refusedLines >= 1 && refusedLines <= 20 * windows, `${refusedLines} refused lines for 61 attempts in ${windows} windows`);
 
       // bravo and charlie were untouched and lost nothing, before, during and after
       await sleep(200);
@@ -157,11 +165,19 @@ describe('e2e: revocation', function () {
     fs.writeFileSync(f, JSON.stringify({ revoked: [{ serial_number: pki.clients.alpha!.serial }] }));
     const srv: TestServer = await startTestServer(pki.dir, { crl: f });
     try {
+      const good = fs.readFileSync(f);
       fs.writeFileSync(f, '{"revoked": [{"serial_number": "');
       await waitForLog(srv, (l) => l.level === 50 && /last good list/.test(String(l.msg)), 2000);
       await expectRefused(srv.port, creds(pki, 'alpha'));
       await expectAccepted(srv.port, creds(pki, 'bravo'));
       assert.equal(await srv.metric('cot_revoked_serials'), 1);
+      assert.equal(await srv.metric('cot_crl_ok'), 0);
+      // the bad edit undone, byte for byte: fine again
+      fs.writeFileSync(f, good);
+      for (const t0 = Date.now(); (await srv.metric('cot_crl_ok')) !== 1;) {
+        assert.ok(Date.now() - t0 < 3000, 'cot_crl_ok back to 1 once the good bytes are back');
+        await sleep(50);
+      }
     } finally {
       await srv.stop();
       fs.rmSync(f, { force: true });
@@ -174,8 +190,10 @@ describe('e2e: revocation', function () {
     const srv: TestServer = await startTestServer(pki.dir, { crl: f });
     try {
       await expectRefused(srv.port, creds(pki, 'alpha'));
+      assert.equal(await srv.metric('cot_crl_ok'), 1);
       fs.rmSync(f);
       await waitForLog(srv, (l) => l.level === 50 && /is gone/.test(String(l.msg)), 3000);
+      assert.equal(await srv.metric('cot_crl_ok'), 0, 'the gauge an alert watches says the file is gone');
       await sleep(700); // past the watcher's poll and debounce
       await expectRefused(srv.port, creds(pki, 'alpha'));
       await expectAccepted(srv.port, creds(pki, 'bravo'));
@@ -185,6 +203,7 @@ describe('e2e: revocation', function () {
       fs.writeFileSync(f, JSON.stringify({ revoked: [] }));
       await waitForLog(srv, (l) => /revocation list loaded/.test(String(l.msg)) && l.revoked === 0, 3000);
       await expectAccepted(srv.port, creds(pki, 'alpha'));
+      assert.equal(await srv.metric('cot_crl_ok'), 1);
     } finally {
       await srv.stop();
       fs.rmSync(f, { force: true });
@@ -202,6 +221,7 @@ describe('e2e: revocation', function () {
         await expectRefused(srv.port, creds(pki, 'alpha'));
         await expectAccepted(srv.port, creds(pki, 'bravo'));
         assert.equal(await srv.metric('cot_revoked_serials'), 1);
+        assert.equal(await srv.metric('cot_crl_ok'), 0);
         assert.ok(srv.logs.some((l) => l.level === 50 && /enforcing the signed copy/.test(String(l.msg))), 'one error line says so');
 
         // the next revoke rewrites crl.json from the copy: alpha stays revoked
