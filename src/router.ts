@@ -15,6 +15,13 @@ import type { Metrics } from './ops/metrics.ts';
 const ALL_STREAMING = 'All Streaming';
 /** callsign changes logged per session; later ones only change the routing */
 const MAX_RENAME_LOGS = 10;
+/**
+ * An SA larger than this is routed but not cached: every newcomer is sent every cached SA before
+ * anything else, uncut by --max-send-buffer, so a few clients with 1-MiB SAs (padded remarks) made
+ * every device that connected later download megabytes. ATAK's own SAs are 1-4 KB, and TAK
+ * protocol clients cannot take 64 KiB or more at all.
+ */
+const MAX_CACHED_SA_BYTES = 65535;
 
 /** frame without bytes [s, e) */
 function cut(frame: Buffer, s: number, e: number): Buffer {
@@ -191,7 +198,7 @@ export class Router implements BusHost {
     // The SA cache holds what every newcomer may see: broadcast SAs only (a directed one would
     // leak to whoever connects next). One already stale on arrival is routed (the recipients
     // judge) but never cached, so it can neither evict a good SA nor be replayed.
-    const kind = isSa && callsigns === null && uids === null && !(valid <= 0) ? EnvelopeKind.sa : EnvelopeKind.event;
+    const kind = isSa && callsigns === null && uids === null && !(valid <= 0) && out.length <= MAX_CACHED_SA_BYTES ? EnvelopeKind.sa : EnvelopeKind.event;
     if (this.debugEvents) s.log.debug({ type: h.type, uid: h.uid, bytes: out.length, callsigns, uids }, 'event');
     // an SA names its owner's certificate: other nodes hold its uid for it (plaintext: unknown)
     this.publish(kind, s.id, h.uid, h.type, h.staleMs, callsigns, uids, out, t0, kind === EnvelopeKind.sa && s.identity.serial !== '' ? s.identity.serial : undefined);
@@ -213,10 +220,13 @@ export class Router implements BusHost {
   private identify(s: Session, uid: string, callsign: string, prev: Session | undefined): void {
     s.uid = uid;
     this.byUid.set(uid, s);
-    // a takeover (same certificate, same uid): directed traffic goes to the new connection only
-    if (prev !== undefined && prev !== s) this.unindexCallsign(prev);
     this.indexCallsign(s, callsign);
     s.log.info({ audit: 'identified', uid, callsign, replaced: prev ? prev.id : undefined }, 'client identified');
+    // A takeover (same certificate, same uid): the device reconnected, typically after a network
+    // change that left its old connection dead without a FIN. That one is closed now rather than
+    // held until its SA is stale (minutes) — writing every event into a dead socket meanwhile.
+    // byUid already names the new one, so no delete notice goes out.
+    if (prev !== undefined && prev !== s) prev.close('replaced');
   }
 
   private rename(s: Session, callsign: string): void {
@@ -246,6 +256,13 @@ export class Router implements BusHost {
     if (env.kind === EnvelopeKind.sa || env.kind === EnvelopeKind.replay) {
       this.sa.set(env.uid, { uid: env.uid, type: env.type, staleMs: Number.isNaN(env.staleMs) ? Infinity : env.staleMs, frame: env.frame, node: env.node, session: env.session, owner: env.owner });
       if (env.kind === EnvelopeKind.replay) return; // cache only: its clients saw it when it was new
+      // the same takeover across nodes: the device reconnected through another node (the balancer
+      // chose another); its old connection here is closed (the SA just cached from there keeps the
+      // delete notice from going out)
+      if (!local && env.owner !== undefined) {
+        const old = this.byUid.get(env.uid);
+        if (old !== undefined && old.identity.serial === env.owner) old.close('replaced');
+      }
     } else if (env.kind === EnvelopeKind.gone) {
       // the client already reconnected through another node (its SA came from there): not gone
       const e = this.sa.get(env.uid);

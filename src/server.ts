@@ -6,7 +6,7 @@ import type { TLSSocket } from 'node:tls';
 import type { Config } from './config.ts';
 import { redactedConfig } from './config.ts';
 import { Metrics } from './ops/metrics.ts';
-import type { Logger } from './ops/log.ts';
+import { LogLimiter, type Logger } from './ops/log.ts';
 import { HTTP_LIMITS, startHttp } from './ops/http.ts';
 import { MemoryBus } from './bus/memory.ts';
 import { RedisBus } from './bus/redis.ts';
@@ -48,6 +48,7 @@ export class CotServer {
   private readonly flusher: FlushScheduler;
   private readonly limiter: ConnectionLimiter;
   private readonly limits: SessionLimits;
+  private readonly refusedLog: LogLimiter;
   /** connection limits cut to the file descriptors the process may open */
   private readonly fds: FdBudget;
   private readonly fdLimit: number | null;
@@ -67,6 +68,7 @@ export class CotServer {
 
   constructor(readonly cfg: Config, readonly log: Logger, metrics?: Metrics) {
     this.metrics = metrics ?? new Metrics();
+    this.refusedLog = new LogLimiter(log);
     this.flusher = new FlushScheduler(this.metrics, cfg.writeCoalesce);
     this.bus = cfg.redis
       ? new RedisBus({ url: cfg.redis, nodeId: cfg.nodeId, tlsCa: cfg.redisCa, heartbeatMs: cfg.busHeartbeat, metrics: this.metrics, log })
@@ -133,7 +135,8 @@ export class CotServer {
     const revoked = this.isRevoked(id);
     if (revoked !== undefined) {
       this.metrics.handshake.revoked.inc();
-      this.log.warn({ audit: 'refused', reason: 'revoked', cn: id.cn, serial: id.serial, remote: id.remote, revocationReason: revoked }, 'revoked certificate refused');
+      // limited like the other refusals: a revoked device retrying in a loop must not flood the log
+      if (this.refusedLog.allow()) this.log.warn({ audit: 'refused', reason: 'revoked', cn: id.cn, serial: id.serial, remote: id.remote, revocationReason: revoked }, 'revoked certificate refused');
       sock.destroy();
       return;
     }

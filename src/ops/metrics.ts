@@ -22,7 +22,7 @@ export type DropReason = keyof typeof DropReason;
 
 /** Why a client session ended (`cot_sessions_closed_total{reason}`). */
 export const CloseReason = {
-  client: 'client', idle: 'idle', slow_consumer: 'slow_consumer', revoked: 'revoked', shutdown: 'shutdown', error: 'error', protocol: 'protocol',
+  client: 'client', idle: 'idle', slow_consumer: 'slow_consumer', revoked: 'revoked', shutdown: 'shutdown', error: 'error', protocol: 'protocol', replaced: 'replaced',
 } as const;
 export type CloseReason = keyof typeof CloseReason;
 

@@ -86,6 +86,22 @@ describe('e2e: acceptance (hostile traffic over the wire)', function () {
     }
   });
 
+  it('an SA padded to 200 KB reaches the clients connected now, but is never replayed to newcomers (they would all download it)', async () => {
+    const big = await connect('charlie');
+    const rx = await connect('bravo');
+    big.send(sa('uid-big', 'BIG'));
+    await rx.waitFor((f) => f.some((x) => x.includes('uid="uid-big"')), 5000, 'the small SA live');
+    const padded = sa('uid-big', 'BIG').replace('<detail>', `<detail><remarks>${'p'.repeat(200_000)}</remarks>`);
+    big.send(padded);
+    await rx.waitFor((f) => f.some((x) => x.includes('uid="uid-big"') && x.length > 200_000), 5000, 'the padded SA live');
+    const newcomer = await connect('delta');
+    await newcomer.waitFor((f) => f.some((x) => x.includes('t-x-takp-v')), 5000, 'the replay and announcement');
+    const replayed = newcomer.frames.filter((x) => x.includes('uid="uid-big"'));
+    assert.equal(replayed.length, 1, 'the last SA of a sane size is replayed');
+    assert.ok(replayed[0].length < 2000, `a ${replayed[0].length}-byte SA replayed`);
+    assert.ok(newcomer.bytes < 50_000, `the newcomer downloaded ${newcomer.bytes} bytes`);
+  });
+
   it('expired and not-yet-valid certificates from our own CA: refused before any CoT, counted bad_cert', async () => {
     const caCert = forge.pki.certificateFromPem(readFileSync(join(pki.dir, 'ca.pem'), 'utf8'));
     const caKey = forge.pki.privateKeyFromPem(readFileSync(join(pki.dir, 'ca.key'), 'utf8'));

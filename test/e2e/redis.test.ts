@@ -182,7 +182,7 @@ describe('e2e: two nodes on one Redis', function () {
     }
   });
 
-  it('a uid belongs to its certificate across nodes: another certificate on the other node is dropped (uid_conflict), the same one is not', async () => {
+  it('a uid belongs to its certificate across nodes: another certificate on the other node is dropped (uid_conflict), the same one takes over', async () => {
     const a = await cl.member(A, 'alpha');
     const b = await cl.member(B, 'bravo');
     await b.waitFor(() => count(b, 'uid="uid-alpha"') > 0, 5000, 'alpha SA at bravo');
@@ -196,8 +196,13 @@ describe('e2e: two nodes on one Redis', function () {
     const a2 = await cl.client(B, 'alpha');
     a2.send(sa('uid-alpha', 'ALPHA', { lat: 12.5 }));
     await b.waitFor(() => count(b, 'lat="12.5"') === 1, 5000, 'the owner\'s certificate through node B');
+    // ... and that is a takeover: node A closes the device's old connection, and nobody is told
+    // that alpha left
+    await a.waitClosed();
+    await until(() => A.lines.some((l) => l.audit === 'closed' && l.reason === 'replaced' && l.uid === 'uid-alpha'), 3000, 'node A\'s closed line, reason replaced');
     await sleep(300);
     for (const c of [a, b]) assert.equal(count(c, 'lat="66.6"'), 0, 'the impostor\'s SA was delivered');
+    assert.equal(count(b, 't-x-d-d'), 0, 'a delete went out for alpha, who is connected through node B');
   });
 
   it('control types stay on their node: a ping gets one pong, nobody else sees it', async () => {

@@ -101,6 +101,14 @@ describe('e2e: revocation', function () {
       await expectRefused(srv.port, creds(pki, 'alpha'));
       assert.equal(await srv.metric('cot_handshakes_total', { result: 'revoked' }), 1);
       assert.equal(await srv.metric('cot_revoked_serials'), 1);
+      // a revoked device retrying in a loop: every attempt counted, the log limited (20 lines/s;
+      // before, one line per attempt)
+      const t0 = Date.now();
+      await Promise.all(Array.from({ length: 60 }, () => expectRefused(srv.port, creds(pki, 'alpha'))));
+      const windows = Math.floor((Date.now() - t0) / 1000) + 2; // 1-s log windows the attempts can span
+      assert.equal(await srv.metric('cot_handshakes_total', { result: 'revoked' }), 61);
+      const refusedLines = srv.logs.filter((l) => l.audit === 'refused' && l.reason === 'revoked').length;
+      assert.ok(refusedLines >= 1 && refusedLines <= 20 * windows, `${refusedLines} refused lines for 61 attempts in ${windows} windows`);
 
       // bravo and charlie were untouched and lost nothing, before, during and after
       await sleep(200);

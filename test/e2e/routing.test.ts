@@ -298,13 +298,17 @@ describe('e2e: TAK routing semantics', function () {
       assert.ok(await srv.metric('cot_events_dropped_total', { reason: 'uid_conflict' }) >= 2);
     });
 
-    it('the same certificate reconnecting under its uid takes over without a delete notice', async () => {
+    it('the same certificate reconnecting under its uid takes over: the old connection is closed, no delete notice', async () => {
       const a1 = await identified('alpha', 'uid-A', 'ALPHA');
       const b = await identified('bravo', 'uid-B', 'BRAVO', [a1]);
+      const closed0 = await srv.metric('cot_sessions_closed_total', { reason: 'replaced' });
       const a2 = await connect('alpha');
       a2.send(sa('uid-A', 'ALPHA', { lat: 44 }));
       await b.waitFor((f) => f.some((x) => x.includes('lat="44"')));
-      a1.close();
+      // the device reconnected: its old connection (dead, in the field) is closed by the server
+      await a1.waitClosed();
+      assert.equal(await srv.metric('cot_sessions_closed_total', { reason: 'replaced' }), closed0 + 1);
+      assert.ok(srv.logs.some((l) => l.audit === 'closed' && l.reason === 'replaced' && l.uid === 'uid-A'), 'closed line with reason replaced');
       b.send(chatEv('to-new-alpha', dests(['uid', 'uid-A'])));
       await sentinel(b, [a2]);
       assert.equal(has(a2, '>to-new-alpha<'), 1);
