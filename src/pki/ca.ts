@@ -156,6 +156,58 @@ function validHostList(hosts: string[]): string[] {
   return out;
 }
 
+/** A server certificate for `hosts` (SAN; CN the first name), signed by the CA. */
+function serverCert(pub: forge.pki.PublicKey, hosts: string[], days: number, ca: forge.pki.Certificate, caKey: forge.pki.rsa.PrivateKey): forge.pki.Certificate {
+  const server = baseCert(pub, days);
+  server.setSubject([
+    { name: 'commonName', value: hosts.find((h) => !net.isIP(h) && h !== 'localhost') ?? hosts[0] },
+    { name: 'organizationName', value: 'cotstream' },
+  ]);
+  server.setIssuer(ca.subject.attributes);
+  server.setExtensions([
+    { name: 'basicConstraints', cA: false, critical: true },
+    { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
+    { name: 'extKeyUsage', serverAuth: true },
+    { name: 'subjectAltName', altNames: altNames(hosts) },
+    { name: 'subjectKeyIdentifier' },
+    { name: 'authorityKeyIdentifier', keyIdentifier: ski(ca) },
+  ]);
+  sign(server, caKey);
+  return server;
+}
+
+export interface ServerOptions {
+  certsDir: string;
+  files?: PkiFiles;
+  hosts?: string[];
+  bits?: number;
+  days?: number;
+  force?: boolean;
+}
+
+/**
+ * A new server certificate and key from the existing CA (renewal, new addresses): every client
+ * certificate and data package stays valid, unlike `init --force`, which makes a new CA. The old
+ * pair is kept as server.pem.old / server.key.old. Needs --force when a server certificate exists.
+ */
+export async function issueServer(o: ServerOptions): Promise<PkiPaths & { hosts: string[]; serial: string; notAfter: Date }> {
+  const p = withFiles(o.certsDir, o.files);
+  const hosts = validHostList(o.hosts?.length ? o.hosts : defaultHosts());
+  const days = checkDays(o.days ?? DEFAULTS.days, '--days');
+  const bits = checkBits(o.bits ?? DEFAULTS.bits);
+  const ca = loadCa(o.certsDir, o.files);
+  assertNoneExist([p.cert, p.key], o.force);
+  const k = await newKey(bits);
+  const server = serverCert(k.pub, hosts, days, ca.cert, ca.key);
+  for (const [f, mode] of [[p.key, SECRET_MODE], [p.cert, PUBLIC_MODE]] as const) {
+    if (fs.existsSync(f)) writeFileAtomic(`${f}.old`, fs.readFileSync(f), mode);
+  }
+  // key first: a crash in between leaves no certificate without its key
+  writeFileAtomic(p.key, k.pem, SECRET_MODE);
+  writeFileAtomic(p.cert, forge.pki.certificateToPem(server), PUBLIC_MODE);
+  return { ...p, hosts, serial: canonicalSerial(server.serialNumber), notAfter: server.validity.notAfter };
+}
+
 /** Create the CA and the server certificate in certsDir. Never overwrites without force. */
 export async function initPki(o: InitOptions): Promise<PkiPaths> {
   const p = withFiles(o.certsDir, o.files);
@@ -183,21 +235,7 @@ export async function initPki(o: InitOptions): Promise<PkiPaths> {
   ]);
   sign(ca, caKey.key);
 
-  const server = baseCert(serverKey.pub, days);
-  server.setSubject([
-    { name: 'commonName', value: hosts.find((h) => !net.isIP(h) && h !== 'localhost') ?? hosts[0] },
-    { name: 'organizationName', value: 'cotstream' },
-  ]);
-  server.setIssuer(ca.subject.attributes);
-  server.setExtensions([
-    { name: 'basicConstraints', cA: false, critical: true },
-    { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
-    { name: 'extKeyUsage', serverAuth: true },
-    { name: 'subjectAltName', altNames: altNames(hosts) },
-    { name: 'subjectKeyIdentifier' },
-    { name: 'authorityKeyIdentifier', keyIdentifier: ski(ca) },
-  ]);
-  sign(server, caKey.key);
+  const server = serverCert(serverKey.pub, hosts, days, ca, caKey.key);
 
   fs.mkdirSync(p.dir, { recursive: true, mode: 0o755 });
   for (const f of [p.ca, p.caKey, p.cert, p.key]) fs.mkdirSync(path.dirname(f), { recursive: true, mode: 0o755 });

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import type { Command } from 'commander';
-import { initPki, issueClient, defaultHosts, DEFAULTS } from './ca.ts';
+import { initPki, issueClient, issueServer, defaultHosts, DEFAULTS } from './ca.ts';
 import { canonicalSerial } from '../auth/serial.ts';
 import { action, caKeyOption, caOption, certOption, certsDirOption, collectList, crlOption, keyOption, parsePositiveInt, resolveCrl, resolvePkiPaths, stdio, table, type CommandIO, type PkiFileFlags } from './options.ts';
 import { readRevocationFile } from '../auth/revocation-file.ts';
@@ -52,6 +52,34 @@ export function registerCertsCommands(program: Command, io: CommandIO = stdio): 
           `  ${cert!.padEnd(w)}server certificate, valid for ${(o.host?.length ? o.host : defaultHosts()).join(', ')}\n` +
           `  ${key!.padEnd(w)}server private key (0600)\n` +
           `next: cotstream certs client NAME --package --host <address phones reach>\n`,
+      );
+    }),
+  );
+
+  const server = certs
+    .command('server')
+    .description('issue a new server certificate and key from the existing CA (renewal, new addresses): client certificates stay valid; restart the server to use it')
+    .addOption(certsDirOption())
+    .addOption(caOption())
+    .addOption(caKeyOption())
+    .addOption(certOption())
+    .addOption(keyOption())
+    .option(
+      '--host <names>',
+      `host names / IP addresses the certificate is valid for, comma-separated or repeated (default: ${defaultHosts().join(',')})`,
+      collectList,
+    )
+    .option('--bits <n>', `RSA key size (default: ${DEFAULTS.bits})`, parsePositiveInt('--bits'))
+    .option('--days <n>', `validity in days (default: ${DEFAULTS.days})`, parsePositiveInt('--days'))
+    .option('--force', 'replace an existing server certificate and key (the old pair is kept as server.pem.old, server.key.old)', false);
+  server.action(
+    action(server, async (o: PkiFileFlags & { host?: string[]; bits?: number; days?: number; force: boolean }) => {
+      const files = resolvePkiPaths(o);
+      const r = await issueServer({ certsDir: files.dir, files, hosts: o.host, bits: o.bits, days: o.days, force: o.force });
+      io.out(
+        `server certificate ${r.cert} (serial ${r.serial}) and key ${r.key} (0600)\n` +
+          `  valid for ${r.hosts.join(', ')} until ${r.notAfter.toISOString()}, signed by ${r.ca}\n` +
+          'client certificates and data packages stay valid. Restart the server (every node) to use it.\n',
       );
     }),
   );

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { once } from 'node:events';
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { Command, CommanderError } from 'commander';
 import { unzipSync, strFromU8 } from 'fflate';
@@ -298,7 +298,7 @@ describe('certs commands', function () {
     await assert.rejects(cli(['certs', 'init', '--certs-dir', dir]), /refusing to overwrite.*ca\.pem.*--force/s);
     await assert.rejects(cli(['certs', 'init', '--certs-dir', dir, '--bits', 'lots']), /--bits expects a whole number/);
 
-    for (const sub of ['init', 'client', 'show']) {
+    for (const sub of ['init', 'server', 'client', 'show']) {
       let help = '';
       const program = new Command('cotstream').exitOverride().configureOutput({ writeOut: (s) => (help += s), writeErr: (s) => (help += s) });
       registerCertsCommands(program);
@@ -366,6 +366,33 @@ describe('certs commands', function () {
     } finally {
       process.env = saved;
     }
+  });
+
+  it('certs server renews the server certificate from the same CA: enrolled clients stay valid, the old pair is kept', async () => {
+    const dir = tmpDir();
+    dirs.push(dir);
+    await cli(['certs', 'init', '--certs-dir', dir, '--host', 'localhost']);
+    await cli(['certs', 'client', 'november', '--certs-dir', dir]);
+    const caBefore = fs.readFileSync(path.join(dir, 'ca.pem'), 'utf8');
+    const old = new X509Certificate(fs.readFileSync(path.join(dir, 'server.pem')));
+    await assert.rejects(cli(['certs', 'server', '--certs-dir', dir, '--host', 'tak.example.org']), /refusing to overwrite.*server\.pem.*--force/s);
+    const out = await cli(['certs', 'server', '--certs-dir', dir, '--host', 'tak.example.org,10.9.8.7', '--days', '400', '--force']);
+    assert.match(out, /valid for tak\.example\.org, 10\.9\.8\.7 until .*Restart the server/s);
+    const renewed = new X509Certificate(fs.readFileSync(path.join(dir, 'server.pem')));
+    assert.notEqual(renewed.serialNumber, old.serialNumber);
+    assert.equal(fs.readFileSync(path.join(dir, 'ca.pem'), 'utf8'), caBefore, 'the CA is untouched');
+    const ca = new X509Certificate(caBefore);
+    assert.ok(renewed.checkIssued(ca) && renewed.verify(ca.publicKey));
+    assert.equal(renewed.checkHost('tak.example.org'), 'tak.example.org');
+    assert.equal(renewed.checkIP('10.9.8.7'), '10.9.8.7');
+    assert.ok((Date.parse(renewed.validTo) - Date.now()) / DAY > 399);
+    assert.ok(renewed.checkPrivateKey(createPrivateKey(fs.readFileSync(path.join(dir, 'server.key')))), 'the new key goes with the new certificate');
+    assert.equal(mode(path.join(dir, 'server.key')), 0o600);
+    assert.equal(mode(path.join(dir, 'server.key.old')), 0o600);
+    assert.equal(new X509Certificate(fs.readFileSync(path.join(dir, 'server.pem.old'))).serialNumber, old.serialNumber);
+    // an enrolled client still verifies: same CA, nothing to re-import on the phones
+    const november = new X509Certificate(fs.readFileSync(path.join(dir, 'clients', 'november.pem')));
+    assert.ok(november.checkIssued(ca) && november.verify(ca.publicKey));
   });
 
   it('--certs-dir falls back to COTSTREAM_CERTS_DIR, then FTS_CERTS_PATH', async () => {
