@@ -17,7 +17,7 @@ export function buildProgram(): Command {
 
   const start = program
     .command('start')
-    .description('run the server in the foreground (logs JSON to stdout; SIGTERM/SIGINT stop it, SIGHUP reloads the revocation list)')
+    .description('run the server in the foreground (logs JSON to stdout; SIGTERM/SIGINT stop it, SIGHUP reloads the revocation list and the server certificate)')
     .option('--config <file>', 'JSON file with option values (keys as in camelCase: {"port": 8089}; an unknown key is refused); flags and env win over it [default: none] (env COTSTREAM_CONFIG)');
   for (const spec of OPTIONS) {
     const envs = spec.env.join(', ');
@@ -95,7 +95,7 @@ async function runServer(flags: Record<string, unknown>, configFile?: string): P
   };
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));
-  process.on('SIGHUP', () => server.reloadRevocations());
+  process.on('SIGHUP', () => { server.reloadRevocations(); server.reloadCertificates(); });
   process.on('uncaughtException', (err) => {
     // a bug must not take every client down silently: log it loudly, keep serving
     log.error({ audit: 'bug', err: err.message, stack: err.stack }, 'uncaught exception');

@@ -1,5 +1,6 @@
 // Composition root: builds the parts from one Config, wires them, owns start and stop.
 import { readFileSync } from 'node:fs';
+import { X509Certificate, createPrivateKey } from 'node:crypto';
 import type { Server as HttpServer } from 'node:http';
 import type { Server as NetServer, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
@@ -13,7 +14,7 @@ import { RedisBus } from './bus/redis.ts';
 import type { Bus } from './bus/types.ts';
 import { Router } from './router.ts';
 import { FlushScheduler, Session, type SessionLimits } from './session.ts';
-import { ConnectionLimiter, createTlsListener, createTcpListener, listen } from './net/tls.ts';
+import { ConnectionLimiter, createTlsListener, createTcpListener, listen, setListenerCredentials } from './net/tls.ts';
 import { parseAllowList } from './net/addresses.ts';
 import { fdBudget, openFileLimit, type FdBudget } from './net/fdlimit.ts';
 import { assertKeyPrivate as assertPrivate } from './pki/index.ts';
@@ -21,6 +22,7 @@ import { signedCopyFor } from './pki/paths.ts';
 import { watchCertificateExpiry } from './pki/expiry.ts';
 import { identityFromSocket, remoteOf, type ClientIdentity } from './auth/identity.ts';
 import { RevocationList } from './auth/revocation.ts';
+import { canonicalSerial } from './auth/serial.ts';
 
 export class StartupError extends Error {}
 
@@ -184,6 +186,31 @@ export class CotServer {
     list.watch();
     this.revocations = list;
     this.isRevoked = (id) => (id.serial ? list.lookup(id.serial)?.reason : undefined);
+  }
+
+  /**
+   * Re-read the server certificate, its key and the CA (SIGHUP): new connections get them, live
+   * sessions are untouched. A pair that does not load (unreadable, key not the certificate's, a
+   * key others can read) is refused with one error line and the running one stays.
+   */
+  reloadCertificates(): void {
+    const cfg = this.cfg;
+    if (!this.tls) return;
+    try {
+      const ca = readPem(cfg.ca, 'CA certificate');
+      const cert = readPem(cfg.cert, 'server certificate');
+      const key = readPem(cfg.key, 'server private key');
+      assertKeyPrivate(cfg.key);
+      const x = new X509Certificate(cert);
+      if (!x.checkPrivateKey(createPrivateKey(key))) throw new Error(`${cfg.key} is not the key of ${cfg.cert}`);
+      setListenerCredentials(this.tls, { key, cert, ca });
+      this.log.info({ audit: 'reload', cert: cfg.cert, serial: canonicalSerial(x.serialNumber), not_after: new Date(x.validTo).toISOString() }, 'server certificate (re)loaded for new connections');
+    } catch (err) {
+      this.log.error({ audit: 'reload', cert: cfg.cert, err: (err as Error).message }, 'server certificate not reloaded: the one in use stays');
+      return;
+    }
+    this.stopExpiry?.();
+    this.stopExpiry = watchCertificateExpiry({ ca: cfg.ca, server: cfg.cert }, this.metrics.certExpiry, this.log, () => this.warnCrlExpired());
   }
 
   /** Re-read the revocation list now (SIGHUP). */

@@ -201,8 +201,7 @@ export function createTlsListener(o: ListenerOptions, limiter: ConnectionLimiter
     sock.destroy();
   });
   const proxyFrom = o.proxyFrom;
-  if (proxyFrom === null) return net.createServer(admit);
-  return net.createServer((sock) => {
+  const listener = proxyFrom === null ? net.createServer(admit) : net.createServer((sock) => {
     if (!addressAllowed(proxyFrom, sock.remoteAddress)) { admit(sock); return; }
     readProxyHeader(sock, o.handshakeTimeout, admit, (err) => {
       const result: HandshakeResult = err === 'timeout' ? 'timeout' : 'error';
@@ -213,6 +212,23 @@ export function createTlsListener(o: ListenerOptions, limiter: ConnectionLimiter
       }
     });
   });
+  tlsOf.set(listener, server);
+  return listener;
+}
+
+/** the TLS server behind each listener createTlsListener made */
+const tlsOf = new WeakMap<net.Server, tls.Server>();
+
+/**
+ * New server certificate, key and CA for the connections that come after (a renewed certificate
+ * without a restart); connections already up keep theirs. Throws, changing nothing, when the
+ * material does not make a valid context (a key that is not the certificate's, say).
+ */
+export function setListenerCredentials(listener: net.Server, creds: { key: Buffer; cert: Buffer; ca: Buffer }): void {
+  const server = tlsOf.get(listener);
+  if (!server) throw new Error('not a TLS listener');
+  tls.createSecureContext({ key: creds.key, cert: creds.cert, ca: creds.ca }); // validate first: throws on a mismatch
+  server.setSecureContext({ key: creds.key, cert: creds.cert, ca: creds.ca });
 }
 
 /** Opt-in plaintext CoT listener: no authentication at all, for legacy devices on trusted networks. */

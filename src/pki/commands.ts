@@ -58,7 +58,7 @@ export function registerCertsCommands(program: Command, io: CommandIO = stdio): 
 
   const server = certs
     .command('server')
-    .description('issue a new server certificate and key from the existing CA (renewal, new addresses): client certificates stay valid; restart the server to use it')
+    .description('issue a new server certificate and key from the existing CA (renewal, new addresses): client certificates stay valid; SIGHUP (or restart) the server to use it')
     .addOption(certsDirOption())
     .addOption(caOption())
     .addOption(caKeyOption())
@@ -79,7 +79,7 @@ export function registerCertsCommands(program: Command, io: CommandIO = stdio): 
       io.out(
         `server certificate ${r.cert} (serial ${r.serial}) and key ${r.key} (0600)\n` +
           `  valid for ${r.hosts.join(', ')} until ${r.notAfter.toISOString()}, signed by ${r.ca}\n` +
-          'client certificates and data packages stay valid. Restart the server (every node) to use it.\n',
+          'client certificates and data packages stay valid. Send the server (every node) SIGHUP, or restart it, to use it.\n',
       );
     }),
   );

@@ -4,7 +4,9 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { testPki, type SharedPki } from '../helpers/pki.ts';
+import { makePki, testPki, type SharedPki } from '../helpers/pki.ts';
+import { issueServer } from '../../src/pki/ca.ts';
+import { canonicalSerial } from '../../src/auth/serial.ts';
 import { spawnServer, metricValue, ROOT } from '../helpers/server.ts';
 import { CotClient, sa, ping } from '../helpers/client.ts';
 
@@ -103,6 +105,48 @@ describe('e2e: cotstream start as a process', function () {
     const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'start', '--idle-timeout', 'soon'], { cwd: ROOT, encoding: 'utf8', timeout: 20000 });
     assert.equal(r.status, 2);
     assert.match(r.stderr, /--idle-timeout: expected milliseconds/);
+  });
+
+  it('SIGHUP: a renewed server certificate serves new connections, live sessions stay; a key that is not its own is refused', async () => {
+    const own = await makePki(['alpha', 'bravo']);
+    const srv = await spawnServer(['--certs-dir', own.dir]);
+    const creds = (n: string) => ({ cert: own.clients[n]!.cert, key: own.clients[n]!.key, ca: own.paths.ca });
+    const peerSerial = (c: CotClient) => canonicalSerial(c.sock.getPeerX509Certificate()!.serialNumber);
+    const waitLine = async (pred: (l: Record<string, unknown>) => boolean, what: string) => {
+      for (const t0 = Date.now(); !srv.lines.some(pred);) {
+        assert.ok(Date.now() - t0 < 5000, `no log line: ${what}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    const open: CotClient[] = [];
+    try {
+      const alpha = await CotClient.connect(srv.port, creds('alpha'));
+      open.push(alpha);
+      const old = peerSerial(alpha);
+      const renewed = await issueServer({ certsDir: own.dir, hosts: ['localhost', '127.0.0.1'], force: true });
+      process.kill(srv.proc.pid!, 'SIGHUP');
+      await waitLine((l) => l.audit === 'reload' && l.serial === renewed.serial, 'server certificate reloaded');
+      const bravo = await CotClient.connect(srv.port, creds('bravo'));
+      open.push(bravo);
+      assert.equal(peerSerial(bravo), renewed.serial, 'a new connection gets the renewed certificate');
+      assert.notEqual(renewed.serial, old);
+      // the session that was up keeps going
+      alpha.send(ping('alpha-ping'));
+      await alpha.waitFor((f) => f.some((x) => x.includes('t-x-c-t-r')), 5000, 'pong on the old session');
+
+      // the old key beside the new certificate: refused, the renewed pair stays in use
+      copyFileSync(join(own.dir, 'server.key.old'), own.paths.key);
+      chmodSync(own.paths.key, 0o600);
+      process.kill(srv.proc.pid!, 'SIGHUP');
+      await waitLine((l) => l.audit === 'reload' && l.level === 50 && /not the key of/.test(String(l.err)), 'mismatched key refused');
+      const again = await CotClient.connect(srv.port, creds('alpha'));
+      open.push(again);
+      assert.equal(peerSerial(again), renewed.serial);
+    } finally {
+      for (const c of open) c.close();
+      assert.equal(await srv.stop(), 0);
+      own.cleanup();
+    }
   });
 
   it('a misspelt COTSTREAM_ variable is named in a warning with the one it likely meant (the server still starts)', async () => {
