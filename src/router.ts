@@ -95,11 +95,13 @@ export class Router implements BusHost {
     this.sessions.add(s);
     this.metrics.connections.set(this.sessions.size);
     const now = Date.now();
+    const frames: Buffer[] = [];
     for (const e of this.sa.values()) {
       if (e.staleMs <= now) { this.sa.delete(e.uid); continue; }
-      s.sendAlways(e.frame);
+      frames.push(e.frame);
     }
-    if (this.opts.announce) s.sendAlways(protocolSupport(now));
+    if (this.opts.announce) frames.push(protocolSupport(now));
+    s.replay(frames);
   }
 
   onClose(s: Session, reason: string): void {

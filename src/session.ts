@@ -162,6 +162,8 @@ const READ_RATE_FACTOR = 2;
  * during which no other client is served. A yield costs one setImmediate per 64 KiB.
  */
 const READ_TURN_BYTES = 64 * 1024;
+/** the replay is handed to the socket this much at a time at least (replay()) */
+const REPLAY_WINDOW_MIN = 64 * 1024;
 /** a valid SA keeps a silent client connected at most this long (a stale time years ahead must
  *  not keep a dead connection forever); ATAK's longest by default is 375 s */
 const MAX_SA_HOLD_MS = 15 * 60_000;
@@ -204,6 +206,11 @@ export class Session implements FramerSink {
   private inXmlPush = false;
   private readonly queue: Buffer[] = [];
   private queuedBytes = 0;
+  /** the replay still to be queued (replay()), and live events held behind it */
+  private replayQ: Buffer[] | null = null;
+  private replayAt = 0;
+  private held: Buffer[] | null = null;
+  private heldBytes = 0;
   private dirty = false;
   private t0 = 0;
   private chunkEvents = 0;
@@ -481,6 +488,13 @@ export class Session implements FramerSink {
    */
   send(buf: Buffer): boolean {
     if (this.closed) return false;
+    if (this.replayQ !== null) {
+      // behind the replay, in order, under the same bound
+      if (this.heldBytes + buf.length > this.limits.maxSendBuffer) { this.slowDrop(); return false; }
+      (this.held ??= []).push(buf);
+      this.heldBytes += buf.length;
+      return true;
+    }
     if (this.socket.writableLength + this.queuedBytes + buf.length > this.limits.maxSendBuffer) {
       this.slowDrop();
       return false;
@@ -490,13 +504,39 @@ export class Session implements FramerSink {
   }
 
   /**
-   * Queue without the send-buffer bound: for what a newcomer gets before anything else (the
-   * latest-SA replay, the announcement). That is bounded by the SA cache and made of Buffers the
-   * cache holds anyway; cutting it at the bound would hide clients from newcomers on big servers.
-   * Later events still see everything queued here and wait (or drop) behind it.
+   * What a newcomer gets before anything else: the latest SA of every client, then the
+   * announcement. All of it is sent (cutting it at the send-buffer bound would hide clients from
+   * newcomers on big servers), but paced: at most the bound (64 KiB at least) is handed to the
+   * socket at a time, the rest as it drains. Handed over at once, the TLS layer encrypted the whole
+   * cache into memory of its own for every newcomer: a few hundred connections that never read
+   * held a copy each (measured: 1,000 clients with 2-KB SAs, 1.2 GB). Live events that come
+   * meanwhile wait behind it in order, under the bound.
    */
-  sendAlways(buf: Buffer): void {
-    if (!this.closed) this.enqueue(buf);
+  replay(frames: Buffer[]): void {
+    if (this.closed || frames.length === 0) return;
+    this.replayQ = frames;
+    this.replayAt = 0;
+    this.pumpReplay();
+  }
+
+  private pumpReplay(): void {
+    const q = this.replayQ!;
+    // above the stream's high-water mark (16 KiB), so a stop here is always followed by 'drain'
+    const bound = Math.max(this.limits.maxSendBuffer, REPLAY_WINDOW_MIN);
+    while (this.replayAt < q.length && this.socket.writableLength + this.queuedBytes < bound) {
+      const f = q[this.replayAt++];
+      // a client that switched to TAK protocol during its replay gets the rest in protobuf
+      const b = this.protobuf ? frameProto(f) : f;
+      if (b !== null) this.enqueue(b);
+    }
+    if (this.replayAt < q.length) return; // the rest when the socket drains (onDrain)
+    this.replayQ = null;
+    const h = this.held;
+    if (h !== null) {
+      this.held = null;
+      this.heldBytes = 0;
+      for (let i = 0; i < h.length; i++) this.enqueue(h[i]);
+    }
   }
 
   private enqueue(buf: Buffer): void {
@@ -605,6 +645,7 @@ export class Session implements FramerSink {
   /** @internal Everything written so far has left: the client caught up (socketDrain). */
   onDrain(): void {
     if (this.slowTimer) { clearTimeout(this.slowTimer); this.slowTimer = null; }
+    if (this.replayQ !== null && !this.closed) this.pumpReplay();
   }
 
   /** @internal the slow-consumer deadline (slowFired) */
@@ -632,6 +673,9 @@ export class Session implements FramerSink {
     if (this.readTimer) { clearTimeout(this.readTimer); this.readTimer = null; }
     this.queue.length = 0;
     this.queuedBytes = 0;
+    this.replayQ = null;
+    this.held = null;
+    this.heldBytes = 0;
     const s = this.socket;
     s.off('data', socketData);
     s.off('end', socketEnd);

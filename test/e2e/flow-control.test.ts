@@ -165,6 +165,48 @@ describe('e2e: flow control', function () {
     });
   });
 
+  describe('newcomers that never read the SA replay (server as its own process)', () => {
+    it('each holds at most about the send-buffer bound, not a copy of the whole cache; a reading newcomer gets it all, in order, then live events', async () => {
+      const BOUND = 128 * 1024;
+      const srv = await spawnServer(['--certs-dir', pki.dir, '--rate-events', '0', '--rate-bytes', '0', '--max-send-buffer', String(BOUND),
+        '--slow-consumer-timeout', '60000', '--idle-timeout', '0']);
+      const open: Array<{ close(): void }> = [];
+      try {
+        // 40 clients with 60-KB SAs: a 2.4-MB cache every newcomer is sent
+        const names = ['alpha', 'bravo', 'charlie', 'delta'];
+        const pad = 'p'.repeat(60_000);
+        for (let i = 0; i < 40; i++) {
+          const c = await CotClient.connect(srv.port, await pki.client(names[i % 4]), '127.0.0.1', `127.0.5.${1 + (i >> 3)}`);
+          open.push(c);
+          c.sock.pause(); // the holders read nothing either: only their own replay is theirs
+          c.send(sa(`big-${i}`, `BIG${i}`).replace('<detail>', `<detail><remarks>${pad}</remarks>`));
+        }
+        await sleep(500);
+        const base = kib(srv.proc.pid!, 'VmRSS');
+        // 30 newcomers that never read: before, each held an encrypted copy of the whole cache
+        for (let i = 0; i < 30; i++) open.push(await Counter.connect(srv.port, await pki.client(names[i % 4]), false));
+        await sleep(1000);
+        const growthMiB = (kib(srv.proc.pid!, 'VmRSS') - base) / 1024;
+        console.log(`      30 non-reading newcomers, 2.4-MB SA cache, 128-KiB bound: server RSS +${growthMiB.toFixed(1)} MiB`);
+        assert.ok(growthMiB < 30, `RSS grew ${growthMiB.toFixed(1)} MiB for 30 non-reading newcomers (the cache is 2.4 MB; the bound 128 KiB)`);
+        // a newcomer that reads gets every SA and the announcement, then what was sent during its replay
+        const reader = await CotClient.connect(srv.port, await pki.client('alpha'));
+        open.push(reader);
+        const live = await CotClient.connect(srv.port, await pki.client('bravo'), '127.0.0.1', '127.0.6.1');
+        open.push(live);
+        live.send(sa('live-during-replay', 'LIVE'));
+        await reader.waitFor((f) => f.some((x) => x.includes('uid="live-during-replay"')), 10000, 'the live SA');
+        const order = reader.frames.map((x) => /uid="(big-\d+|live-during-replay)"/.exec(x)?.[1] ?? (x.includes('t-x-takp-v') ? 'announce' : 'other'));
+        assert.equal(order.filter((u) => u.startsWith('big-')).length, 40, 'every cached SA');
+        assert.ok(order.indexOf('announce') > order.lastIndexOf('big-39') || order.indexOf('announce') === 40, `the announcement after the SAs: ${order.join(' ')}`);
+        assert.ok(order.indexOf('live-during-replay') > order.indexOf('announce'), 'the live event after the replay');
+      } finally {
+        for (const c of open) c.close();
+        await srv.stop();
+      }
+    });
+  });
+
   describe('a flooding client', () => {
     let srv: TestServer;
     const open: CotClient[] = [];
