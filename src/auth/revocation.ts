@@ -171,9 +171,9 @@ export class RevocationList extends EventEmitter {
    * revocation, write an empty list (`{"revoked": []}`) — or restart without the file.
    */
   private gone(): boolean {
-    if (this.missing) return false;
-    this.missing = true;
     if (this.lastRaw) {
+      if (this.missing) return false;
+      this.missing = true;
       this.log[this.entries.size > 0 ? 'error' : 'warn'](
         { revoked: this.entries.size },
         'revocation list file is gone: the last list stays in force (write {"revoked": []} to clear it)',
@@ -181,12 +181,17 @@ export class RevocationList extends EventEmitter {
       if (this.listenerCount('error') > 0) this.emit('error', new Error(`${this.path} is gone`));
       return false;
     }
+    // nothing read yet: the signed copy, if there is one by now (a revoke whose crl.json vanished
+    // before we read it leaves it; a SIGHUP or the next change looks again)
     let copy;
     try {
       copy = signedCopyOf(this.path, this.signedCopy);
     } catch (err) {
+      this.missing = true;
       return this.fail(err as Error, undefined);
     }
+    const wasMissing = this.missing;
+    this.missing = true;
     if (copy) {
       this.log.error(
         { revoked: copy.entries.size, signedCopy: this.signedCopy },
@@ -199,6 +204,7 @@ export class RevocationList extends EventEmitter {
       this.emit('reload');
       return changed;
     }
+    if (wasMissing) return false;
     this.log.warn({ revoked: 0 }, 'revocation list file not found: nothing is revoked');
     this.haveGood = true;
     this.fmt = undefined;

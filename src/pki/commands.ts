@@ -7,6 +7,7 @@ import { initPki, issueClient, issueServer, defaultHosts, DEFAULTS } from './ca.
 import { canonicalSerial } from '../auth/serial.ts';
 import { action, caKeyOption, caOption, certOption, certsDirOption, collectList, crlOption, keyOption, parsePositiveInt, resolveCrl, resolvePkiPaths, stdio, table, type CommandIO, type PkiFileFlags } from './options.ts';
 import { readRevocationFile } from '../auth/revocation-file.ts';
+import { signedCopyFor } from './paths.ts';
 
 export function registerCertsCommands(program: Command, io: CommandIO = stdio): void {
   const certs = program.command('certs').description('create and inspect the PKI: CA, server and client certificates');
@@ -152,7 +153,7 @@ export function registerCertsCommands(program: Command, io: CommandIO = stdio): 
       let revoked = new Map<string, { reason: string }>();
       let crlNote = '';
       try {
-        if (fs.existsSync(crl)) revoked = readRevocationFile(crl).entries;
+        revoked = readRevocationFile(crl, signedCopyFor(crl, p.dir)).entries; // as the server reads it
       } catch (err) {
         crlNote = `warning: revocation list ${crl} unreadable (${(err as Error).message}): revoked status not shown\n`;
       }

@@ -119,6 +119,23 @@ describe('revocation list', function () {
     assert.ok(lines.some((l) => l.level === 40 && /not found/.test(String(l.msg))));
   });
 
+  it('a signed copy that appears while the list file is missing is enforced at the next look (SIGHUP)', () => {
+    // revoke wrote crl.json and crl.pem, and crl.json vanished before the server read it
+    const { log, lines } = memoryLogger();
+    const file = path.join(dir, 'crl.json');
+    const copy = path.join(dir, 'crl.pem');
+    const list = new RevocationList({ path: file, log, signedCopy: copy });
+    list.load();
+    assert.equal(list.size, 0);
+    assert.ok(list.fileOk, 'a fresh install is fine');
+    fs.writeFileSync(copy, opensslCrl(pki, [alpha]));
+    list.reload();
+    refusesAlphaOnly(list);
+    assert.ok(!list.fileOk);
+    assert.ok(lines.some((l) => l.level === 50 && /enforcing the signed copy/.test(String(l.msg))));
+    assert.equal(lines.filter((l) => /not found: nothing is revoked/.test(String(l.msg))).length, 1, 'the fresh-install line once');
+  });
+
   it('a corrupt file at start is refused; written over a good one it keeps the good one in force', async () => {
     const file = path.join(dir, 'crl.json');
     fs.writeFileSync(file, '{"revoked": [');
