@@ -26,6 +26,11 @@ import { canonicalSerial } from './auth/serial.ts';
 
 export class StartupError extends Error {}
 
+/** host:port as a client would dial it: an IPv6 address in brackets ([::]:8089, not :::8089) */
+function hostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
 function readPem(path: string, what: string): Buffer {
   try {
     return readFileSync(path);
@@ -114,7 +119,7 @@ export class CotServer {
     if (cfg.tcpPort >= 0) {
       this.tcp = createTcpListener(this.limiter, this.metrics, this.log, (sock) => this.onPlain(sock));
       this.tcpPort = await listen(this.tcp, cfg.tcpPort, cfg.host);
-      this.log.warn({ audit: 'plaintext', port: this.tcpPort }, `PLAINTEXT CoT listener on ${cfg.host}:${this.tcpPort}: anyone who reaches it can read and inject events without a certificate`);
+      this.log.warn({ audit: 'plaintext', port: this.tcpPort }, `PLAINTEXT CoT listener on ${hostPort(cfg.host, this.tcpPort)}: anyone who reaches it can read and inject events without a certificate`);
     }
     this.listening = true;
     if (cfg.metricsPort >= 0) {
@@ -125,7 +130,7 @@ export class CotServer {
       const addr = this.http.address();
       this.metricsPort = typeof addr === 'object' && addr ? addr.port : 0;
     }
-    this.log.info({ audit: 'listening', tls: `${cfg.host}:${this.tlsPort}`, metrics: this.http ? `${cfg.metricsHost}:${this.metricsPort}` : 'off' }, `cotstream listening on ${cfg.host}:${this.tlsPort} (mutual TLS)`);
+    this.log.info({ audit: 'listening', tls: hostPort(cfg.host, this.tlsPort), metrics: this.http ? hostPort(cfg.metricsHost, this.metricsPort) : 'off' }, `cotstream listening on ${hostPort(cfg.host, this.tlsPort)} (mutual TLS)`);
   }
 
   ready(): boolean {

@@ -149,6 +149,21 @@ describe('e2e: cotstream start as a process', function () {
     }
   });
 
+  it('an IPv6 listener is logged as a client dials it ([::1]:port), and serves', async () => {
+    const srv = await spawnServer(['--certs-dir', pki.dir, '--host', '::1', '--metrics-host', '::1']);
+    try {
+      const l = srv.lines.find((x) => x.audit === 'listening')!;
+      assert.match(String(l.tls), /^\[::1\]:\d+$/);
+      assert.match(String(l.metrics), /^\[::1\]:\d+$/);
+      const c = await CotClient.connect(srv.port, await pki.client('alpha'), '::1');
+      c.send(ping('v6-ping'));
+      await c.waitFor((f) => f.some((x) => x.includes('t-x-c-t-r')), 5000, 'pong over IPv6');
+      c.close();
+    } finally {
+      assert.equal(await srv.stop(), 0);
+    }
+  });
+
   it('a misspelt COTSTREAM_ variable is named in a warning with the one it likely meant (the server still starts)', async () => {
     // COTSTREAM_REDIS for COTSTREAM_REDIS_URL: without the warning, a lone node on the in-process bus
     const srv = await spawnServer(['--certs-dir', pki.dir], { COTSTREAM_REDIS: 'redis://127.0.0.1:1', COTSTREAM_IDLE_TIMEOUT: '5m' });
