@@ -162,8 +162,15 @@ const READ_RATE_FACTOR = 2;
  * during which no other client is served. A yield costs one setImmediate per 64 KiB.
  */
 const READ_TURN_BYTES = 64 * 1024;
-/** the replay is handed to the socket this much at a time at least (replay()) */
+/**
+ * The replay is handed to the socket this much at a time (replay()): at least 64 KiB (above the
+ * stream's high-water mark), at most 256 KiB or the send-buffer bound. Small, because every
+ * connection gets it: a client that connects, reads nothing and leaves costs the server the
+ * encryption of one window, not of the whole cache (measured with a 2-MB cache and one address
+ * reconnecting in a loop: 45% of a core at the 4-MiB default bound).
+ */
 const REPLAY_WINDOW_MIN = 64 * 1024;
+const REPLAY_WINDOW_MAX = 256 * 1024;
 /** a valid SA keeps a silent client connected at most this long (a stale time years ahead must
  *  not keep a dead connection forever); ATAK's longest by default is 375 s */
 const MAX_SA_HOLD_MS = 15 * 60_000;
@@ -506,8 +513,8 @@ export class Session implements FramerSink {
   /**
    * What a newcomer gets before anything else: the latest SA of every client, then the
    * announcement. All of it is sent (cutting it at the send-buffer bound would hide clients from
-   * newcomers on big servers), but paced: at most the bound (64 KiB at least) is handed to the
-   * socket at a time, the rest as it drains. Handed over at once, the TLS layer encrypted the whole
+   * newcomers on big servers), but paced: one window (REPLAY_WINDOW_*) is handed to the socket at
+   * a time, the rest as it drains. Handed over at once, the TLS layer encrypted the whole
    * cache into memory of its own for every newcomer: a few hundred connections that never read
    * held a copy each (measured: 1,000 clients with 2-KB SAs, 1.2 GB). Live events that come
    * meanwhile wait behind it in order, under the bound.
@@ -522,7 +529,7 @@ export class Session implements FramerSink {
   private pumpReplay(): void {
     const q = this.replayQ!;
     // above the stream's high-water mark (16 KiB), so a stop here is always followed by 'drain'
-    const bound = Math.max(this.limits.maxSendBuffer, REPLAY_WINDOW_MIN);
+    const bound = Math.max(Math.min(this.limits.maxSendBuffer, REPLAY_WINDOW_MAX), REPLAY_WINDOW_MIN);
     while (this.replayAt < q.length && this.socket.writableLength + this.queuedBytes < bound) {
       const f = q[this.replayAt++];
       // a client that switched to TAK protocol during its replay gets the rest in protobuf
