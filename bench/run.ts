@@ -223,7 +223,7 @@ function report(m: ConfigResult[], conn: ConnResult | null, seconds: number): st
 
   if (m.length) {
     md += `## Saturation and latency\n\n`;
-    const rows = [['receivers', 'senders', 'cotstream max deliv/s', 'relay max deliv/s', 'ratio', 'srv µs/deliv c/r @half', 'half-sat offered/s', 'cotstream p99 ms @half', 'of it in the server', 'relay p99 ms @half', 'cotstream loss/dupes @half']];
+    const rows = [['receivers', 'senders', 'cotstream max deliv/s', 'relay max deliv/s', 'ratio', 'srv µs/deliv c/r @half', 'half-sat offered/s', 'cotstream p99 ms @half', 'server\'s own p99 ms', 'relay p99 ms @half', 'cotstream loss/dupes @half']];
     for (const c of m) {
       const a = saturation(c.ladder.cotstream);
       const b = saturation(c.ladder.relay);
@@ -232,7 +232,7 @@ function report(m: ConfigResult[], conn: ConnResult | null, seconds: number): st
       rows.push([String(c.receivers), String(c.senders), fmt(a), fmt(b), ratio(a, b), `${fmt(ha?.serverCpuUsPerDelivery, 2)} / ${fmt(hb?.serverCpuUsPerDelivery, 2)}`, fmt(c.halfOffered), fmt(ha?.p99Ms, 2), fmt(ha?.serverP99Ms, 2), fmt(hb?.p99Ms, 2), lossDupes(ha)]);
     }
     md += mdTable(rows) + '\n';
-    md += `"Of it in the server" is the p99 of cotstream's own \`cot_delivery_latency_seconds\` over the same run (read over /metrics before and after): from the server's read of an event to its write to the last recipient. The rest of the end-to-end figure is the wait in the server's receive buffer while it writes the previous batch, the kernel, and the generator's reads (one core decrypting every receiver's copy).\n\n`;
+    md += `"Server's own p99" is cotstream's \`cot_delivery_latency_seconds\` over the same run (read over /metrics before and after): per event, from the server's read of it to its write to the last recipient — the latest of its deliveries, where the end-to-end p99 is over every delivery, generator included — interpolated within the histogram's buckets (…, 5, 10, 25, 50 ms, …), so coarse. It does not count the wait in the server's receive buffer while it writes the previous batch.\n\n`;
     md += `## Every step\n\nOffered = events/s sent x (clients - 1). "srv µs/deliv" is server CPU time per delivery, the figure least disturbed by other work on the machine. "gen CPU" is the load generator's own CPU: near 100% it, not the server, is the limit.\n\n`;
     for (const c of m) {
       md += `### ${c.receivers} receivers, ${c.senders} sender(s)\n\n`;
@@ -295,7 +295,7 @@ function targets(m: ConfigResult[], conn: ConnResult | null): string {
     // the yardstick and the generator beside it: a p99 the bare relay misses too, or taken while the
     // generator itself was near full CPU, says more about the machine than about the server
     const r = c.half?.relay.steps[0];
-    const context = `in the server ${fmt(h.serverP99Ms, 2)} ms; relay ${fmt(r?.p99Ms, 2)} ms at the same rate; generator CPU ${fmt(h.genCpuPct)}%`;
+    const context = `server's own p99 ${fmt(h.serverP99Ms, 2)} ms; relay ${fmt(r?.p99Ms, 2)} ms at the same rate; generator CPU ${fmt(h.genCpuPct)}%`;
     lines.push(`| p99 at half saturation, ${c.receivers} receivers, ${c.senders} sender(s) | < 10 ms | ${fmt(h.p99Ms, 2)} ms (${context}) | ${h.p99Ms < 10 ? 'met' : 'NOT met'} |`);
   }
   if (conn) {
