@@ -29,11 +29,12 @@ describe('e2e: @tak-ps/node-tak 8.3.0 interop', function () {
   });
   after(async () => { console.error = origError; await srv?.stop(); });
 
+  /** a node-tak client (its own connection code, not ours) with the certificate `c` */
+  const nodeTak = (id: string, c: { cert: string; key: string }) =>
+    TAK.connect(id, new URL(`ssl://127.0.0.1:${srv.port}`), { cert: readFileSync(c.cert, 'utf8'), key: readFileSync(c.key, 'utf8') });
+
   it('connects with a generated certificate, gets pongs, and exchanges events with another client', async () => {
-    const creds = await pki.client('node-tak');
-    const tak = await TAK.connect('interop', new URL(`ssl://127.0.0.1:${srv.port}`), {
-      cert: readFileSync(creds.cert, 'utf8'), key: readFileSync(creds.key, 'utf8'),
-    });
+    const tak = await nodeTak('interop', await pki.client('node-tak'));
     try {
       await once(tak, 'ping', 5000);
       assert.equal(tak.open, true);
@@ -65,10 +66,7 @@ describe('e2e: @tak-ps/node-tak 8.3.0 interop', function () {
   it('receives events whose sender put a line break or tab after <event', async () => {
     // node-tak finds an event with /<event[ >][\s\S]*?<\/event>/: '<event\n' does not match, and the
     // event went by unseen (C#'s XmlWriter with NewLineOnAttributes writes it so)
-    const creds = await pki.client('node-tak-2');
-    const tak = await TAK.connect('interop2', new URL(`ssl://127.0.0.1:${srv.port}`), {
-      cert: readFileSync(creds.cert, 'utf8'), key: readFileSync(creds.key, 'utf8'),
-    });
+    const tak = await nodeTak('interop2', await pki.client('node-tak-2'));
     try {
       await once(tak, 'ping', 5000);
       const got: string[] = [];
@@ -92,10 +90,7 @@ describe('e2e: @tak-ps/node-tak 8.3.0 interop', function () {
 
   it('a node-tak client with a certificate from another CA never gets a pong', async function () {
     this.timeout(60000);
-    const foreign = await (await testPki('foreign')).client('mallory');
-    const tak = await TAK.connect('foreign', new URL(`ssl://127.0.0.1:${srv.port}`), {
-      cert: readFileSync(foreign.cert, 'utf8'), key: readFileSync(foreign.key, 'utf8'),
-    });
+    const tak = await nodeTak('foreign', await (await testPki('foreign')).client('mallory'));
     tak.on('error', () => undefined);
     try {
       await assert.rejects(once(tak, 'ping', 1500), /no 'ping'/);

@@ -132,6 +132,19 @@ describe('e2e: revocation', function () {
     }
   });
 
+  /** a server whose --crl is `file` in the test PKI, written with `content`; both gone afterwards */
+  async function withList(file: string, content: string | Buffer, body: (srv: TestServer, f: string) => Promise<void>): Promise<void> {
+    const f = path.join(pki.dir, file);
+    fs.writeFileSync(f, content);
+    const srv = await startTestServer(pki.dir, { crl: f });
+    try {
+      await body(srv, f);
+    } finally {
+      await srv.stop();
+      fs.rmSync(f, { force: true });
+    }
+  }
+
   describe('every accepted list format refuses the right certificate at the handshake', () => {
     const alphaSerial = () => pki.clients.alpha!.serial;
     const colon = (hex: string) => ('00' + (hex.length % 2 ? '0' : '') + hex).toUpperCase().match(/../g)!.join(':');
@@ -143,28 +156,17 @@ describe('e2e: revocation', function () {
       ['JSON, plain hex serial', 'hex.json', () => JSON.stringify({ revoked: [{ serial_number: alphaSerial().toUpperCase() }] })],
     ];
     for (const [title, file, content] of cases) {
-      it(title, async () => {
-        const f = path.join(pki.dir, file);
-        fs.writeFileSync(f, content());
-        const srv = await startTestServer(pki.dir, { crl: f });
-        try {
-          await expectRefused(srv.port, creds(pki, 'alpha'));
-          await expectAccepted(srv.port, creds(pki, 'bravo'));
-          assert.equal(await srv.metric('cot_handshakes_total', { result: 'revoked' }), 1);
-          assert.equal(await srv.metric('cot_revoked_serials'), 1);
-        } finally {
-          await srv.stop();
-          fs.rmSync(f, { force: true });
-        }
-      });
+      it(title, () => withList(file, content(), async (srv) => {
+        await expectRefused(srv.port, creds(pki, 'alpha'));
+        await expectAccepted(srv.port, creds(pki, 'bravo'));
+        assert.equal(await srv.metric('cot_handshakes_total', { result: 'revoked' }), 1);
+        assert.equal(await srv.metric('cot_revoked_serials'), 1);
+      }));
     }
   });
 
-  it('a corrupt list written over a good one keeps the good one in force', async () => {
-    const f = path.join(pki.dir, 'corrupt-test.json');
-    fs.writeFileSync(f, JSON.stringify({ revoked: [{ serial_number: pki.clients.alpha!.serial }] }));
-    const srv: TestServer = await startTestServer(pki.dir, { crl: f });
-    try {
+  it('a corrupt list written over a good one keeps the good one in force', () =>
+    withList('corrupt-test.json', JSON.stringify({ revoked: [{ serial_number: pki.clients.alpha!.serial }] }), async (srv, f) => {
       const good = fs.readFileSync(f);
       fs.writeFileSync(f, '{"revoked": [{"serial_number": "');
       await waitForLog(srv, (l) => l.level === 50 && /last good list/.test(String(l.msg)), 2000);
@@ -178,17 +180,10 @@ describe('e2e: revocation', function () {
         assert.ok(Date.now() - t0 < 3000, 'cot_crl_ok back to 1 once the good bytes are back');
         await sleep(50);
       }
-    } finally {
-      await srv.stop();
-      fs.rmSync(f, { force: true });
-    }
-  });
+    }));
 
-  it('a list deleted while running stays in force until an empty one is written', async () => {
-    const f = path.join(pki.dir, 'deleted-test.json');
-    fs.writeFileSync(f, JSON.stringify({ revoked: [{ serial_number: pki.clients.alpha!.serial, reason: 'key_compromise' }] }));
-    const srv: TestServer = await startTestServer(pki.dir, { crl: f });
-    try {
+  it('a list deleted while running stays in force until an empty one is written', () =>
+    withList('deleted-test.json', JSON.stringify({ revoked: [{ serial_number: pki.clients.alpha!.serial, reason: 'key_compromise' }] }), async (srv, f) => {
       await expectRefused(srv.port, creds(pki, 'alpha'));
       assert.equal(await srv.metric('cot_crl_ok'), 1);
       fs.rmSync(f);
@@ -204,11 +199,7 @@ describe('e2e: revocation', function () {
       await waitForLog(srv, (l) => /revocation list loaded/.test(String(l.msg)) && l.revoked === 0, 3000);
       await expectAccepted(srv.port, creds(pki, 'alpha'));
       assert.equal(await srv.metric('cot_crl_ok'), 1);
-    } finally {
-      await srv.stop();
-      fs.rmSync(f, { force: true });
-    }
-  });
+    }));
 
   it('crl.json lost, then a restart: the signed crl.pem that revoke wrote beside it is enforced, and the next revoke starts from it', async () => {
     const crl = path.join(pki.dir, 'crl.json');
@@ -245,21 +236,14 @@ describe('e2e: revocation', function () {
     }
   });
 
-  it('an expired next_update warns (log, metric) and locks nobody out', async () => {
-    const f = path.join(pki.dir, 'expired.json');
-    fs.writeFileSync(f, JSON.stringify({ next_update: '2020-01-01T00:00:00Z', revoked: [{ serial_number: pki.clients.alpha!.serial }] }));
-    const srv = await startTestServer(pki.dir, { crl: f });
-    try {
+  it('an expired next_update warns (log, metric) and locks nobody out', () =>
+    withList('expired.json', JSON.stringify({ next_update: '2020-01-01T00:00:00Z', revoked: [{ serial_number: pki.clients.alpha!.serial }] }), async (srv) => {
       await expectAccepted(srv.port, creds(pki, 'bravo'));
       await expectAccepted(srv.port, creds(pki, 'charlie'));
       await expectRefused(srv.port, creds(pki, 'alpha'));
       assert.equal(await srv.metric('cot_crl_next_update_timestamp_seconds'), Date.parse('2020-01-01T00:00:00Z') / 1000);
       assert.ok(srv.logs.some((l) => l.level === 40 && /next_update has passed/.test(String(l.msg))));
-    } finally {
-      await srv.stop();
-      fs.rmSync(f, { force: true });
-    }
-  });
+    }));
 
   it('exports certificate expiry and warns under 30 days', async () => {
     const srv = await startTestServer(pki.dir);
