@@ -3,15 +3,20 @@
 import path from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { pkiPaths, type PkiPaths } from './paths.ts';
+import { OPTIONS } from '../config.ts';
+
+/** the variables `cotstream start` reads for an option (its OPTIONS entry: one list for both) */
+const envOf = (key: string): readonly string[] => OPTIONS.find((o) => o.key === key)!.env;
 
 export const ENV = {
-  certsDir: ['COTSTREAM_CERTS_DIR', 'FTS_CERTS_PATH'],
-  crl: ['COTSTREAM_CRL', 'FTS_CRLDIR'],
-  ca: ['COTSTREAM_CA', 'FTS_CADIR'],
+  certsDir: envOf('certsDir'),
+  crl: envOf('crl'),
+  ca: envOf('ca'),
+  /** not a server option: the server never reads the CA key */
   caKey: ['COTSTREAM_CA_KEY', 'FTS_CAKEYDIR'],
-  cert: ['COTSTREAM_CERT', 'FTS_SERVER_PEMDIR'],
-  key: ['COTSTREAM_KEY', 'FTS_SERVER_KEYDIR'],
-} as const;
+  cert: envOf('cert'),
+  key: envOf('key'),
+};
 
 export const DEFAULT_CERTS_DIR = './certs';
 
