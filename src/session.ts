@@ -183,6 +183,9 @@ export class Session implements FramerSink {
   callsign = '';
   /** type of the latest SA (for the disconnect notice) */
   saType = '';
+  /** the client deleted itself (a t-x-d-d linking its own uid) and has sent no SA since: it is
+   *  out of the replay, and its leaving is not announced a second time */
+  departed = false;
   closed = false;
   closeReason = '';
   eventsIn = 0;
