@@ -119,8 +119,9 @@ export class Router implements BusHost {
     if (uid) {
       if (this.byUid.get(uid) === s) this.byUid.delete(uid);
       this.unindexCallsign(s);
-      // A device that already reconnected under the same uid is still online: no delete notice.
-      if (!this.byUid.has(uid)) {
+      // A device that already reconnected under the same uid is still online, one that deleted
+      // itself has been announced: no delete notice.
+      if (!this.byUid.has(uid) && !s.departed) {
         this.publish(EnvelopeKind.gone, 0, uid, s.saType, NaN, null, null, disconnectNotice(uid, s.saType), performance.now());
       }
     }
@@ -135,8 +136,9 @@ export class Router implements BusHost {
       else if (h.type === 't-x-takp-q') onProtocolRequest(s, frame, h, this.opts.announce);
       return;
     }
+    const isDelete = h.type === 't-x-d-d';
     // pytak's hello: a delete of nothing
-    if (h.type === 't-x-d-d' && h.uid === 'takPing' && h.linkUid === undefined) return;
+    if (isDelete && h.uid === 'takPing' && h.linkUid === undefined) return;
 
     // A uid belongs to the connected session it names. Another certificate speaking for it would
     // move the owner's marker, take its directed traffic and its cache entry, and send a delete
@@ -160,13 +162,23 @@ export class Router implements BusHost {
     let isSa = false;
     /** ms an SA of this session's stays valid (NaN: none, or no parseable stale) */
     let valid = NaN;
+    /** for an SA: the epoch ms on our clock until which it is valid (NaN: no end) */
+    let until = h.staleMs;
     if (h.endpoint !== undefined && h.callsign !== undefined) {
       if (!s.uid) this.identify(s, h.uid, h.callsign, owner);
       if (h.uid === s.uid) {
         if (h.callsign !== s.callsign) this.rename(s, h.callsign);
         s.saType = h.type;
+        s.departed = false;
+        // How long the device means its report to hold is stale - time, both by its own clock;
+        // counted from now on ours. Its clock may be minutes off (no NTP, set by hand): stale - now
+        // made the SA of a device 10 minutes slow stale on arrival — never replayed, and the device
+        // closed as idle between its reports — and one 10 minutes fast replayed 10 minutes too long.
+        // Without a parseable time, stale against our clock as before.
+        const now = Date.now();
+        valid = h.timeMs === h.timeMs ? h.staleMs - h.timeMs : h.staleMs - now;
+        until = now + valid;
         // a device is not idle while its own position report is valid (ATAK: 180 s apart)
-        valid = h.staleMs - Date.now();
         s.holdFor(valid);
         isSa = true;
       }
@@ -204,8 +216,18 @@ export class Router implements BusHost {
     // judge) but never cached, so it can neither evict a good SA nor be replayed.
     const kind = isSa && callsigns === null && uids === null && !(valid <= 0) && out.length <= MAX_CACHED_SA_BYTES ? EnvelopeKind.sa : EnvelopeKind.event;
     if (this.debugEvents) s.log.debug({ type: h.type, uid: h.uid, bytes: out.length, callsigns, uids }, 'event');
-    // an SA names its owner's certificate: other nodes hold its uid for it (plaintext: unknown)
-    this.publish(kind, s.id, h.uid, h.type, h.staleMs, callsigns, uids, out, t0, kind === EnvelopeKind.sa && s.identity.serial !== '' ? s.identity.serial : undefined);
+    if (isDelete && h.linkUid === s.uid && s.uid !== '' && callsigns === null && uids === null) {
+      // A client deleting itself (leaving without closing the connection yet): everyone gets its
+      // delete, as any other, and every node's cache drops its SA — a newcomer would otherwise be
+      // shown a contact the others were told is gone. Only the sender's own uid: a delete naming
+      // another client's uid is an ordinary event (the uid rule above keeps others from it).
+      s.departed = true;
+      this.publish(EnvelopeKind.gone, s.id, s.uid, s.saType, NaN, null, null, out, t0);
+      return;
+    }
+    // an SA names its owner's certificate: other nodes hold its uid for it (plaintext: unknown);
+    // its stale time on the bus is on our clock (`until`), so every node's replay agrees
+    this.publish(kind, s.id, h.uid, h.type, kind === EnvelopeKind.sa ? until : h.staleMs, callsigns, uids, out, t0, kind === EnvelopeKind.sa && s.identity.serial !== '' ? s.identity.serial : undefined);
   }
 
   private uidConflict(s: Session, uid: string, owner: { ownerSid: number; ownerCn: string } | { ownerNode: string }): void {

@@ -222,7 +222,12 @@ export class RedisBus implements Bus {
     this.deliver?.(env);
     if (this.closed) return;
     const size = envelopeSize(env);
-    if (Number.isNaN(size)) { this.discard(1); this.logBad('unencodable', 'event with a uid, type or dest over 64 KiB not published on the bus'); return; }
+    if (Number.isNaN(size)) {
+      this.discard(1);
+      // the bus knows sessions by id only: sid leads to the client's own audit lines (cn, serial, remote)
+      this.logBad('unencodable', 'event with a uid, type or dest over 64 KiB not published on the bus (further ones are counted in cot_bus_publish_errors_total)', { sid: env.session, uidBytes: Buffer.byteLength(env.uid) });
+      return;
+    }
     this.pending.push(env);
     this.pendingSizes.push(size);
     this.pendingBytes += size;

@@ -182,6 +182,26 @@ describe('e2e: two nodes on one Redis', function () {
     }
   });
 
+  it('an event the bus cannot carry (a 70-KiB uid): delivered on its node, not published, counted, one line naming the session', async () => {
+    const a = await cl.member(A, 'alpha');
+    const a2 = await cl.member(A, 'alpha2');
+    const b = await cl.member(B, 'bravo');
+    await b.waitFor(() => count(b, 'uid="uid-alpha"') > 0, 5000, 'alpha SA at bravo');
+    const before = await metric(A, 'cot_bus_publish_errors_total');
+    const huge = 'x'.repeat(70 * 1024);
+    for (let i = 0; i < 3; i++) a.send(`<event version="2.0" uid="${huge}${i}" type="b-m-p-s-m" how="h-g-i-g-o" time="2026-01-01T00:00:00Z" start="2026-01-01T00:00:00Z" stale="2036-01-01T00:00:00Z"><point lat="1" lon="2" hae="0" ce="1" le="1"/><detail><remarks>big ${i}</remarks></detail></event>`);
+    a.send(chat('alpha', 'after the big ones;'));
+    await b.waitFor(() => count(b, 'after the big ones;') === 1, 5000, 'a chat across nodes after them');
+    await a2.waitFor(() => count(a2, '<remarks>big 2</remarks>') === 1, 5000, 'the big ones on their own node');
+    assert.equal(count(b, '<remarks>big'), 0, 'not across the bus');
+    assert.equal(await metric(A, 'cot_bus_publish_errors_total') - before, 3);
+    const lines = A.lines.filter((l) => l.audit === 'bus' && l.kind === 'unencodable');
+    assert.equal(lines.length, 1, 'one line for the episode');
+    const conn = A.lines.find((l) => l.sid === lines[0].sid && l.cn === 'alpha');
+    assert.ok(conn, `the line's sid ${String(lines[0].sid)} is alpha's session`);
+    assert.equal(await readyz(A), 200);
+  });
+
   it('a uid belongs to its certificate across nodes: another certificate on the other node is dropped (uid_conflict), the same one takes over', async () => {
     const a = await cl.member(A, 'alpha');
     const b = await cl.member(B, 'bravo');
