@@ -82,6 +82,7 @@ export class Router implements BusHost {
     private readonly opts: RouterOptions,
   ) {
     this.debugEvents = log.isLevelEnabled('debug');
+    metrics.saCacheSize = () => this.sa.size;
     // stale SAs also leave the cache between newcomers, so memory follows live clients only
     this.sweepTimer = setInterval(() => this.sweep(Date.now()), 10_000);
     this.sweepTimer.unref();
