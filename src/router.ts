@@ -56,6 +56,8 @@ interface SaEntry {
   session: number;
   /** the owner's certificate serial (undefined: unknown — a plaintext client, an older node) */
   owner: string | undefined;
+  /** Date.now() when cached (a node's complete state prunes what it no longer holds: stateOf) */
+  at: number;
 }
 
 export interface RouterOptions {
@@ -278,7 +280,7 @@ export class Router implements BusHost {
   private onEnvelope(env: Envelope): void {
     const local = env.node === this.bus.nodeId;
     if (env.kind === EnvelopeKind.sa || env.kind === EnvelopeKind.replay) {
-      this.sa.set(env.uid, { uid: env.uid, type: env.type, staleMs: Number.isNaN(env.staleMs) ? Infinity : env.staleMs, frame: env.frame, node: env.node, session: env.session, owner: env.owner });
+      this.sa.set(env.uid, { uid: env.uid, type: env.type, staleMs: Number.isNaN(env.staleMs) ? Infinity : env.staleMs, frame: env.frame, node: env.node, session: env.session, owner: env.owner, at: Date.now() });
       if (env.kind === EnvelopeKind.replay) return; // cache only: its clients saw it when it was new
       // the same takeover across nodes: the device reconnected through another node (the balancer
       // chose another); its old connection here is closed (the SA just cached from there keeps the
@@ -348,13 +350,34 @@ export class Router implements BusHost {
     return out;
   }
 
-  /** A node went silent (crashed, cut off): its clients are gone for ours — drop and announce. */
+  /** A node went silent (crashed, cut off) or restarted: its clients are gone for ours — drop and announce. */
   nodeLost(node: string): void {
+    this.dropNodeSas(node, Infinity);
+  }
+
+  /**
+   * `node` just sent its complete state (the answer to a sync request, which began arriving at
+   * `since`): its clients whose SA we cached before that and that the answer did not renew left
+   * while we could not hear their disconnect notice (lost with the publishes of a Redis outage).
+   * Without this they stayed on every map here and were replayed to every newcomer until their
+   * stale time — with a stale time days ahead, for days. Dropped and announced.
+   */
+  stateOf(node: string, since: number): void {
+    if (node === this.bus.nodeId) return;
+    const n = this.dropNodeSas(node, since);
+    if (n > 0) this.log.info({ audit: 'bus', peer: node, clients: n }, 'clients of another node that left while the bus was cut: announced disconnected');
+  }
+
+  /** Drop, and announce disconnected, the cached SAs of `node` cached before `before`. */
+  private dropNodeSas(node: string, before: number): number {
     const t0 = performance.now();
+    let n = 0;
     for (const e of [...this.sa.values()]) {
-      if (e.node !== node) continue;
+      if (e.node !== node || !(e.at < before)) continue;
+      n++;
       this.onEnvelope({ kind: EnvelopeKind.gone, node, session: e.session, seq: 0, uid: e.uid, type: e.type, staleMs: NaN, callsigns: null, uids: null, frame: disconnectNotice(e.uid, e.type), t0 });
     }
+    return n;
   }
 
   private sweep(now: number): void {
