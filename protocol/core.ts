@@ -34,8 +34,10 @@ const MISC = 576;
 export const M_ERR = MISC, M_ERROFF = MISC + 1, M_END = MISC + 2, M_POS = MISC + 3, M_NDESTS = MISC + 4,
   M_DESTS = MISC + 5, M_MSTART = MISC + 6, M_MEND = MISC + 7, M_NMORE = MISC + 8, M_MORE = MISC + 9,
   M_LINK = MISC + 10, M_LAZYF = MISC + 14, M_RECLEN = MISC + 23;
-/** f64 slot: stale as epoch ms, NaN when absent or to be read by Date.parse */
+/** f64 slot: stale as epoch ms, NaN when absent or to be read by cotTimeMs */
 export const STALE_MS = (2304 + 64) / 8;
+/** f64 slot: time as epoch ms, likewise */
+export const TIME_MS = (2304 + 96) / 8;
 /** i32 slots: intern table slot of uid, type, callsign, endpoint, link uid (wasm/scan.ts intern()):
  *  i (the table has the value), ~i (a miss: the host makes the string, then validates slot i),
  *  I_NONE (absent or not interned) */

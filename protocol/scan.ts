@@ -6,10 +6,11 @@
 // (protocol/README.md has the rules and the deliberate differences from fast-xml-parser).
 import { decodeAttr, latin1, utf8 } from './chars.ts';
 import { numberOf, parseDecimal } from './values.ts';
+import { cotTimeMs } from './time.ts';
 import {
   core, FE, FF, FS, M_DESTS, M_END, M_ERR, M_ERROFF, M_LINK, M_MEND, M_MORE, M_MSTART,
   M_NDESTS, M_NMORE, M_POS, M_RECLEN, memBuf, STAGE, STAGE_CAP,
-  ISLOT_LEN, ISLOT_WORDS, ISLOTS, M_IDS, mem32, memF64, place, refresh, release, scratchAt, STALE_MS, top,
+  ISLOT_LEN, ISLOT_WORDS, ISLOTS, M_IDS, mem32, memF64, place, refresh, release, scratchAt, STALE_MS, TIME_MS, top,
 } from './core.ts';
 
 export interface CotDest { callsign?: string; uid?: string }
@@ -18,8 +19,11 @@ export interface CotHeader {
   ok: true;
   uid: string; type: string;
   how?: string; time?: string; start?: string; stale?: string; version?: string;
-  /** stale parsed to epoch ms; NaN when absent or unparseable */
+  /** stale parsed to epoch ms; NaN when absent or unparseable (a time without zone is UTC) */
   staleMs: number;
+  /** time parsed likewise: the sender's clock when it made the event (stale - time is how long
+   *  the sender means it to hold, whatever its clock says) */
+  timeMs: number;
   /** the first event/point; a missing or unparseable coordinate is NaN */
   point?: CotPoint;
   /** detail/contact (the first one) */
@@ -275,6 +279,7 @@ class Header implements CotHeader {
   uid: string;
   type: string;
   staleMs: number;
+  timeMs: number;
   callsign: string | undefined;
   endpoint: string | undefined;
   dests: CotDest[];
@@ -307,7 +312,9 @@ class Header implements CotHeader {
     id = m[M_IDS + 4];
     this.linkUid = id >= 0 && id < ISLOTS ? is[id] : eager(b, F_LINK, 4);
     const staleMs = memF64[STALE_MS]; // made by the core for the plain CoT form
-    this.staleMs = staleMs === staleMs || m[FS + F_STALE] < 0 ? staleMs : Date.parse(field(b, F_STALE)!);
+    this.staleMs = staleMs === staleMs || m[FS + F_STALE] < 0 ? staleMs : cotTimeMs(field(b, F_STALE)!);
+    const timeMs = memF64[TIME_MS];
+    this.timeMs = timeMs === timeMs || m[FS + F_TIME] < 0 ? timeMs : cotTimeMs(field(b, F_TIME)!);
     const ndests = m[M_NDESTS];
     const list: CotDest[] = ndests === 0 ? NO_DESTS : [];
     for (let i = 0, o = m[M_DESTS] >> 2; i < ndests; i++, o += 6) {
@@ -386,7 +393,7 @@ class Header implements CotHeader {
   toJSON(): CotHeader {
     return {
       ok: true, uid: this.uid, type: this.type, how: this.how, time: this.time, start: this.start, stale: this.stale,
-      version: this.version, staleMs: this.staleMs, point: this.point, callsign: this.callsign, endpoint: this.endpoint,
+      version: this.version, staleMs: this.staleMs, timeMs: this.timeMs, point: this.point, callsign: this.callsign, endpoint: this.endpoint,
       groupName: this.groupName, groupRole: this.groupRole, dests: this.dests, martiStart: this.martiStart,
       martiEnd: this.martiEnd, martiMore: this.martiMore, linkUid: this.linkUid, hasLink: this.hasLink, control: this.control,
     };

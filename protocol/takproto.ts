@@ -22,6 +22,7 @@
 import { AMP, CR, DQ, GT, LF, LT, QM, SLASH, SQ, TAB, BANG, DASH, RSQB } from './chars.ts';
 import { decodeAttr, latin1 } from './chars.ts';
 import { escapeAttr } from './xml.ts';
+import { cotTimeMs } from './time.ts';
 
 /** First byte of every streaming TAK protobuf message. */
 export const TAK_MAGIC = 0xbf;
@@ -296,7 +297,7 @@ function writeAttr(field: number, b: Buffer, s: number, e: number): void {
 function timeMs(b: Buffer, s: number, e: number): number {
   if (e <= s) return 0;
   let ms = isoUtc(b, s, e);
-  if (ms < 0) ms = Date.parse(attrString(b, s, e));
+  if (ms < 0) ms = cotTimeMs(attrString(b, s, e));
   return ms > 0 ? ms : 0;
 }
 
@@ -311,7 +312,7 @@ function digits(b: Buffer, p: number, n: number): number {
 }
 
 /** The usual CoT form, YYYY-MM-DDTHH:MM:SS[.fff…]Z, read without building a string; -1 otherwise
- *  (the caller falls back to Date.parse). Fractions beyond milliseconds are cut, as Date.parse does. */
+ *  (the caller falls back to cotTimeMs). Fractions beyond milliseconds are cut, as Date.parse does. */
 function isoUtc(b: Buffer, s: number, e: number): number {
   if (e - s < 20 || b[e - 1] !== 0x5a /* Z */ || b[s + 4] !== DASH || b[s + 7] !== DASH || b[s + 10] !== 0x54 /* T */ ||
     b[s + 13] !== 0x3a || b[s + 16] !== 0x3a) return -1;

@@ -3,6 +3,7 @@
 // (no references, no UTF-8); decoded strings go through numberOf() / Date.parse().
 import { latin1 } from './chars.ts';
 import { core, place, release, top } from './core.ts';
+import { cotTimeMs } from './time.ts';
 
 const POW10: number[] = [];
 for (let i = 0, v = 1; i <= 22; i++, v *= 10) POW10.push(v);
@@ -39,16 +40,17 @@ export function numberOf(s: string): number {
   return s.trim().length === 0 ? NaN : Number(s);
 }
 
-/** Date.parse(text) for `YYYY-MM-DDTHH:MM:SS[.f{1,3}]Z`, the CoT form, computed by the scan core
- *  (protocol/wasm/scan.ts isoMs, which the scan uses for stale); anything else (or any doubtful
- *  calendar edge) goes to Date.parse. */
+/** Date.parse(text) for `YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z`, the CoT form, computed by the scan core
+ *  (protocol/wasm/scan.ts isoMs, which the scan uses for time and stale); anything else (or any
+ *  doubtful calendar edge) goes to cotTimeMs. */
 export function parseIsoMs(b: Buffer, s: number, e: number): number {
   const saved = top;
   try {
     const at = place(b, s, e);
     const ms = core.isoMs(at, at + e - s);
-    return ms === ms ? ms : Date.parse(latin1(b, s, e));
+    return ms === ms ? ms : cotTimeMs(latin1(b, s, e));
   } finally {
     release(saved);
   }
 }
+

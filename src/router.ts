@@ -56,6 +56,8 @@ interface SaEntry {
   session: number;
   /** the owner's certificate serial (undefined: unknown — a plaintext client, an older node) */
   owner: string | undefined;
+  /** Date.now() when cached (a node's complete state prunes what it no longer holds: stateOf) */
+  at: number;
 }
 
 export interface RouterOptions {
@@ -117,8 +119,9 @@ export class Router implements BusHost {
     if (uid) {
       if (this.byUid.get(uid) === s) this.byUid.delete(uid);
       this.unindexCallsign(s);
-      // A device that already reconnected under the same uid is still online: no delete notice.
-      if (!this.byUid.has(uid)) {
+      // A device that already reconnected under the same uid is still online, one that deleted
+      // itself has been announced: no delete notice.
+      if (!this.byUid.has(uid) && !s.departed) {
         this.publish(EnvelopeKind.gone, 0, uid, s.saType, NaN, null, null, disconnectNotice(uid, s.saType), performance.now());
       }
     }
@@ -133,8 +136,9 @@ export class Router implements BusHost {
       else if (h.type === 't-x-takp-q') onProtocolRequest(s, frame, h, this.opts.announce);
       return;
     }
+    const isDelete = h.type === 't-x-d-d';
     // pytak's hello: a delete of nothing
-    if (h.type === 't-x-d-d' && h.uid === 'takPing' && h.linkUid === undefined) return;
+    if (isDelete && h.uid === 'takPing' && h.linkUid === undefined) return;
 
     // A uid belongs to the connected session it names. Another certificate speaking for it would
     // move the owner's marker, take its directed traffic and its cache entry, and send a delete
@@ -158,13 +162,23 @@ export class Router implements BusHost {
     let isSa = false;
     /** ms an SA of this session's stays valid (NaN: none, or no parseable stale) */
     let valid = NaN;
+    /** for an SA: the epoch ms on our clock until which it is valid (NaN: no end) */
+    let until = h.staleMs;
     if (h.endpoint !== undefined && h.callsign !== undefined) {
       if (!s.uid) this.identify(s, h.uid, h.callsign, owner);
       if (h.uid === s.uid) {
         if (h.callsign !== s.callsign) this.rename(s, h.callsign);
         s.saType = h.type;
+        s.departed = false;
+        // How long the device means its report to hold is stale - time, both by its own clock;
+        // counted from now on ours. Its clock may be minutes off (no NTP, set by hand): stale - now
+        // made the SA of a device 10 minutes slow stale on arrival — never replayed, and the device
+        // closed as idle between its reports — and one 10 minutes fast replayed 10 minutes too long.
+        // Without a parseable time, stale against our clock as before.
+        const now = Date.now();
+        valid = h.timeMs === h.timeMs ? h.staleMs - h.timeMs : h.staleMs - now;
+        until = now + valid;
         // a device is not idle while its own position report is valid (ATAK: 180 s apart)
-        valid = h.staleMs - Date.now();
         s.holdFor(valid);
         isSa = true;
       }
@@ -202,8 +216,18 @@ export class Router implements BusHost {
     // judge) but never cached, so it can neither evict a good SA nor be replayed.
     const kind = isSa && callsigns === null && uids === null && !(valid <= 0) && out.length <= MAX_CACHED_SA_BYTES ? EnvelopeKind.sa : EnvelopeKind.event;
     if (this.debugEvents) s.log.debug({ type: h.type, uid: h.uid, bytes: out.length, callsigns, uids }, 'event');
-    // an SA names its owner's certificate: other nodes hold its uid for it (plaintext: unknown)
-    this.publish(kind, s.id, h.uid, h.type, h.staleMs, callsigns, uids, out, t0, kind === EnvelopeKind.sa && s.identity.serial !== '' ? s.identity.serial : undefined);
+    if (isDelete && h.linkUid === s.uid && s.uid !== '' && callsigns === null && uids === null) {
+      // A client deleting itself (leaving without closing the connection yet): everyone gets its
+      // delete, as any other, and every node's cache drops its SA — a newcomer would otherwise be
+      // shown a contact the others were told is gone. Only the sender's own uid: a delete naming
+      // another client's uid is an ordinary event (the uid rule above keeps others from it).
+      s.departed = true;
+      this.publish(EnvelopeKind.gone, s.id, s.uid, s.saType, NaN, null, null, out, t0);
+      return;
+    }
+    // an SA names its owner's certificate: other nodes hold its uid for it (plaintext: unknown);
+    // its stale time on the bus is on our clock (`until`), so every node's replay agrees
+    this.publish(kind, s.id, h.uid, h.type, kind === EnvelopeKind.sa ? until : h.staleMs, callsigns, uids, out, t0, kind === EnvelopeKind.sa && s.identity.serial !== '' ? s.identity.serial : undefined);
   }
 
   private uidConflict(s: Session, uid: string, owner: { ownerSid: number; ownerCn: string } | { ownerNode: string }): void {
@@ -256,7 +280,7 @@ export class Router implements BusHost {
   private onEnvelope(env: Envelope): void {
     const local = env.node === this.bus.nodeId;
     if (env.kind === EnvelopeKind.sa || env.kind === EnvelopeKind.replay) {
-      this.sa.set(env.uid, { uid: env.uid, type: env.type, staleMs: Number.isNaN(env.staleMs) ? Infinity : env.staleMs, frame: env.frame, node: env.node, session: env.session, owner: env.owner });
+      this.sa.set(env.uid, { uid: env.uid, type: env.type, staleMs: Number.isNaN(env.staleMs) ? Infinity : env.staleMs, frame: env.frame, node: env.node, session: env.session, owner: env.owner, at: Date.now() });
       if (env.kind === EnvelopeKind.replay) return; // cache only: its clients saw it when it was new
       // the same takeover across nodes: the device reconnected through another node (the balancer
       // chose another); its old connection here is closed (the SA just cached from there keeps the
@@ -326,13 +350,34 @@ export class Router implements BusHost {
     return out;
   }
 
-  /** A node went silent (crashed, cut off): its clients are gone for ours — drop and announce. */
+  /** A node went silent (crashed, cut off) or restarted: its clients are gone for ours — drop and announce. */
   nodeLost(node: string): void {
+    this.dropNodeSas(node, Infinity);
+  }
+
+  /**
+   * `node` just sent its complete state (the answer to a sync request, which began arriving at
+   * `since`): its clients whose SA we cached before that and that the answer did not renew left
+   * while we could not hear their disconnect notice (lost with the publishes of a Redis outage).
+   * Without this they stayed on every map here and were replayed to every newcomer until their
+   * stale time — with a stale time days ahead, for days. Dropped and announced.
+   */
+  stateOf(node: string, since: number): void {
+    if (node === this.bus.nodeId) return;
+    const n = this.dropNodeSas(node, since);
+    if (n > 0) this.log.info({ audit: 'bus', peer: node, clients: n }, 'clients of another node that left while the bus was cut: announced disconnected');
+  }
+
+  /** Drop, and announce disconnected, the cached SAs of `node` cached before `before`. */
+  private dropNodeSas(node: string, before: number): number {
     const t0 = performance.now();
+    let n = 0;
     for (const e of [...this.sa.values()]) {
-      if (e.node !== node) continue;
+      if (e.node !== node || !(e.at < before)) continue;
+      n++;
       this.onEnvelope({ kind: EnvelopeKind.gone, node, session: e.session, seq: 0, uid: e.uid, type: e.type, staleMs: NaN, callsigns: null, uids: null, frame: disconnectNotice(e.uid, e.type), t0 });
     }
+    return n;
   }
 
   private sweep(now: number): void {

@@ -183,6 +183,9 @@ export class Session implements FramerSink {
   callsign = '';
   /** type of the latest SA (for the disconnect notice) */
   saType = '';
+  /** the client deleted itself (a t-x-d-d linking its own uid) and has sent no SA since: it is
+   *  out of the replay, and its leaving is not announced a second time */
+  departed = false;
   closed = false;
   closeReason = '';
   eventsIn = 0;
@@ -282,8 +285,12 @@ export class Session implements FramerSink {
   onData(chunk: Buffer): void {
     if (this.closed) return;
     this.t0 = performance.now();
+    const first = this.bytesIn === 0;
     this.bytesIn += chunk.length;
     this.metrics.bytesReceived.inc(chunk.length);
+    // a UTF-8 byte-order mark opening the stream (Windows PowerShell's UTF8 encoding, some .NET
+    // writers) is not junk: skipped without the junk warning
+    if (first && chunk.length >= 3 && chunk[0] === 0xef && chunk[1] === 0xbb && chunk[2] === 0xbf) chunk = chunk.subarray(3);
     this.idleTimer?.refresh();
     this.chunkEvents = 0;
     let junk: number;

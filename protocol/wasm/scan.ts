@@ -34,6 +34,7 @@ const M_ERR: i32 = 0, M_ERROFF: i32 = 1, M_END: i32 = 2, M_POS: i32 = 3, M_NDEST
   M_DESTS: i32 = 5, M_MSTART: i32 = 6, M_MEND: i32 = 7, M_NMORE: i32 = 8, M_MORE: i32 = 9, M_LINK: i32 = 10,
   M_LAZYF: i32 = 14;
 const STALE_MS: i32 = MISC + 64; // f64: stale as epoch ms; NaN: absent or not the plain CoT form
+const TIME_MS: i32 = MISC + 96; // f64: time as epoch ms, likewise (the router reads stale - time)
 const M_IDS: i32 = 18; // i32[5]: intern slot of uid, type, callsign, endpoint, link uid (see intern())
 const M_RECLEN: i32 = 23; // length of the record of lazily read values written (see record()), -1: none
 const ATTR_S: i32 = 2560;
@@ -654,6 +655,9 @@ function scanBytes(s: i32, n: i32, framing: bool): i32 {
   const ss = fStart(F_STALE);
   store<f64>(<usize>STALE_MS, ss >= 0 && load<i32>(<usize>(FF + F_STALE * 4)) == 0
     ? isoMs(ss, load<i32>(<usize>(FE + F_STALE * 4))) : NaN);
+  const ts2 = fStart(F_TIME);
+  store<f64>(<usize>TIME_MS, ts2 >= 0 && load<i32>(<usize>(FF + F_TIME * 4)) == 0
+    ? isoMs(ts2, load<i32>(<usize>(FE + F_TIME * 4))) : NaN);
   if (framing) return p;
   const end = skipMisc(p, n, s);
   if (end < 0) return -1;
@@ -1037,11 +1041,11 @@ function skipMisc(p: i32, n: i32, s: i32): i32 {
   return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
 }
 
-/** Date.parse() of [s, e) when it is `YYYY-MM-DDTHH:MM:SS[.f{1,3}]Z` with a day <= 28 (where
+/** Date.parse() of [s, e) when it is `YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z` with a day <= 28 (where
  *  the result is certain); NaN otherwise, and the host asks Date.parse. */
 export function isoMs(s: i32, e: i32): f64 {
   const len = e - s;
-  if (<u32>(len - 20) > 4) return NaN;
+  if (<u32>(len - 20) > 10) return NaN; // up to 9 fractional digits (.NET writes 7); Date.parse keeps 3
   // the separators, then the 14 digits, each check folded into one flag (one branch, not 20)
   const sep = (at(s + 4) ^ 0x2d) | (at(s + 7) ^ 0x2d) | (at(s + 10) ^ 0x54) | (at(s + 13) ^ 0x3a) | (at(s + 16) ^ 0x3a) | (at(e - 1) ^ 0x5a);
   const y0 = at(s) - 0x30, y1 = at(s + 1) - 0x30, y2 = at(s + 2) - 0x30, y3 = at(s + 3) - 0x30;

@@ -141,6 +141,11 @@ export class RedisBus implements Bus {
    *  of theirs shown again (every node that had declared it lost asks; each SA is shown once) */
   private readonly lost = new Map<string, number>();
   private readonly revived = new Map<string, { at: number; shown: Set<string> }>();
+  /** per node: when the sync answer it is sending began to arrive (until its end marker) */
+  private readonly answerStart = new Map<string, number>();
+  /** batches from another node were missed (a gap): ask for every node's state at the next beat */
+  private syncWanted = false;
+  private syncSentAt = 0;
   private timer: NodeJS.Timeout | null = null;
   /** when our last heartbeat was published, and when one of ours last came back (ms) */
   private beatSentAt = 0;
@@ -217,7 +222,12 @@ export class RedisBus implements Bus {
     this.deliver?.(env);
     if (this.closed) return;
     const size = envelopeSize(env);
-    if (Number.isNaN(size)) { this.discard(1); this.logBad('unencodable', 'event with a uid, type or dest over 64 KiB not published on the bus'); return; }
+    if (Number.isNaN(size)) {
+      this.discard(1);
+      // the bus knows sessions by id only: sid leads to the client's own audit lines (cn, serial, remote)
+      this.logBad('unencodable', 'event with a uid, type or dest over 64 KiB not published on the bus (further ones are counted in cot_bus_publish_errors_total)', { sid: env.session, uidBytes: Buffer.byteLength(env.uid) });
+      return;
+    }
     this.pending.push(env);
     this.pendingSizes.push(size);
     this.pendingBytes += size;
@@ -278,6 +288,7 @@ export class RedisBus implements Bus {
   /** A header-only batch: sync request or heartbeat (sent only while connected). */
   private control(type: BatchType): void {
     if (!this.pubReady) return;
+    if (type === BatchType.sync) this.syncSentAt = Date.now();
     const buf = encodeBatch({ type, node: this.nodeId, epoch: this.epoch, seq: ++this.batchSeq }, []);
     this.pub.publish(this.channel, buf).catch((err: Error) => {
       // Redis's own answer to a beat (an ACL refusing PUBLISH) is not a hang: see beat()
@@ -310,6 +321,10 @@ export class RedisBus implements Bus {
       if (bytes >= this.maxBatchBytes) out();
     }
     out();
+    // the end of the answer, even an empty one: an events batch of no envelopes (never sent
+    // otherwise; older nodes ignore it). The receivers then know our complete state and drop
+    // the clients of ours they still hold that left while they could not hear it (stateOf).
+    this.send(encodeBatch({ type: BatchType.events, node: this.nodeId, epoch: this.epoch, seq: ++this.batchSeq }, []), 0);
   }
 
   // ---- receive ------------------------------------------------------------------------------
@@ -330,7 +345,13 @@ export class RedisBus implements Bus {
       const now = Date.now();
       let p = this.peers.get(h.node);
       if (p === undefined || p.epoch !== h.epoch) {
-        if (p === undefined && this.lost.delete(h.node)) {
+        if (p !== undefined) {
+          // the node restarted under the same id (a new epoch): the clients of its previous run
+          // are gone with it, and the new run will never send their disconnect notices
+          this.log.info({ audit: 'bus', peer: h.node }, 'node restarted: the clients of its previous run are announced disconnected');
+          this.answerStart.delete(h.node);
+          this.host?.nodeLost(h.node);
+        } else if (this.lost.delete(h.node)) {
           this.log.info({ audit: 'bus', peer: h.node }, 'node declared lost is back on the bus: its clients\' SAs are asked for and shown again');
           this.revived.set(h.node, { at: now, shown: new Set() });
           this.control(BatchType.sync);
@@ -343,13 +364,27 @@ export class RedisBus implements Bus {
       p.lastSeen = now;
       if (h.seq <= p.seq && p.seq - h.seq < 0x80000000) return; // a duplicate (u32 sequence, wraps)
       const lost = (h.seq - p.seq - 1) >>> 0;
-      if (lost > 0) this.metrics.busGaps.inc(lost);
+      if (lost > 0) {
+        this.metrics.busGaps.inc(lost);
+        // what we missed may hold disconnect notices: ask for every node's state (next beat),
+        // unless we just did (reconnected: the answers to that request cover what we missed)
+        if (now - this.syncSentAt > this.heartbeatMs) this.syncWanted = true;
+        this.answerStart.delete(h.node);
+      }
       p.seq = h.seq;
       if (h.type === BatchType.heartbeat) return;
       if (h.type === BatchType.sync) { this.answerSync(); return; }
-      if (h.count === 0) return;
+      if (h.count === 0) {
+        // the end of a sync answer (answerSync): that node's state is complete
+        const since = this.answerStart.get(h.node) ?? now;
+        this.answerStart.delete(h.node);
+        this.host?.stateOf(h.node, since);
+        return;
+      }
       const batch = decodeBatch(msg, performance.now());
       const envs = batch.envelopes;
+      // a sync answer is a run of replay-only batches: remember when this one began
+      if (envs[0].kind === EnvelopeKind.replay && !this.answerStart.has(h.node)) this.answerStart.set(h.node, now);
       this.metrics.busIn.inc(envs.length);
       const deliver = this.deliver;
       // the SAs of a node we declared lost: our clients were told its clients disconnected
@@ -471,10 +506,12 @@ export class RedisBus implements Bus {
     this.beatRefused = '';
     this.control(BatchType.heartbeat);
     if (!this.up) return; // silence heard while we are deaf proves nothing
+    if (this.syncWanted) { this.syncWanted = false; this.control(BatchType.sync); }
     const deadline = now - 3 * this.heartbeatMs;
     for (const [node, p] of this.peers) {
       if (p.lastSeen >= deadline) continue;
       this.peers.delete(node);
+      this.answerStart.delete(node);
       this.lost.set(node, now);
       this.log.warn({ audit: 'bus', peer: node, silentMs: now - p.lastSeen }, 'node silent on the bus: its clients are announced disconnected');
       this.host?.nodeLost(node);

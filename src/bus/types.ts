@@ -50,8 +50,11 @@ export type DeliverFn = (env: Envelope) => void;
 export interface BusHost {
   /** the latest SAs of this node's own clients, as envelopes of kind `replay` (a node joined) */
   localState(): Envelope[];
-  /** a node stopped answering: forget (and announce the end of) the clients it owned */
+  /** a node stopped answering, or restarted: forget (and announce the end of) the clients it owned */
   nodeLost(node: string): void;
+  /** a node's complete answer to a sync request, which began arriving at `since` (Date.now()),
+   *  has arrived: its clients cached before that and not in the answer are gone */
+  stateOf(node: string, since: number): void;
 }
 
 export interface Bus {

@@ -5,8 +5,9 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { pkiPaths, type PkiPaths } from './paths.ts';
 import { OPTIONS } from '../config.ts';
 
-/** the variables `cotstream start` reads for an option (its OPTIONS entry: one list for both) */
-const envOf = (key: string): readonly string[] => OPTIONS.find((o) => o.key === key)!.env;
+/** `cotstream start`'s OPTIONS entry for an option: one list of variables and defaults for both */
+const optionOf = (key: string) => OPTIONS.find((o) => o.key === key)!;
+const envOf = (key: string): readonly string[] => optionOf(key).env;
 
 export const ENV = {
   certsDir: envOf('certsDir'),
@@ -18,7 +19,7 @@ export const ENV = {
   key: envOf('key'),
 };
 
-export const DEFAULT_CERTS_DIR = './certs';
+const DEFAULT_CERTS_DIR = String(optionOf('certsDir').def);
 
 /** Where subcommands print. Tests pass their own to read what a command printed. */
 export interface CommandIO {

@@ -182,6 +182,26 @@ describe('e2e: two nodes on one Redis', function () {
     }
   });
 
+  it('an event the bus cannot carry (a 70-KiB uid): delivered on its node, not published, counted, one line naming the session', async () => {
+    const a = await cl.member(A, 'alpha');
+    const a2 = await cl.member(A, 'alpha2');
+    const b = await cl.member(B, 'bravo');
+    await b.waitFor(() => count(b, 'uid="uid-alpha"') > 0, 5000, 'alpha SA at bravo');
+    const before = await metric(A, 'cot_bus_publish_errors_total');
+    const huge = 'x'.repeat(70 * 1024);
+    for (let i = 0; i < 3; i++) a.send(`<event version="2.0" uid="${huge}${i}" type="b-m-p-s-m" how="h-g-i-g-o" time="2026-01-01T00:00:00Z" start="2026-01-01T00:00:00Z" stale="2036-01-01T00:00:00Z"><point lat="1" lon="2" hae="0" ce="1" le="1"/><detail><remarks>big ${i}</remarks></detail></event>`);
+    a.send(chat('alpha', 'after the big ones;'));
+    await b.waitFor(() => count(b, 'after the big ones;') === 1, 5000, 'a chat across nodes after them');
+    await a2.waitFor(() => count(a2, '<remarks>big 2</remarks>') === 1, 5000, 'the big ones on their own node');
+    assert.equal(count(b, '<remarks>big'), 0, 'not across the bus');
+    assert.equal(await metric(A, 'cot_bus_publish_errors_total') - before, 3);
+    const lines = A.lines.filter((l) => l.audit === 'bus' && l.kind === 'unencodable');
+    assert.equal(lines.length, 1, 'one line for the episode');
+    const conn = A.lines.find((l) => l.sid === lines[0].sid && l.cn === 'alpha');
+    assert.ok(conn, `the line's sid ${String(lines[0].sid)} is alpha's session`);
+    assert.equal(await readyz(A), 200);
+  });
+
   it('a uid belongs to its certificate across nodes: another certificate on the other node is dropped (uid_conflict), the same one takes over', async () => {
     const a = await cl.member(A, 'alpha');
     const b = await cl.member(B, 'bravo');
@@ -431,6 +451,51 @@ describe('e2e: Redis outage', function () {
       admin.disconnect();
       await r.stop();
     }
+  });
+
+  it('a client that left while Redis was away (past the held-publish window): announced disconnected on the other node and no longer replayed there once the bus is back', async () => {
+    const [A, B] = await Promise.all([cl.node(redis.url, 'ghost-a'), cl.node(redis.url, 'ghost-b')]);
+    const watcher = await cl.member(A, 'alpha');
+    const leaver = await cl.client(B, 'bravo');
+    leaver.send(sa('uid-leaver', 'LEAVER', { staleSec: 86400 }));
+    await cl.member(B, 'charlie');
+    await watcher.waitFor(() => count(watcher, 'uid="uid-leaver"') > 0 && count(watcher, 'uid="uid-charlie"') > 0, 5000, 'both SAs at alpha');
+    await redis.kill();
+    await until(async () => (await readyz(B)) === 503, 5000, 'B down');
+    leaver.close();
+    await sleep(6000); // past the 5 s for which B keeps publishes for Redis's return: its notice is lost
+    await redis.restart();
+    await until(async () => (await readyz(A)) === 200 && (await readyz(B)) === 200, 10000, 'both nodes up again');
+    const goneOf = (c: CotClient, uid: string) => c.frames.filter((f) => f.includes('t-x-d-d') && f.includes(`uid="${uid}"`)).length;
+    // before: alpha kept the leaver on its map, and every newcomer on A got its SA, for a day
+    await watcher.waitFor(() => goneOf(watcher, 'uid-leaver') === 1, 5000, 't-x-d-d at alpha for the client that left during the outage');
+    const nb = await cl.client(A, 'newcomer');
+    await nb.waitFor((f) => f.some((x) => x.includes('t-x-takp-v')), 5000, 'announcement');
+    assert.equal(count(nb, 'uid="uid-leaver"'), 0, 'a client gone during the outage was replayed to a newcomer');
+    assert.equal(count(nb, 'uid="uid-charlie"'), 1, 'a client still connected on B is replayed');
+    assert.equal(goneOf(watcher, 'uid-charlie'), 0, 'a client still connected was announced disconnected');
+  });
+
+  it('a node restarted under the same id before it could be judged lost: the clients of its previous run are announced disconnected on the other node and no longer replayed', async () => {
+    // beats of 3 s: the restart (~2 s) is shorter than the 9 s of silence that make a node lost
+    const slow = ['--bus-heartbeat', '3000'];
+    const [A, R] = await Promise.all([cl.node(redis.url, 'epoch-a', slow), cl.node(redis.url, 'epoch-r', slow)]);
+    const watcher = await cl.member(A, 'alpha');
+    const old = await cl.client(R, 'bravo');
+    old.send(sa('uid-before-restart', 'OLD', { staleSec: 86400 }));
+    await watcher.waitFor(() => count(watcher, 'uid="uid-before-restart"') > 0, 5000, 'the SA at alpha');
+    await R.stop('SIGKILL');
+    const R2 = await cl.node(redis.url, 'epoch-r', slow);
+    const goneOf = (c: CotClient, uid: string) => c.frames.filter((f) => f.includes('t-x-d-d') && f.includes(`uid="${uid}"`)).length;
+    await watcher.waitFor(() => goneOf(watcher, 'uid-before-restart') === 1, 8000, 't-x-d-d at alpha for the restarted node\'s old client');
+    assert.ok(A.lines.some((l) => l.audit === 'bus' && l.peer === 'epoch-r' && String(l.msg).includes('restarted')), 'the node-restarted line');
+    const nb = await cl.client(A, 'newcomer');
+    await nb.waitFor((f) => f.some((x) => x.includes('t-x-takp-v')), 5000, 'announcement');
+    assert.equal(count(nb, 'uid="uid-before-restart"'), 0, 'a client of the previous run was replayed');
+    // the restarted node's new clients are seen as usual
+    const fresh = await cl.member(R2, 'charlie');
+    await watcher.waitFor(() => count(watcher, 'uid="uid-charlie"') > 0, 5000, 'a client of the new run at alpha');
+    fresh.close();
   });
 
   it('Redis unreachable at start: the node serves local clients, 503, one error; it joins once Redis appears', async () => {

@@ -94,10 +94,17 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /** An SA (self position report) the way ATAK sends it: declaration, contact endpoint, __group. */
-export function sa(uid: string, callsign: string, opts: { staleSec?: number; lat?: number; type?: string } = {}): string {
-  const now = Date.now();
-  const t = new Date(now).toISOString();
-  const stale = new Date(now + (opts.staleSec ?? 120) * 1000).toISOString();
+export function sa(uid: string, callsign: string, opts: {
+  staleSec?: number; lat?: number; type?: string;
+  /** the sending device's clock is this far ahead (negative: behind) of the real time */
+  skewSec?: number;
+  /** how the device writes its times (default: toISOString, as ATAK) */
+  fmt?: (ms: number) => string;
+} = {}): string {
+  const now = Date.now() + (opts.skewSec ?? 0) * 1000;
+  const fmt = opts.fmt ?? ((ms: number) => new Date(ms).toISOString());
+  const t = fmt(now);
+  const stale = fmt(now + (opts.staleSec ?? 120) * 1000);
   return `<?xml version="1.0" encoding="UTF-8" standalone="yes"?><event version="2.0" uid="${uid}" type="${opts.type ?? 'a-f-G-U-C'}" time="${t}" start="${t}" stale="${stale}" how="m-g">` +
     `<point lat="${opts.lat ?? 38.5}" lon="-77.1" hae="10.0" ce="9.9" le="9999999.0"/>` +
     `<detail><contact endpoint="*:-1:stcp" callsign="${callsign}"/><__group name="Cyan" role="Team Member"/><takv device="test" platform="ATAK-CIV" os="34" version="4.10"/></detail></event>`;

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { numberOf, parseDecimal, parseIsoMs } from '../../protocol/values.ts';
+import { cotTimeMs } from '../../protocol/time.ts';
+import { scan, type CotHeader } from '../../protocol/scan.ts';
 
 const num = (s: string) => parseDecimal(Buffer.from(s, 'latin1'), 0, s.length);
 const iso = (s: string) => parseIsoMs(Buffer.from(s, 'latin1'), 0, s.length);
@@ -34,10 +36,32 @@ describe('values read from bytes', () => {
       '2020-08-19T08:07:47.157', '2020-08-19 08:07:47Z', '1969-12-31T23:59:59.999Z', '0000-01-01T00:00:00Z']) {
       assert.ok(same(iso(s), Date.parse(s)), s);
     }
-    fc.assert(fc.property(fc.date({ min: new Date(-62167219200000), max: new Date(253402300799999), noInvalidDate: true }), fc.integer({ min: 0, max: 3 }), (d, frac) => {
+    fc.assert(fc.property(fc.date({ min: new Date(-62167219200000), max: new Date(253402300799999), noInvalidDate: true }), fc.integer({ min: 0, max: 9 }), (d, frac) => {
       let s = d.toISOString();
-      s = frac === 3 ? s : frac === 0 ? s.slice(0, 19) + 'Z' : s.slice(0, 20 + frac) + 'Z';
+      // beyond milliseconds (WinTAK's .NET writes 7 digits, some 9): digits Date.parse cuts
+      s = frac === 0 ? s.slice(0, 19) + 'Z' : frac <= 3 ? s.slice(0, 20 + frac) + 'Z' : s.slice(0, 23) + '987654'.slice(0, frac - 3) + 'Z';
       assert.ok(same(iso(s), Date.parse(s)), s);
     }), { numRuns: 5000 });
+  });
+
+  it('a CoT time without a zone is UTC whatever the host\'s time zone (Date.parse would read it as local time)', () => {
+    const tz = process.env.TZ;
+    process.env.TZ = 'America/New_York';
+    try {
+      assert.notEqual(Date.parse('2026-11-24T12:00:00'), Date.UTC(2026, 10, 24, 12), 'the zone change took no effect');
+      assert.equal(cotTimeMs('2026-11-24T12:00:00'), Date.UTC(2026, 10, 24, 12));
+      assert.equal(cotTimeMs('2026-11-24T12:00:00.1234'), Date.UTC(2026, 10, 24, 12, 0, 0, 123));
+      assert.equal(cotTimeMs('2026-11-24 12:00'), Date.UTC(2026, 10, 24, 12));
+      assert.equal(iso('2026-11-24T12:00:00.5'), Date.UTC(2026, 10, 24, 12, 0, 0, 500));
+      // with a zone, or not a date and time: exactly Date.parse
+      for (const s of ['2026-11-24T12:00:00Z', '2026-11-24T12:00:00+02:00', '2026-11-24T12:00:00.5-05:00', '2026-11-24', 'TIME', ''])
+        assert.ok(same(cotTimeMs(s), Date.parse(s)), s);
+      const h = scan(Buffer.from('<event version="2.0" uid="u" type="a-f-G" time="2026-11-24T11:55:00" start="2026-11-24T11:55:00" stale="2026-11-24T12:00:00.25"/>')) as CotHeader;
+      assert.equal(h.timeMs, Date.UTC(2026, 10, 24, 11, 55));
+      assert.equal(h.staleMs, Date.UTC(2026, 10, 24, 12, 0, 0, 250));
+    } finally {
+      if (tz === undefined) delete process.env.TZ;
+      else process.env.TZ = tz;
+    }
   });
 });
