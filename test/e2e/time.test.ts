@@ -87,14 +87,14 @@ describe('e2e: CoT time and what a newcomer is shown', function () {
       assert.equal(replayOf(n).get('uid-late')?.length, 1, `not replayed:\n${n.frames.join('\n')}`);
     });
 
-    it('a device 10 minutes ahead: its 2-second SA leaves the replay after 2 s, not 10 minutes later', async () => {
+    it('a device 10 minutes ahead: its 3-second SA leaves the replay after 3 s, not 10 minutes later', async () => {
       const early = await connect('alpha');
-      early.send(sa('uid-early', 'EARLY', { skewSec: 10 * MIN, staleSec: 2 }));
+      early.send(sa('uid-early', 'EARLY', { skewSec: 10 * MIN, staleSec: 3 }));
       const first = await connect('bravo');
       assert.equal(replayOf(first).get('uid-early')?.length, 1, 'replayed while valid');
-      await sleep(2600);
+      await sleep(3600);
       const later = await connect('charlie');
-      assert.equal(replayOf(later).get('uid-early'), undefined, 'replayed after its 2 s were over');
+      assert.equal(replayOf(later).get('uid-early'), undefined, 'replayed after its 3 s were over');
     });
 
     it('the time forms devices write (1-9 fractional digits, none, +00:00): each SA replayed, by a clock 10 minutes behind too', async () => {
@@ -238,7 +238,7 @@ describe('e2e: CoT time and what a newcomer is shown', function () {
       }
     });
 
-    it('pings are answered within a second while another client floods; the pong\'s times are the server\'s now and +20 s', async () => {
+    it('pings are answered within 2 s while another client floods (the pinger is owed its flood too); the pong\'s times are the server\'s now and +20 s', async () => {
       const flooder = await connect('alpha');
       const sink = await connect('bravo');
       const pinger = await connect('charlie');
@@ -258,11 +258,11 @@ describe('e2e: CoT time and what a newcomer is shown', function () {
         assert.ok(time <= Date.now() && time > sent - 2000, `pong time ${new Date(time).toISOString()}`);
         assert.equal(stale - time, 20_000);
       }
-      assert.ok(Math.max(...rtts) < 1000, `pong round trips ${rtts.join(', ')} ms`);
+      assert.ok(Math.max(...rtts) < 2000, `pong round trips ${rtts.join(', ')} ms`);
       assert.equal(has(sink, 't-x-c-t'), 0);
     });
 
-    it('TAK protocol negotiation while another client floods: connected and answered within 2 s, time = start = now, stale +60 s', async () => {
+    it('TAK protocol negotiation while another client floods: connected and answered within 3 s, time = start = now, stale +60 s', async () => {
       const flooder = await connect('alpha');
       const sink = await connect('bravo');
       flooder.send(sa('uid-flood2', 'FLOOD'));
@@ -276,7 +276,7 @@ describe('e2e: CoT time and what a newcomer is shown', function () {
       const { status, response, announcement } = await p.negotiate();
       const took = Date.now() - t0;
       assert.equal(status, 'true');
-      assert.ok(took < 2000, `connect + negotiation took ${took} ms`);
+      assert.ok(took < 3000, `connect + negotiation took ${took} ms`);
       for (const ev of [announcement, response]) {
         const attr = (k: string) => new RegExp(`<event [^>]*?\\b${k}="([^"]+)"`).exec(ev)![1];
         const time = Date.parse(attr('time'));
