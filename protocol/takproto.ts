@@ -4,8 +4,9 @@
 //
 // XML -> TakMessage (encode) reads an XML frame the scan has already accepted as well-formed.
 // Detail mapping: a child of <detail> moves into a typed field only if the whole element maps
-// (every attribute has a field, no content, the element appears once, and no value would change
-// meaning: strings non-empty, doubles plain decimals, battery a positive canonical integer);
+// (every attribute has a field and, contact's endpoint aside, is there — ATAK rebuilds each with all
+// its attributes —, no content, the element appears once, and no value would change meaning:
+// strings non-empty, doubles finite plain decimals, battery a canonical integer up to 2^31-1);
 // everything else, comments included, stays byte for byte in xmlDetail (the <detail> content with
 // the typed elements cut out).
 //
@@ -16,9 +17,10 @@
 // uid/type/how/access/qos/opex/time/start/stale (version is always "2.0" on decode), attributes of
 // <point> other than lat/lon/hae/ce/le, children of <event> other than the first <point> and
 // <detail>, attributes of <detail>, time precision below the millisecond, and the spelling of
-// numbers (lat="50.10" comes back as "50.1"; integers as "9999999.0").
+// numbers (lat="50.10" comes back as "50.1"; integers as "9999999.0"). A missing hae/ce/le is
+// written 9999999 (unknown); an event without a point with numeric lat/lon throws Unconvertible.
 import { AMP, CR, DQ, GT, LF, LT, QM, SLASH, SQ, TAB, BANG, DASH, RSQB } from './chars.ts';
-import { decodeAttr } from './chars.ts';
+import { decodeAttr, latin1 } from './chars.ts';
 import { escapeAttr } from './xml.ts';
 import { cotTimeMs } from './time.ts';
 
@@ -31,6 +33,15 @@ export class TakProtoError extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'TakProtoError';
+  }
+}
+
+/** A well-formed event TAK Protocol cannot carry without changing its meaning (a <point> without
+ *  numbers). Not sent to protobuf clients; XML clients get it as it is. */
+export class Unconvertible extends TakProtoError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'Unconvertible';
   }
 }
 
@@ -260,6 +271,8 @@ const evAttr = new Int32Array(10);
 /** <point> attribute names in field order (10..14) */
 const POINT_ATTRS = ['lat', 'lon', 'hae', 'ce', 'le'].map(N);
 const pointVal = new Float64Array(5);
+/** CoT's "unknown" for hae, ce and le */
+const POINT_NO_VALUE = 9999999;
 
 /** A value needs decoding (references, or white space a parser normalises) unless it has none of &, tab, LF, CR. */
 function plainValue(b: Buffer, s: number, e: number): boolean {
@@ -356,23 +369,32 @@ function uint32Value(b: Buffer, s: number, e: number): number {
   return v <= 0xffffffff ? v : -1;
 }
 
-// Typed detail elements: name, Detail field number, attribute names in field order, value kinds.
+// Typed detail elements: name, Detail field number, attribute names in field order, value kinds,
+// and which attributes are optional. ATAK (commo's CoTMessage) is the reference on both sides: it
+// moves an element into its field only when every attribute is there (contact's endpoint aside),
+// and when it turns a field back into XML it writes every attribute, an empty string included
+// (contact's endpoint only when non-empty). An element we moved without, say, its role would reach
+// an ATAK with role="" added: so the same presence rule here, and the same printing on decode.
 const STR = 0, DBL = 1, U32 = 2;
 interface TypedSpec {
   name: Buffer; field: number; attrs: Buffer[]; kinds: number[];
+  /** attributes that may be absent (bit k = attrs[k]); absent or empty, they are not written back */
+  optional: number;
   /** for decode: '<name' and ' attr="' per attribute */
   tag: string; prefix: string[];
 }
 const TYPED: TypedSpec[] = ([
-  { name: N('contact'), field: 2, attrs: [N('endpoint'), N('callsign')], kinds: [STR, STR] },
-  { name: N('__group'), field: 3, attrs: [N('name'), N('role')], kinds: [STR, STR] },
-  { name: N('precisionlocation'), field: 4, attrs: [N('geopointsrc'), N('altsrc')], kinds: [STR, STR] },
-  { name: N('status'), field: 5, attrs: [N('battery')], kinds: [U32] },
-  { name: N('takv'), field: 6, attrs: [N('device'), N('platform'), N('os'), N('version')], kinds: [STR, STR, STR, STR] },
-  { name: N('track'), field: 7, attrs: [N('speed'), N('course')], kinds: [DBL, DBL] },
+  { name: N('contact'), field: 2, attrs: [N('endpoint'), N('callsign')], kinds: [STR, STR], optional: 1 },
+  { name: N('__group'), field: 3, attrs: [N('name'), N('role')], kinds: [STR, STR], optional: 0 },
+  { name: N('precisionlocation'), field: 4, attrs: [N('geopointsrc'), N('altsrc')], kinds: [STR, STR], optional: 0 },
+  { name: N('status'), field: 5, attrs: [N('battery')], kinds: [U32], optional: 0 },
+  { name: N('takv'), field: 6, attrs: [N('device'), N('platform'), N('os'), N('version')], kinds: [STR, STR, STR, STR], optional: 0 },
+  { name: N('track'), field: 7, attrs: [N('speed'), N('course')], kinds: [DBL, DBL], optional: 0 },
 ] as Array<Omit<TypedSpec, 'tag' | 'prefix'>>).map((t) => ({
   ...t, tag: t.name.toString('latin1'), prefix: t.attrs.map((a) => ` ${a.toString('latin1')}="`),
 }));
+/** ATAK reads battery as a C int and clamps larger values on the way back */
+const MAX_BATTERY = 0x7fffffff;
 const NT = TYPED.length;
 
 function typedIndex(b: Buffer, s: number, e: number): number {
@@ -399,14 +421,15 @@ function typedAttrsMap(b: Buffer, i: number): boolean {
     for (let k = 0; k < spec.attrs.length; k++) if (nameIs(b, as, ae, spec.attrs[k])) { slot = k; break; }
     if (slot < 0 || ve <= vs) return false;
     const kind = spec.kinds[slot];
-    if (kind === DBL && !isDecimal(b, vs, ve)) return false;
-    if (kind === U32 && uint32Value(b, vs, ve) < 0) return false;
+    // (1e400 is a decimal but no double: ATAK's strtod refuses it, we would send Infinity)
+    if (kind === DBL && !(isDecimal(b, vs, ve) && Number.isFinite(Number(latin1(b, vs, ve))))) return false;
+    if (kind === U32) { const v = uint32Value(b, vs, ve); if (v < 0 || v > MAX_BATTERY) return false; }
     vals[slot * 2] = vs;
     vals[slot * 2 + 1] = ve;
   }
-  // proto3 cannot tell a numeric 0 from an absent field, so a receiver always prints numbers:
-  // an element maps only when it has every numeric attribute
-  for (let k = 0; k < spec.attrs.length; k++) if (spec.kinds[k] !== STR && vals[k * 2] < 0) return false;
+  // a receiver prints every attribute but the optional ones (proto3 cannot tell 0 or "" from
+  // absent): an element maps only when it has all of them
+  for (let k = 0; k < spec.attrs.length; k++) if ((spec.optional & (1 << k)) === 0 && vals[k * 2] < 0) return false;
   return true;
 }
 
@@ -531,13 +554,7 @@ function encodeInto(b: Buffer): void {
       const after = T.end;
       if (!seenPoint && nameIs(b, q + 1, ne, N_POINT)) {
         seenPoint = true;
-        pointVal.fill(0);
-        for (let a = 0; a < T.n; a++) {
-          const as = T.attrs[a * 4], ae = T.attrs[a * 4 + 1];
-          for (let k = 0; k < 5; k++) {
-            if (nameIs(b, as, ae, POINT_ATTRS[k])) { pointVal[k] = Number(attrString(b, T.attrs[a * 4 + 2], T.attrs[a * 4 + 3])); break; }
-          }
-        }
+        readPoint(b);
         for (let k = 0; k < 5; k++) writeDouble(10 + k, pointVal[k]);
         p = self ? after : afterEndTag(b, skipContent(b, after, n));
       } else if (!seenDetail && nameIs(b, q + 1, ne, N_DETAIL)) {
@@ -548,9 +565,51 @@ function encodeInto(b: Buffer): void {
         p = self ? after : afterEndTag(b, skipContent(b, after, n));
       }
     }
+    if (!seenPoint) throw new Unconvertible('no <point>');
     if (seenDetail) writeDetail(b, detailS, detailE);
+  } else {
+    throw new Unconvertible('no <point>');
   }
   endMessage(ev);
+}
+
+/**
+ * The five numbers of <point> into pointVal, or Unconvertible. TakMessage has a double for each,
+ * always read (proto3: absent is 0), so what has no double must not become one: a missing or empty
+ * lat/lon would put the event at 0,0 and "abc" at NaN, where ATAK's own XML parser (commo: strtod,
+ * every byte consumed, not ±HUGE_VAL) refuses the event. A missing hae/ce/le is "unknown", which
+ * CoT writes 9999999 (commo's COMMO_COT_POINT_NO_VALUE, its default for a point without them).
+ */
+function readPoint(b: Buffer): void {
+  pointVal[0] = pointVal[1] = NaN;
+  pointVal[2] = pointVal[3] = pointVal[4] = POINT_NO_VALUE;
+  for (let a = 0; a < T.n; a++) {
+    const as = T.attrs[a * 4], ae = T.attrs[a * 4 + 1];
+    for (let k = 0; k < 5; k++) {
+      if (!nameIs(b, as, ae, POINT_ATTRS[k])) continue;
+      const v = pointNumber(b, T.attrs[a * 4 + 2], T.attrs[a * 4 + 3]);
+      if (Number.isNaN(v)) throw new Unconvertible(`<point ${POINT_ATTRS[k].toString('latin1')}> is not a number`);
+      pointVal[k] = v;
+      break;
+    }
+  }
+  if (Number.isNaN(pointVal[0]) || Number.isNaN(pointVal[1])) throw new Unconvertible('<point> without lat or lon');
+}
+
+/** A finite decimal number (white space around it allowed, as strtod and Number do), else NaN. */
+function pointNumber(b: Buffer, s: number, e: number): number {
+  if (!plainValue(b, s, e)) {
+    const t = decodeAttr(b, s, e).trim();
+    const tb = Buffer.from(t, 'latin1');
+    return t.length > 0 && isDecimal(tb, 0, tb.length) ? finite(Number(t)) : NaN;
+  }
+  while (s < e && b[s] === 0x20) s++;
+  while (e > s && b[e - 1] === 0x20) e--;
+  return isDecimal(b, s, e) ? finite(Number(latin1(b, s, e))) : NaN;
+}
+
+function finite(v: number): number {
+  return Number.isFinite(v) ? v : NaN;
 }
 
 /** XML CoT frame -> bare TakMessage bytes (a new Buffer). Throws TakProtoError on a frame it cannot read. */
@@ -706,19 +765,20 @@ function readTyped(field: number, end: number): string {
       if (kind === STR) { expect(LEN, w); vals[slot] = escapeAttr(readString(e)); continue; }
       if (kind === DBL) { expect(I64, w); vals[slot] = formatDouble(readDouble(e)); continue; }
       expect(VARINT, w);
-      vals[slot] = String(readVarint(e) % 0x100000000);
+      vals[slot] = String(Math.min(readVarint(e) % 0x100000000, MAX_BATTERY)); // clamped, as ATAK does
       continue;
     }
     skipField(w, e);
   }
   rp = e;
+  // as ATAK writes it back: every attribute but an empty optional one (contact's endpoint)
   for (let k = 0; k < spec.attrs.length; k++) {
-    if (vals[k] === undefined && spec.kinds[k] !== STR) vals[k] = spec.kinds[k] === DBL ? '0.0' : '0';
+    if (vals[k] === undefined) vals[k] = spec.kinds[k] === STR ? '' : spec.kinds[k] === DBL ? '0.0' : '0';
   }
   let s = '<' + spec.tag;
   for (let k = 0; k < spec.attrs.length; k++) {
     const v = vals[k];
-    if (v !== undefined && v !== '') s += spec.prefix[k] + v + '"';
+    if (v !== '' || (spec.optional & (1 << k)) === 0) s += spec.prefix[k] + v + '"';
   }
   return s + '/>';
 }
@@ -820,7 +880,8 @@ function decodeEvent(s: number, end: number): Buffer {
   if (access) head += ` access="${escapeAttr(access)}"`;
   if (qos) head += ` qos="${escapeAttr(qos)}"`;
   if (opex) head += ` opex="${escapeAttr(opex)}"`;
-  if (how) head += ` how="${escapeAttr(how)}"`;
+  // always, as ATAK does: its XML reader (commo) refuses an event without how, how="" it takes
+  head += ` how="${escapeAttr(how)}"`;
   if (sendTime) head += ` time="${isoTime(sendTime)}"`;
   if (startTime) head += ` start="${isoTime(startTime)}"`;
   if (staleTime) head += ` stale="${isoTime(staleTime)}"`;

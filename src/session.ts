@@ -6,7 +6,7 @@ import { Framer, type FramerSink, type FrameRejectReason } from '../protocol/fra
 import { scan, type CotHeader } from '../protocol/scan.ts';
 import { ProtoFramer } from '../protocol/protoframer.ts';
 import type { Envelope } from './bus/types.ts';
-import { envelopeProto, frameProto, setInbound } from './wire.ts';
+import { envelopeProto, frameProto, setInbound, UNCONVERTIBLE } from './wire.ts';
 import type { ClientIdentity } from './auth/identity.ts';
 import type { Metrics } from './ops/metrics.ts';
 import type { Logger } from './ops/log.ts';
@@ -541,7 +541,7 @@ export class Session implements FramerSink {
       const f = q[this.replayAt++];
       // a client that switched to TAK protocol during its replay gets the rest in protobuf
       const b = this.protobuf ? frameProto(f) : f;
-      if (b !== null) this.enqueue(b);
+      if (b.length > 0) this.enqueue(b);
     }
     if (this.replayAt < q.length) return; // the rest when the socket drains (onDrain)
     this.replayQ = null;
@@ -563,19 +563,25 @@ export class Session implements FramerSink {
   deliver(env: Envelope): boolean {
     if (!this.protobuf) return this.send(env.frame);
     const b = envelopeProto(env);
-    return b !== null ? this.send(b) : this.notEncodable();
+    return b.length > 0 ? this.send(b) : this.notEncodable(b);
   }
 
   /** Send an XML event the server made (pong …) in this client's wire format. */
   sendCot(xml: Buffer): boolean {
     if (!this.protobuf) return this.send(xml);
     const b = frameProto(xml);
-    return b !== null ? this.send(b) : this.notEncodable();
+    return b.length > 0 ? this.send(b) : this.notEncodable(b);
   }
 
-  /** An event too large for a protobuf client (ATAK drops messages of 64 KiB and more). */
-  private notEncodable(): boolean {
+  /** An event a protobuf client cannot get: too large (ATAK drops messages of 64 KiB and more), or
+   *  one TAK Protocol cannot carry as it is (a <point> without numbers: it would arrive at 0,0 or NaN). */
+  private notEncodable(why: Buffer): boolean {
     this.dropped++;
+    if (why === UNCONVERTIBLE) {
+      this.metrics.drop.unconvertible.inc();
+      this.logOnce('unconvertible_out', {}, 'event without a numeric <point> lat/lon (or with a value that is not a number): TAK protocol cannot carry it, not sent to this client (further ones are only counted)');
+      return false;
+    }
     this.metrics.drop.oversize.inc();
     this.logOnce('oversize_out', { limit: 65535 }, 'event too large for TAK protocol (64 KiB): not sent to this client (further ones are only counted)');
     return false;

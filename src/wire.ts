@@ -1,17 +1,20 @@
 // The two wire formats a client can speak: XML (everyone, from the start) and TAK Protocol v1
 // (protobuf, after negotiation). Every event is encoded at most once per format: the protobuf bytes
 // of an Envelope are made on its first protobuf recipient and shared by all the others.
-import { encodeStreamMessage, MAX_STREAM_MESSAGE, TAK_MAGIC } from '../protocol/takproto.ts';
+import { encodeStreamMessage, MAX_STREAM_MESSAGE, TAK_MAGIC, Unconvertible } from '../protocol/takproto.ts';
 import type { Envelope } from './bus/types.ts';
 
-/** Sentinel for "cannot go out as protobuf" (over ATAK's 64 KiB limit, or unreadable). */
-const NONE = Buffer.alloc(0);
+/** Sentinels for "cannot go out as protobuf": over ATAK's 64 KiB limit (or unreadable), and an
+ *  event TAK Protocol cannot carry as it is (a <point> without numbers). Both are empty Buffers. */
+export const TOO_BIG = Buffer.alloc(0);
+export const UNCONVERTIBLE = Buffer.alloc(0);
 
 function encode(xml: Buffer): Buffer {
   try {
-    return encodeStreamMessage(xml) ?? NONE;
-  } catch {
-    return NONE; // the frame passed the scan, so this is not expected; never crash the delivery
+    return encodeStreamMessage(xml) ?? TOO_BIG;
+  } catch (err) {
+    // the frame passed the scan, so anything but Unconvertible is not expected; never crash the delivery
+    return err instanceof Unconvertible ? UNCONVERTIBLE : TOO_BIG;
   }
 }
 
@@ -46,19 +49,20 @@ function inboundAsIs(env: Envelope): Buffer | null {
   return b;
 }
 
-/** The protobuf stream bytes of an envelope, or null when it cannot be sent as protobuf. */
-export function envelopeProto(env: Envelope): Buffer | null {
+/** The protobuf stream bytes of an envelope, or TOO_BIG / UNCONVERTIBLE (empty) when it cannot be sent as protobuf. */
+export function envelopeProto(env: Envelope): Buffer {
   let p = env.proto;
   if (p === undefined) env.proto = p = inboundAsIs(env) ?? encode(env.frame);
-  return p === NONE ? null : p;
+  return p;
 }
 
 // Server-made frames (pong is one Buffer per second) are encoded once per Buffer, too.
 const made = new WeakMap<Buffer, Buffer>();
 
-/** The protobuf stream bytes of an XML frame that may be sent many times (cached per Buffer). */
-export function frameProto(xml: Buffer): Buffer | null {
+/** The protobuf stream bytes of an XML frame that may be sent many times (cached per Buffer);
+ *  TOO_BIG / UNCONVERTIBLE (empty) when it cannot be sent as protobuf. */
+export function frameProto(xml: Buffer): Buffer {
   let p = made.get(xml);
   if (p === undefined) made.set(xml, p = encode(xml));
-  return p === NONE ? null : p;
+  return p;
 }

@@ -17,6 +17,8 @@ export const DropReason = {
   slow_consumer: 'slow_consumer', rate_limit: 'rate_limit', oversize: 'oversize', malformed: 'malformed',
   /** an event under the uid of another connected client (another certificate) */
   uid_conflict: 'uid_conflict',
+  /** not sent to a protobuf client: TAK Protocol cannot carry it as it is (a <point> without numbers) */
+  unconvertible: 'unconvertible',
 } as const;
 export type DropReason = keyof typeof DropReason;
 

@@ -12,6 +12,8 @@ const parser = new XMLParser({
   trimValues: true,
   ignoreDeclaration: true,
   ignorePiTags: true,
+  // character references are meaning too: &#xE9; and é are the same attribute value
+  htmlEntities: true,
 });
 
 type Obj = Record<string, unknown>;

@@ -50,3 +50,45 @@ export function streamFrame(msg: Uint8Array): Buffer {
   h.push(v);
   return Buffer.concat([Buffer.from(h), msg]);
 }
+
+/** Typed Detail fields as ATAK writes them back (commo's CoTMessage::reinitFromProtobuf): every
+ *  attribute, empty strings included, except contact's endpoint when empty; battery clamped to a C int. */
+const ATAK_ATTRS: Record<string, string[]> = {
+  contact: ['endpoint', 'callsign'], group: ['name', 'role'], precisionLocation: ['geopointsrc', 'altsrc'],
+  status: ['battery'], takv: ['device', 'platform', 'os', 'version'], track: ['speed', 'course'],
+};
+
+/**
+ * TakMessage -> XML the way an ATAK device turns a received message back into CoT (the reference
+ * for what a protobuf recipient sees): protobufjs decodes, then commo's rules — the xmlDetail
+ * elements first, a typed field appended only when xmlDetail has no element of its name, each
+ * typed element with all its attributes (see ATAK_ATTRS).
+ */
+export function atakToXml(bytes: Uint8Array, type = upstream): string {
+  const m = type.toObject(type.decode(bytes), { longs: Number, defaults: true }) as Obj;
+  const e = m.cotEvent as Obj;
+  const t = (ms: unknown) => new Date(ms as number).toISOString();
+  let x = `<event version="2.0" uid="${escapeAttr(e.uid as string)}" type="${escapeAttr(e.type as string)}"`;
+  for (const k of ['access', 'qos', 'opex']) if (e[k]) x += ` ${k}="${escapeAttr(e[k] as string)}"`;
+  x += ` time="${t(e.sendTime)}" start="${t(e.startTime)}" stale="${t(e.staleTime)}" how="${escapeAttr(e.how as string)}">`;
+  x += `<point lat="${e.lat}" lon="${e.lon}" hae="${e.hae}" ce="${e.ce}" le="${e.le}"/>`;
+  const d = e.detail as Obj | null;
+  if (d) {
+    const xd = (d.xmlDetail as string) ?? '';
+    x += '<detail>' + xd;
+    for (const [field, name] of Object.entries(TYPED)) {
+      const v = d[field] as Obj | null;
+      if (!v || new RegExp(`<${name}[\\s/>]`).test(xd)) continue;
+      x += `<${name}`;
+      for (const a of ATAK_ATTRS[field]) {
+        let val = v[a] as string | number;
+        if (field === 'contact' && a === 'endpoint' && val === '') continue;
+        if (field === 'status') val = Math.min(val as number, 0x7fffffff);
+        x += ` ${a}="${escapeAttr(String(val))}"`;
+      }
+      x += '/>';
+    }
+    x += '</detail>';
+  }
+  return x + '</event>';
+}

@@ -70,7 +70,7 @@ describe('ProtoFramer (TAK Protocol v1 streaming)', () => {
   });
 
   it('skips a message over the frame limit and reads the next one', () => {
-    const big = framed(encodeTakMessage(Buffer.from(`<event uid="u" type="t"><detail><remarks>${'x'.repeat(3000)}</remarks></detail></event>`)));
+    const big = framed(encodeTakMessage(Buffer.from(`<event uid="u" type="t"><point lat="1" lon="2"/><detail><remarks>${'x'.repeat(3000)}</remarks></detail></event>`)));
     const s = Buffer.concat([big, stream(xmls[0])]);
     for (const chunks of [[s], [s.subarray(0, 10), s.subarray(10, 2000), s.subarray(2000)]]) {
       const r = run(chunks, 1024);

@@ -2,13 +2,13 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import CoT from '@tak-ps/node-cot';
 import {
-  decodeTakMessage, encodeStreamMessage, encodeTakMessage, formatDouble, MAX_STREAM_MESSAGE, TAK_MAGIC, TakProtoError,
+  decodeTakMessage, encodeStreamMessage, encodeTakMessage, formatDouble, MAX_STREAM_MESSAGE, TAK_MAGIC, TakProtoError, Unconvertible,
 } from '../../protocol/takproto.ts';
 import { scan } from '../../protocol/scan.ts';
 import { escapeAttr } from '../../protocol/xml.ts';
 import { loadSamples } from '../helpers/samples.ts';
 import { normCot } from '../helpers/cotnorm.ts';
-import { ours, pbjsToXml, TYPED, upstream } from '../helpers/pbjs.ts';
+import { atakToXml, ours, pbjsToXml, TYPED, upstream } from '../helpers/pbjs.ts';
 
 // Two independent protobuf codecs in ../helpers/pbjs.ts: protobufjs with the upstream TAK .proto
 // files that node-cot ships, and with our protocol/proto files (checks the schemas we publish).
@@ -39,6 +39,13 @@ describe('takproto: XML <-> TakMessage', () => {
         // and we read protobufjs' own encoding of that message
         const again = upstream.encode(upstream.decode(bytes)).finish();
         assert.deepEqual(normCot(decodeTakMessage(Buffer.from(again))!), normCot(xml));
+      });
+
+      it(`${name}: an ATAK receiving our encoding rebuilds the same event (commo's decoding rules)`, () => {
+        // commo writes every attribute of a typed element back, "" for one the XML did not have:
+        // sample 07's <precisionlocation altsrc='???'/> came back with geopointsrc="" added
+        if (/type=["']t-x-takp-/.test(xml)) return; // TakControl: never sent as protobuf
+        assert.deepEqual(normCot(atakToXml(encodeTakMessage(Buffer.from(xml)))), normCot(xml));
       });
 
       it(`${name}: agrees with @tak-ps/node-cot both ways`, () => {
@@ -99,6 +106,42 @@ describe('takproto: XML <-> TakMessage', () => {
       }
     });
 
+    it('maps only what ATAK would map and rebuild unchanged: every attribute (contact endpoint aside), a C-int battery, finite numbers', () => {
+      const cases = [
+        '<__group name="Cyan"/>', // ATAK would rebuild it with role=""
+        '<__group role="Team Member"/>',
+        '<precisionlocation altsrc="???"/>',
+        '<takv platform="ATAK-CIV" version="4.10"/>',
+        '<takv device="d" platform="p" os="o"/>',
+        '<status battery="2147483648"/>', // ATAK clamps to 2147483647
+        '<status battery="4294967295"/>',
+        '<track speed="1e400" course="0"/>', // no double: ATAK's strtod refuses it
+        '<track speed="1" course="-1e309"/>',
+      ];
+      for (const c of cases) {
+        const d = fields(c);
+        assert.equal(d.xmlDetail, c, c);
+        for (const f of Object.keys(TYPED)) assert.equal(d[f], undefined, `${c}: ${f}`);
+        assert.deepEqual(normCot(atakToXml(encodeTakMessage(Buffer.from(ev(c))))), normCot(ev(c)), c);
+      }
+      // still mapped: a contact without endpoint (ATAK writes none back), the largest battery
+      assert.deepEqual(fields('<contact callsign="A"/>').contact, { callsign: 'A' });
+      assert.deepEqual(fields('<status battery="2147483647"/>').status, { battery: 2147483647 });
+    });
+
+    it('decodes a typed field as ATAK does: every attribute, "" included, contact endpoint only when set, battery clamped', () => {
+      const msg = upstream.encode(upstream.fromObject({
+        cotEvent: { uid: 'u', type: 't', detail: { group: { name: 'Cyan' }, takv: { platform: 'P' }, contact: { callsign: 'C' }, precisionLocation: { altsrc: 'GPS' }, status: { battery: 4000000000 } } },
+      })).finish();
+      const xml = decodeTakMessage(Buffer.from(msg))!.toString();
+      assert.ok(xml.includes('<__group name="Cyan" role=""/>'), xml);
+      assert.ok(xml.includes('<takv device="" platform="P" os="" version=""/>'), xml);
+      assert.ok(xml.includes('<contact callsign="C"/>'), xml);
+      assert.ok(xml.includes('<precisionlocation geopointsrc="" altsrc="GPS"/>'), xml);
+      assert.ok(xml.includes('<status battery="2147483647"/>'), xml);
+      assert.deepEqual(normCot(xml).detail, normCot(atakToXml(msg)).detail);
+    });
+
     it('<x></x> maps like <x/>; comments and text between elements stay in xmlDetail', () => {
       const d = fields('<!-- a --><contact callsign="A"></contact> <remarks>hi &amp; bye</remarks>');
       assert.deepEqual(d.contact, { callsign: 'A' });
@@ -123,6 +166,30 @@ describe('takproto: XML <-> TakMessage', () => {
       const back = roundTrip(x);
       assert.ok(scan(back).ok);
       assert.deepEqual(normCot(back), normCot(x));
+    });
+  });
+
+  describe('<point>', () => {
+    const ev = (point: string) => `<event version="2.0" uid="u1" type="a-f-G" how="m-g" time="2024-01-01T00:00:00.000Z" start="2024-01-01T00:00:00.000Z" stale="2024-01-01T00:01:00.000Z">${point}<detail/></event>`;
+
+    it('a point whose lat/lon is missing, empty or not a finite number, or no point at all, is Unconvertible (not 0,0 or NaN)', () => {
+      const bad = [
+        '', '<point lon="2" hae="0" ce="0" le="0"/>', '<point lat="1" hae="0" ce="0" le="0"/>', '<point lat="" lon="2"/>',
+        '<point lat="abc" lon="2"/>', '<point lat="NaN" lon="2"/>', '<point lat="0x10" lon="2"/>', '<point lat="1e400" lon="2"/>',
+        '<point lat="1" lon="2" hae="Infinity"/>', '<point lat="1" lon="2" ce=""/>', '<point lat="1" lon="2" le="1,5"/>',
+      ];
+      for (const p of bad) {
+        assert.ok(scan(Buffer.from(ev(p))).ok, `the scan accepts ${p}`);
+        assert.throws(() => encodeTakMessage(Buffer.from(ev(p))), (e: unknown) => e instanceof Unconvertible, p);
+        assert.throws(() => encodeStreamMessage(Buffer.from(ev(p))), (e: unknown) => e instanceof Unconvertible, p);
+      }
+    });
+
+    it('missing hae/ce/le are "unknown" (9999999, as commo fills them); numbers with white space or references are read', () => {
+      const back = normCot(roundTrip(ev('<point lat="1.5" lon="-2.5"/>')));
+      assert.deepEqual(back.point, { '@_lat': 1.5, '@_lon': -2.5, '@_hae': 9999999, '@_ce': 9999999, '@_le': 9999999 });
+      const ws = normCot(roundTrip(ev('<point lat=" 1.5 " lon="&#32;-2.5&#9;" hae="+1e2" ce=".5" le="-0"/>')));
+      assert.deepEqual(ws.point, { '@_lat': 1.5, '@_lon': -2.5, '@_hae': 100, '@_ce': 0.5, '@_le': 0 });
     });
   });
 
@@ -164,7 +231,8 @@ describe('takproto: XML <-> TakMessage', () => {
         assert.ok(scan(Buffer.from(xml)).ok, xml);
         const back = roundTrip(xml);
         assert.ok(scan(back).ok);
-        assert.deepEqual(normCot(back), normCot(xml));
+        // TakMessage cannot tell a missing how from how="": it comes back how="" (as from ATAK)
+        assert.deepEqual(normCot(back), { '@_how': '', ...normCot(xml) });
       }), { numRuns: 300 });
     });
 
@@ -174,6 +242,12 @@ describe('takproto: XML <-> TakMessage', () => {
         assert.deepEqual(normCot(pbjsToXml(bytes)), normCot(xml));
       }), { numRuns: 200 });
     });
+  });
+
+  it('how is always written back, as ATAK does (its XML reader refuses an event without how)', () => {
+    const msg = upstream.encode(upstream.fromObject({ cotEvent: { uid: 'u', type: 'a-f-G', sendTime: 1, startTime: 1, staleTime: 2 } })).finish();
+    assert.match(decodeTakMessage(Buffer.from(msg))!.toString(), /^<event version="2.0" uid="u" type="a-f-G" how="" time=/);
+    assert.equal(normCot(decodeTakMessage(Buffer.from(msg))!)['@_how'], normCot(atakToXml(msg))['@_how']);
   });
 
   describe('times', () => {
@@ -194,12 +268,12 @@ describe('takproto: XML <-> TakMessage', () => {
 
   it('times print exactly as Date.prototype.toISOString (from 1970 to 9999 and beyond)', () => {
     fc.assert(fc.property(fc.integer({ min: 1, max: 8.64e15 }), (ms) => {
-      const x = `<event uid="u" type="t" time="${new Date(ms).toISOString()}"/>`;
+      const x = `<event uid="u" type="t" time="${new Date(ms).toISOString()}"><point lat="0" lon="0"/></event>`;
       const back = decodeTakMessage(encodeTakMessage(Buffer.from(x)))!.toString();
       assert.ok(back.includes(`time="${new Date(ms).toISOString()}"`), `${ms}: ${back}`);
     }), { numRuns: 3000 });
     for (const ms of [1, 86399999, 86400000, 951782400000, 4107542399999, 253402300799999, 253402300800000]) {
-      const back = decodeTakMessage(encodeTakMessage(Buffer.from(`<event uid="u" type="t" time="${new Date(ms).toISOString()}"/>`)))!.toString();
+      const back = decodeTakMessage(encodeTakMessage(Buffer.from(`<event uid="u" type="t" time="${new Date(ms).toISOString()}"><point lat="0" lon="0"/></event>`)))!.toString();
       assert.ok(back.includes(`time="${new Date(ms).toISOString()}"`), `${ms}: ${back}`);
     }
   });

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { envelopeProto, frameProto, setInbound } from '../../src/wire.ts';
+import { envelopeProto, frameProto, setInbound, TOO_BIG, UNCONVERTIBLE } from '../../src/wire.ts';
 import { EnvelopeKind, type Envelope } from '../../src/bus/types.ts';
 import { pong } from '../../protocol/control.ts';
 import { decodeTakMessage, encodeTakMessage, TAK_MAGIC } from '../../protocol/takproto.ts';
@@ -22,11 +22,20 @@ describe('wire formats: each event encoded at most once per format', () => {
     assert.deepEqual(normCot(decodeTakMessage(a.subarray(3))!), normCot(xml));
   });
 
-  it('an event too large for ATAK is refused once (null), not re-encoded per recipient', () => {
-    const e = env(Buffer.from(`<event uid="u" type="t"><detail><remarks>${'x'.repeat(70000)}</remarks></detail></event>`));
-    assert.equal(envelopeProto(e), null);
+  it('an event too large for ATAK is refused once (TOO_BIG), not re-encoded per recipient', () => {
+    const e = env(Buffer.from(`<event uid="u" type="t"><point lat="1" lon="2" hae="0" ce="0" le="0"/><detail><remarks>${'x'.repeat(70000)}</remarks></detail></event>`));
+    assert.equal(envelopeProto(e), TOO_BIG);
     assert.equal(e.proto?.length, 0);
-    assert.equal(envelopeProto(e), null);
+    assert.equal(envelopeProto(e), TOO_BIG);
+  });
+
+  it('an event without a numeric <point> is refused once (UNCONVERTIBLE), told apart from one too large', () => {
+    for (const point of ['', '<point lat="abc" lon="2" hae="0" ce="0" le="0"/>', '<point lon="2"/>']) {
+      const e = env(Buffer.from(`<event uid="u" type="t">${point}<detail/></event>`));
+      assert.equal(envelopeProto(e), UNCONVERTIBLE, point);
+      assert.equal(envelopeProto(e), UNCONVERTIBLE, point);
+      assert.equal(frameProto(e.frame), UNCONVERTIBLE, point);
+    }
   });
 
   it('server-made frames (pong) are encoded once per Buffer', () => {
