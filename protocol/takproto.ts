@@ -880,7 +880,8 @@ function decodeEvent(s: number, end: number): Buffer {
   if (access) head += ` access="${escapeAttr(access)}"`;
   if (qos) head += ` qos="${escapeAttr(qos)}"`;
   if (opex) head += ` opex="${escapeAttr(opex)}"`;
-  if (how) head += ` how="${escapeAttr(how)}"`;
+  // always, as ATAK does: its XML reader (commo) refuses an event without how, how="" it takes
+  head += ` how="${escapeAttr(how)}"`;
   if (sendTime) head += ` time="${isoTime(sendTime)}"`;
   if (startTime) head += ` start="${isoTime(startTime)}"`;
   if (staleTime) head += ` stale="${isoTime(staleTime)}"`;

@@ -12,7 +12,8 @@ import { startTestServer, type TestServer } from '../helpers/server.ts';
 import { TestRedis } from '../helpers/redis.ts';
 import { CotClient, sa, sleep } from '../helpers/client.ts';
 import { TakClient } from '../helpers/takclient.ts';
-import { atakToXml } from '../helpers/pbjs.ts';
+import { atakToXml, streamFrame } from '../helpers/pbjs.ts';
+import { encodeTakMessage } from '../../protocol/takproto.ts';
 import { normCot } from '../helpers/cotnorm.ts';
 import { loadSamples } from '../helpers/samples.ts';
 
@@ -183,6 +184,38 @@ describe('e2e: fidelity — real captures through every kind of receiver', funct
     await sendSplit(tx, wire, 7);
     for (const [uid, raw] of events) await check(rx, raw, { proto: uid !== 'u-drawing' /* over 64 KiB */ });
     assert.equal(await A.metric('cot_events_dropped_total', { reason: 'unconvertible' }), unconvertible0);
+  });
+
+  it('the reverse: every sample sent as protobuf (mapped as ATAK maps it) reaches XML, node-tak and protobuf clients with its meaning', async () => {
+    const rx = await receivers();
+    const tx = await protoClient(A, 'fid-sender-pb');
+    const sent: string[] = [];
+    for (const [, b] of loadSamples()) {
+      const raw = b.toString('utf8').replaceAll("'TIME'", `'${NOW}'`);
+      if (/type=["']t-x-(c-t|takp-)/.test(raw)) continue;
+      tx.sock.write(streamFrame(encodeTakMessage(Buffer.from(raw))));
+      sent.push(raw);
+    }
+    for (const raw of sent) {
+      const uid = uidOf(raw.slice(raw.indexOf('<event')));
+      const meaning = protoMeaning(normCot(expectedXml(raw)));
+      for (const c of [rx.xa, rx.xb]) {
+        await c.waitFor((f) => f.some((e) => uidOf(e) === uid), 10000, `${uid} at an XML client`);
+        const got = c.frames.filter((e) => uidOf(e) === uid);
+        assert.equal(got.length, 1, `${uid} once`);
+        assert.deepEqual(normCot(got[0]!), meaning, `${uid}: the XML made from the protobuf`);
+        assert.ok(!got[0]!.includes('<marti'), 'no <marti>');
+      }
+      for (const c of [rx.pa, rx.pb]) {
+        const got = () => c.messages.map((m) => atakToXml(m)).filter((e) => uidOf(e) === uid);
+        await c.waitFor(() => got().length > 0, 10000, `${uid} at a protobuf client`);
+        assert.equal(got().length, 1);
+        assert.deepEqual(normCot(got()[0]!), meaning, `${uid}: what an ATAK rebuilds`);
+      }
+      const deadline = Date.now() + 10000;
+      while (!rx.nt.some((x) => x.raw.event._attributes.uid === uid) && Date.now() < deadline) await sleep(20);
+      assert.equal(rx.nt.filter((x) => x.raw.event._attributes.uid === uid).length, 1, `${uid} at node-tak`);
+    }
   });
 
   it('an event TAK Protocol cannot carry (no point, lat not a number) reaches XML clients, never protobuf ones as 0,0/NaN: counted unconvertible', async () => {
