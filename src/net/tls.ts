@@ -30,6 +30,14 @@ export type LimitHit = 'clients' | 'per_ip' | 'rate';
 const MAX_RATE_ENTRIES = 65536;
 /** full buckets are forgotten every this many acquisitions */
 const PRUNE_EVERY = 4096;
+/**
+ * ... and this long after a connection closed, again until none is left: a bucket is full a second
+ * after its last take, so once the connections stop the map empties instead of keeping every
+ * address of the last burst until 4096 more connections come (the soak run left 566 after one
+ * minute of churn from many addresses, for good).
+ */
+const PRUNE_AFTER_MS = 1100;
+function pruneLater(l: ConnectionLimiter): void { l.pruneIdle(); }
 
 /**
  * Counts open connections (handshaking ones too) in total and per IP, and the rate of new
@@ -43,6 +51,7 @@ export class ConnectionLimiter {
   private readonly perIp = new Map<string, number>();
   private readonly rates = new Map<string, { tokens: number; at: number }>();
   private acquired = 0;
+  private pruneTimer: NodeJS.Timeout | null = null;
   constructor(private readonly maxTotal: number, private readonly maxPerIp: number, private readonly ratePerIp = 0) {}
 
   /** Reserve a slot; returns null, or the limit that refuses it. */
@@ -83,9 +92,25 @@ export class ConnectionLimiter {
     const n = (this.perIp.get(ip) ?? 1) - 1;
     if (n <= 0) this.perIp.delete(ip);
     else this.perIp.set(ip, n);
+    this.armPrune();
+  }
+
+  private armPrune(): void {
+    if (this.rates.size === 0 || this.pruneTimer !== null) return;
+    this.pruneTimer = setTimeout(pruneLater, PRUNE_AFTER_MS, this);
+    this.pruneTimer.unref();
+  }
+
+  /** @internal (pruneLater) */
+  pruneIdle(): void {
+    this.pruneTimer = null;
+    this.prune(performance.now());
+    this.armPrune();
   }
 
   get open(): number { return this.total; }
+  /** addresses whose connection rate is being tracked */
+  get tracked(): number { return this.rates.size; }
 }
 
 /**

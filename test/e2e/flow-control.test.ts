@@ -483,7 +483,21 @@ describe('e2e: flow control', function () {
       assert.equal(l.acquire('c', t + 5000), 'per_ip');
       // 100,000 addresses once each: full buckets are forgotten, the map stays bounded
       for (let i = 0; i < 100_000; i++) take(`10.${i >> 16}.${(i >> 8) & 255}.${i & 255}`, t + 10_000 + i);
-      assert.ok((l as unknown as { rates: Map<string, unknown> }).rates.size <= 65536);
+      assert.ok(l.tracked <= 65536);
+    });
+
+    it('the per-address rate forgets every address a second after the connections stop (not only after 4096 more)', async () => {
+      const l = new ConnectionLimiter(0, 3, 3);
+      for (let i = 0; i < 500; i++) {
+        const ip = `10.1.${i >> 8}.${i & 255}`;
+        assert.equal(l.acquire(ip), null);
+        l.release(ip);
+      }
+      assert.equal(l.tracked, 500);
+      const t = Date.now();
+      while (l.tracked > 0 && Date.now() - t < 5000) await sleep(100);
+      assert.equal(l.tracked, 0, 'addresses of connections long gone still tracked');
+      assert.equal(l.open, 0);
     });
   });
 });
