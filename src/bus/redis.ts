@@ -146,7 +146,8 @@ export class RedisBus implements Bus {
   private readonly answerStart = new Map<string, number>();
   /** batches from another node were missed (a gap): ask for every node's state at the next beat */
   private syncWanted = false;
-  private syncSentAt = 0;
+  /** a sync request came while our publisher was not ready: answered once it is */
+  private answerOwed = false;
   private timer: NodeJS.Timeout | null = null;
   /** when our last heartbeat was published, and when one of ours last came back (ms) */
   private beatSentAt = 0;
@@ -289,7 +290,6 @@ export class RedisBus implements Bus {
   /** A header-only batch: sync request or heartbeat (sent only while connected). */
   private control(type: BatchType): void {
     if (!this.pubReady) return;
-    if (type === BatchType.sync) this.syncSentAt = Date.now();
     const buf = encodeBatch({ type, node: this.nodeId, epoch: this.epoch, seq: ++this.batchSeq }, []);
     this.pub.publish(this.channel, buf).catch((err: Error) => {
       // Redis's own answer to a beat (an ACL refusing PUBLISH) is not a hang: see beat()
@@ -300,6 +300,10 @@ export class RedisBus implements Bus {
 
   /** Answer a sync request: the latest SAs of our own clients, in batches of maxBatchBytes. */
   private answerSync(): void {
+    // without a publisher the answer would wait in the ring without its marks (which are not
+    // kept): answered whole, with the state of then, once the publisher is ready
+    if (!this.pubReady) { this.answerOwed = true; return; }
+    this.answerOwed = false;
     const envs = this.host?.localState() ?? [];
     let batch: Envelope[] = [];
     let sizes: number[] = [];
@@ -369,8 +373,9 @@ export class RedisBus implements Bus {
       if (lost > 0) {
         this.metrics.busGaps.inc(lost);
         // what we missed may hold disconnect notices: ask for every node's state (next beat),
-        // unless we just did (reconnected: the answers to that request cover what we missed)
-        if (now - this.syncSentAt > this.heartbeatMs) this.syncWanted = true;
+        // even right after our own request on reconnecting — that node may not have heard it
+        // (its subscriber was reconnecting too), and its answer is the only repair
+        this.syncWanted = true;
         // and an answer in progress has a hole: its end proves nothing
         this.answerStart.delete(h.node);
       }
@@ -433,6 +438,7 @@ export class RedisBus implements Bus {
     this.pubReady = true;
     this.setUp();
     this.sendHeld();
+    if (this.answerOwed && !this.closed) this.answerSync();
   };
 
   private readonly onPubClose = (): void => { this.pubReady = false; this.setUp(); };
