@@ -56,8 +56,9 @@ interface SaEntry {
   session: number;
   /** the owner's certificate serial (undefined: unknown — a plaintext client, an older node) */
   owner: string | undefined;
-  /** Date.now() when cached (a node's complete state prunes what it no longer holds: stateOf) */
-  at: number;
+  /** when cached, as a position in the cache's history (cacheMark): a node's complete state
+   *  prunes what it no longer holds (stateOf) */
+  gen: number;
 }
 
 export interface RouterOptions {
@@ -69,6 +70,8 @@ export class Router implements BusHost {
   private readonly byUid = new Map<string, Session>();
   private readonly byCallsign = new Map<string, Set<Session>>();
   private readonly sa = new Map<string, SaEntry>();
+  /** bumped by every SA cached and every cacheMark() */
+  private cacheSeq = 0;
   private seq = 0;
   private sweepTimer: NodeJS.Timeout;
   /** a log line per event only at debug level, decided once here (a no-op branch otherwise) */
@@ -82,6 +85,7 @@ export class Router implements BusHost {
     private readonly opts: RouterOptions,
   ) {
     this.debugEvents = log.isLevelEnabled('debug');
+    metrics.saCacheSize = () => this.sa.size;
     // stale SAs also leave the cache between newcomers, so memory follows live clients only
     this.sweepTimer = setInterval(() => this.sweep(Date.now()), 10_000);
     this.sweepTimer.unref();
@@ -280,7 +284,7 @@ export class Router implements BusHost {
   private onEnvelope(env: Envelope): void {
     const local = env.node === this.bus.nodeId;
     if (env.kind === EnvelopeKind.sa || env.kind === EnvelopeKind.replay) {
-      this.sa.set(env.uid, { uid: env.uid, type: env.type, staleMs: Number.isNaN(env.staleMs) ? Infinity : env.staleMs, frame: env.frame, node: env.node, session: env.session, owner: env.owner, at: Date.now() });
+      this.sa.set(env.uid, { uid: env.uid, type: env.type, staleMs: Number.isNaN(env.staleMs) ? Infinity : env.staleMs, frame: env.frame, node: env.node, session: env.session, owner: env.owner, gen: ++this.cacheSeq });
       if (env.kind === EnvelopeKind.replay) return; // cache only: its clients saw it when it was new
       // the same takeover across nodes: the device reconnected through another node (the balancer
       // chose another); its old connection here is closed (the SA just cached from there keeps the
@@ -355,9 +359,14 @@ export class Router implements BusHost {
     this.dropNodeSas(node, Infinity);
   }
 
+  /** A position in the SA cache's history: what is cached from now on comes after it. */
+  cacheMark(): number {
+    return ++this.cacheSeq;
+  }
+
   /**
    * `node` just sent its complete state (the answer to a sync request, which began arriving at
-   * `since`): its clients whose SA we cached before that and that the answer did not renew left
+   * cacheMark() `since`): its clients whose SA we cached before that and that the answer did not renew left
    * while we could not hear their disconnect notice (lost with the publishes of a Redis outage).
    * Without this they stayed on every map here and were replayed to every newcomer until their
    * stale time — with a stale time days ahead, for days. Dropped and announced.
@@ -368,12 +377,12 @@ export class Router implements BusHost {
     if (n > 0) this.log.info({ audit: 'bus', peer: node, clients: n }, 'clients of another node that left while the bus was cut: announced disconnected');
   }
 
-  /** Drop, and announce disconnected, the cached SAs of `node` cached before `before`. */
+  /** Drop, and announce disconnected, the SAs of `node` cached before the mark `before`. */
   private dropNodeSas(node: string, before: number): number {
     const t0 = performance.now();
     let n = 0;
     for (const e of [...this.sa.values()]) {
-      if (e.node !== node || !(e.at < before)) continue;
+      if (e.node !== node || !(e.gen < before)) continue;
       n++;
       this.onEnvelope({ kind: EnvelopeKind.gone, node, session: e.session, seq: 0, uid: e.uid, type: e.type, staleMs: NaN, callsigns: null, uids: null, frame: disconnectNotice(e.uid, e.type), t0 });
     }

@@ -4,6 +4,7 @@
 // the size of every per-client map (router, limiter, bus), and log lines by message.
 import fs from 'node:fs';
 import { Writable } from 'node:stream';
+import v8 from 'node:v8';
 import { buildConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/ops/log.ts';
 import { CotServer } from '../../src/server.ts';
@@ -60,8 +61,12 @@ process.on('message', (m: Any) => {
     for (const t of process.getActiveResourcesInfo()) handles[t] = (handles[t] ?? 0) + 1;
     process.send!({
       kind: 'probe', id: m.id, rss: mem.rss, heapUsed: mem.heapUsed, external: mem.external, arrayBuffers: mem.arrayBuffers,
+      spaces: Object.fromEntries(v8.getHeapSpaceStatistics().map((x) => [x.space_name.replace('_space', ''), x.space_used_size])),
       fds: fs.readdirSync('/proc/self/fd').length, handles, sizes: sizes(), lines, byMsg: Object.fromEntries(byMsg),
     });
+  } else if (m.kind === 'snapshot') {
+    if (global.gc) global.gc();
+    process.send!({ kind: 'probe', id: m.id, file: v8.writeHeapSnapshot(m.file) });
   } else if (m.kind === 'stop') {
     void server.stop().then(() => process.exit(0));
   }

@@ -30,6 +30,7 @@ const opts = new Command()
   .option('--chaos', 'with --redis: restart and SIGSTOP redis during the churn')
   .option('--settle <s>', 'wait after the churn before the final probe', '15')
   .option('--only <list>', 'comma-separated scenario names')
+  .option('--snapshots', 'heap snapshots at the baseline and when settled (in the temp dir)')
   .option('--flags <json>', 'extra server flags (JSON)', '{}')
   .parse().opts() as Record<string, string | boolean>;
 
@@ -279,7 +280,8 @@ async function report(tag: string): Promise<any[]> { // eslint-disable-line @typ
     lastLines.set(n.name, { lines: p.lines, at: now });
     const h = Object.entries(p.handles as Record<string, number>).map(([k, v]) => `${k}:${v}`).join(',');
     const sz = Object.entries(p.sizes as Record<string, number>).map(([k, v]) => `${k}=${v}`).join(' ');
-    log(`${tag} ${n.name} rss=${mb(p.rss)}M heap=${mb(p.heapUsed)}M ext=${mb(p.external)}M ab=${mb(p.arrayBuffers)}M fds=${p.fds} series=${series} cot_connections=${conn} lines/s=${lps} handles[${h}] ${sz}`);
+    const sp = Object.entries(p.spaces as Record<string, number>).filter(([, v]) => v > 0).map(([k, v]) => `${k}:${mb(v)}`).join(',');
+    log(`${tag} ${n.name} spaces[${sp}] rss=${mb(p.rss)}M heap=${mb(p.heapUsed)}M ext=${mb(p.external)}M ab=${mb(p.arrayBuffers)}M fds=${p.fds} series=${series} cot_connections=${conn} lines/s=${lps} handles[${h}] ${sz}`);
     out.push({ ...p, series, conn });
   }
   return out;
@@ -299,8 +301,13 @@ async function worker(): Promise<void> {
   }
 }
 
+function snapshot(n: Node, tag: string): Promise<any> { // eslint-disable-line @typescript-eslint/no-explicit-any
+  const id = ++probeId;
+  return new Promise((r) => { n.pending.set(id, r); n.proc.send({ kind: 'snapshot', id, file: path.join(dir, `${n.name}-${tag}.heapsnapshot`) }); });
+}
 await sleep(500);
 const base = await report('baseline');
+if (opts.snapshots) for (const n of nodes) log(`snapshot ${(await snapshot(n, 'baseline')).file}`);
 await startHolders(Number(opts.holders));
 holdersTalk();
 await sleep(2000);
@@ -319,6 +326,7 @@ if (holderTimer) clearInterval(holderTimer);
 for (const h of holders) h.sock.end();
 await sleep(Number(opts.settle) * 1000);
 const fin = await report('settled');
+if (opts.snapshots) for (const n of nodes) log(`snapshot ${(await snapshot(n, 'settled')).file}`);
 for (let i = 0; i < nodes.length; i++) {
   const b = base[i];
   const f = fin[i];

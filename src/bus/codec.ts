@@ -146,6 +146,24 @@ export function decodeHeader(buf: Buffer): BatchHeader & { bodyOffset: number; c
   };
 }
 
+/**
+ * A node's answer to a sync request is framed by two events batches of no envelope (never sent
+ * otherwise; nodes before these ignore any such batch): `start` has one byte 1 after the header,
+ * `end` nothing. A receiver that saw both, and no gap between them, has the node's complete state.
+ */
+export type AnswerMark = 'start' | 'end';
+
+export function encodeAnswerMark(h: BatchHeader, mark: AnswerMark): Buffer {
+  const head = encodeBatch(h, []);
+  return mark === 'end' ? head : Buffer.concat([head, Buffer.from([1])]);
+}
+
+/** The answer mark a header-only events batch is (null: any other batch). */
+export function answerMarkOf(buf: Buffer, h: ReturnType<typeof decodeHeader>): AnswerMark | null {
+  if (h.type !== BatchType.events || h.count !== 0) return null;
+  return buf.length > h.bodyOffset && buf[h.bodyOffset] === 1 ? 'start' : 'end';
+}
+
 /** A cursor over one batch: every read is bounds-checked. */
 class Reader {
   constructor(readonly buf: Buffer, public off: number) {}

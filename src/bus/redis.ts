@@ -33,7 +33,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { Redis, ReplyError, type RedisOptions } from 'ioredis';
-import { BatchType, CodecError, decodeBatch, decodeHeader, encodeBatch, envelopeSize } from './codec.ts';
+import { BatchType, CodecError, answerMarkOf, decodeBatch, decodeHeader, encodeAnswerMark, encodeBatch, envelopeSize } from './codec.ts';
 import { EnvelopeKind, type Bus, type BusHost, type DeliverFn, type Envelope } from './types.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import { redactUrl, type Logger } from '../ops/log.ts';
@@ -141,7 +141,8 @@ export class RedisBus implements Bus {
    *  of theirs shown again (every node that had declared it lost asks; each SA is shown once) */
   private readonly lost = new Map<string, number>();
   private readonly revived = new Map<string, { at: number; shown: Set<string> }>();
-  /** per node: when the sync answer it is sending began to arrive (until its end marker) */
+  /** per node: the host's cacheMark() when the sync answer it is sending began to arrive (its
+   *  start mark; until its end mark, or a gap) */
   private readonly answerStart = new Map<string, number>();
   /** batches from another node were missed (a gap): ask for every node's state at the next beat */
   private syncWanted = false;
@@ -312,6 +313,10 @@ export class RedisBus implements Bus {
     };
     // our own pending envelopes go first: batch order is sequence order
     this.flush();
+    // framed by a start and an end mark: a receiver that saw both, and every batch between them,
+    // knows our complete state and drops the clients of ours it still holds that left while it
+    // could not hear their disconnect notice (stateOf)
+    this.send(encodeAnswerMark({ type: BatchType.events, node: this.nodeId, epoch: this.epoch, seq: ++this.batchSeq }, 'start'), 0);
     for (const e of envs) {
       const size = envelopeSize(e);
       if (Number.isNaN(size)) continue;
@@ -321,10 +326,7 @@ export class RedisBus implements Bus {
       if (bytes >= this.maxBatchBytes) out();
     }
     out();
-    // the end of the answer, even an empty one: an events batch of no envelopes (never sent
-    // otherwise; older nodes ignore it). The receivers then know our complete state and drop
-    // the clients of ours they still hold that left while they could not hear it (stateOf).
-    this.send(encodeBatch({ type: BatchType.events, node: this.nodeId, epoch: this.epoch, seq: ++this.batchSeq }, []), 0);
+    this.send(encodeAnswerMark({ type: BatchType.events, node: this.nodeId, epoch: this.epoch, seq: ++this.batchSeq }, 'end'), 0);
   }
 
   // ---- receive ------------------------------------------------------------------------------
@@ -369,22 +371,23 @@ export class RedisBus implements Bus {
         // what we missed may hold disconnect notices: ask for every node's state (next beat),
         // unless we just did (reconnected: the answers to that request cover what we missed)
         if (now - this.syncSentAt > this.heartbeatMs) this.syncWanted = true;
+        // and an answer in progress has a hole: its end proves nothing
         this.answerStart.delete(h.node);
       }
       p.seq = h.seq;
       if (h.type === BatchType.heartbeat) return;
       if (h.type === BatchType.sync) { this.answerSync(); return; }
       if (h.count === 0) {
-        // the end of a sync answer (answerSync): that node's state is complete
-        const since = this.answerStart.get(h.node) ?? now;
+        // the frame of a sync answer (answerSync): complete if we saw its start and no gap since
+        if (answerMarkOf(msg, h) === 'start') { if (this.host) this.answerStart.set(h.node, this.host.cacheMark()); return; }
+        const since = this.answerStart.get(h.node);
+        if (since === undefined) return;
         this.answerStart.delete(h.node);
         this.host?.stateOf(h.node, since);
         return;
       }
       const batch = decodeBatch(msg, performance.now());
       const envs = batch.envelopes;
-      // a sync answer is a run of replay-only batches: remember when this one began
-      if (envs[0].kind === EnvelopeKind.replay && !this.answerStart.has(h.node)) this.answerStart.set(h.node, now);
       this.metrics.busIn.inc(envs.length);
       const deliver = this.deliver;
       // the SAs of a node we declared lost: our clients were told its clients disconnected

@@ -52,7 +52,9 @@ export interface BusHost {
   localState(): Envelope[];
   /** a node stopped answering, or restarted: forget (and announce the end of) the clients it owned */
   nodeLost(node: string): void;
-  /** a node's complete answer to a sync request, which began arriving at `since` (Date.now()),
+  /** a position in the SA cache's history (taken when a node's sync answer starts to arrive) */
+  cacheMark(): number;
+  /** a node's complete answer to a sync request, which began arriving at cacheMark() `since`,
    *  has arrived: its clients cached before that and not in the answer are gone */
   stateOf(node: string, since: number): void;
 }

@@ -160,6 +160,8 @@ export class Metrics {
   readonly logDropped: HotCounter;
   readonly httpRefused: HotCounter;
   readonly readThrottled: HotCounter;
+  /** read at scrape time: the size of the latest-SA cache (the router sets it) */
+  saCacheSize: () => number = () => 0;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const r = this.registry;
@@ -196,6 +198,11 @@ export class Metrics {
     this.logDropped = hotCounter(r, 'cot_log_lines_dropped_total', 'Log lines dropped because stdout did not take them and --log-buffer was full');
     this.httpRefused = hotCounter(r, 'cot_http_connections_refused_total', 'Connections to the /metrics /healthz /readyz listener refused: over its connection limits (in all, per address)');
     this.readThrottled = hotCounter(r, 'cot_read_throttled_seconds_total', 'Time reading from clients was paused because they sent more than twice --rate-bytes (summed over clients)');
+    const saCache = (): number => this.saCacheSize();
+    new client.Gauge({
+      name: 'cot_sa_cache_entries', help: 'Latest SAs cached for newcomers (clients of this node and of the others): follows the connected clients; one that only grows means SAs of clients gone are kept',
+      registers, collect() { this.set(saCache()); },
+    });
     this.sessionsClosed = new client.Counter({ name: 'cot_sessions_closed_total', help: 'Client sessions closed, by reason', labelNames: ['reason'], registers });
     // every reason exported from the start at 0, like the other counters: rate() and alerts on a
     // reason need its series before the first such close
