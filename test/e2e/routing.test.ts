@@ -6,23 +6,12 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { testPki, type SharedPki } from '../helpers/pki.ts';
-import { startTestServer, type TestServer } from '../helpers/server.ts';
+import type { SharedPki } from '../helpers/pki.ts';
+import type { TestServer } from '../helpers/server.ts';
+import { ANNOUNCE, chatEv, e2eServer } from '../helpers/e2e.ts';
 import { CotClient, sa, ping, sleep } from '../helpers/client.ts';
 import { SAMPLES_DIR } from '../helpers/samples.ts';
 import { scan } from '../../protocol/scan.ts';
-
-const ANNOUNCE = 'type="t-x-takp-v"';
-let seq = 0;
-
-/** A GeoChat-like event with an explicit <marti> (or none): uid is unique per call. */
-function chatEv(tag: string, marti = ''): string {
-  const t = new Date().toISOString();
-  const stale = new Date(Date.now() + 3600_000).toISOString();
-  return `<event version="2.0" uid="GeoChat.${tag}.${++seq}" type="b-t-f" time="${t}" start="${t}" stale="${stale}" how="h-g-i-g-o">` +
-    '<point lat="0.0" lon="0.0" hae="9999999.0" ce="9999999.0" le="9999999.0"/>' +
-    `<detail><__chat senderCallsign="S" chatroom="R"/><remarks source="BAO.F.ATAK.x">${tag}</remarks>${marti}</detail></event>`;
-}
 
 function dests(...d: Array<[ 'callsign' | 'uid', string ]>): string {
   return '<marti>' + d.map(([k, v]) => `<dest ${k}="${v}"/>`).join('') + '</marti>';
@@ -34,14 +23,9 @@ describe('e2e: TAK routing semantics', function () {
   this.timeout(30000);
   let pki: SharedPki;
   let srv: TestServer;
-  const open: CotClient[] = [];
-
-  async function connect(name: string): Promise<CotClient> {
-    const c = await CotClient.connect(srv.port, await pki.client(name));
-    open.push(c);
-    await c.waitFor((f) => f.some((x) => x.includes(ANNOUNCE)), 5000, 'announcement');
-    return c;
-  }
+  const e = e2eServer();
+  const { connect, sentinel } = e;
+  before(function () { ({ pki, srv } = e); });
 
   /** Connect and identify with an SA; waits until every `peers` client has seen that SA. */
   async function identified(name: string, uid: string, callsign: string, peers: CotClient[] = [], opts: Parameters<typeof sa>[2] = {}): Promise<CotClient> {
@@ -50,26 +34,6 @@ describe('e2e: TAK routing semantics', function () {
     for (const p of peers) await p.waitFor((f) => f.some((x) => x.includes(`uid="${uid}"`)), 5000, `${uid} SA at a peer`);
     return c;
   }
-
-  /** Sender broadcasts a sentinel; resolves when every listed client has it. */
-  async function sentinel(from: CotClient, to: CotClient[]): Promise<void> {
-    const tag = `sentinel-${++seq}`;
-    from.send(chatEv(tag));
-    for (const c of to) await c.waitFor((f) => f.some((x) => x.includes(`>${tag}<`)), 5000, tag);
-  }
-
-  before(async function () {
-    this.timeout(60000);
-    pki = await testPki();
-    srv = await startTestServer(pki.dir);
-  });
-  afterEach(async () => {
-    while (open.length) open.pop()!.close();
-    // let the server see every close before the next test counts sessions
-    const deadline = Date.now() + 5000;
-    while (srv.server.router.sessions.size > 0 && Date.now() < deadline) await sleep(10);
-  });
-  after(async () => { await srv?.stop(); });
 
   describe('directed delivery', () => {
     let a: CotClient, b: CotClient, c: CotClient;

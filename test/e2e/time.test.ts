@@ -6,11 +6,11 @@ import { readFileSync } from 'node:fs';
 import TAK, { CoT } from '@tak-ps/node-tak';
 import { testPki, type SharedPki } from '../helpers/pki.ts';
 import { startTestServer, spawnServer, type TestServer, type SpawnedServer } from '../helpers/server.ts';
+import { ANNOUNCE, chatEv, e2eServer } from '../helpers/e2e.ts';
 import { CotClient, sa, ping, sleep } from '../helpers/client.ts';
 import { TakClient } from '../helpers/takclient.ts';
 import { TestRedis } from '../helpers/redis.ts';
 
-const ANNOUNCE = 'type="t-x-takp-v"';
 const MIN = 60;
 let seq = 0;
 
@@ -34,46 +34,15 @@ function del(uid: string, type = 'a-f-G-U-C'): string {
     `<point lat="0" lon="0" hae="0" ce="9999999" le="9999999"/><detail><link uid="${uid}" relation="p-p" type="${type}"/></detail></event>`;
 }
 
-function chatEv(tag: string): string {
-  const t = new Date().toISOString();
-  return `<event version="2.0" uid="GeoChat.${tag}.${++seq}" type="b-t-f" time="${t}" start="${t}" stale="${new Date(Date.now() + 3600_000).toISOString()}" how="h-g-i-g-o">` +
-    `<point lat="0" lon="0" hae="0" ce="9999999" le="9999999"/><detail><remarks>${tag}</remarks></detail></event>`;
-}
-
 const has = (c: { frames: string[] }, needle: string): number => c.frames.filter((f) => f.includes(needle)).length;
 
 describe('e2e: CoT time and what a newcomer is shown', function () {
   this.timeout(30000);
   let pki: SharedPki;
   let srv: TestServer;
-  const open: Array<{ close(): void }> = [];
-
-  async function connect(name: string): Promise<CotClient> {
-    const c = await CotClient.connect(srv.port, await pki.client(name));
-    open.push(c);
-    await c.waitFor((f) => f.some((x) => x.includes(ANNOUNCE)), 5000, 'announcement');
-    return c;
-  }
-
-  /** Sender broadcasts a sentinel; resolves when every listed client has it (events from one
-   *  sender arrive in order, so anything it sent before has arrived too). */
-  async function sentinel(from: CotClient, to: CotClient[]): Promise<void> {
-    const tag = `sentinel-${++seq}`;
-    from.send(chatEv(tag));
-    for (const c of to) await c.waitFor((f) => f.some((x) => x.includes(`>${tag}<`)), 5000, tag);
-  }
-
-  before(async function () {
-    this.timeout(60000);
-    pki = await testPki();
-    srv = await startTestServer(pki.dir);
-  });
-  afterEach(async () => {
-    while (open.length) open.pop()!.close();
-    const deadline = Date.now() + 5000;
-    while (srv.server.router.sessions.size > 0 && Date.now() < deadline) await sleep(10);
-  });
-  after(async () => { await srv?.stop(); });
+  const e = e2eServer();
+  const { connect, sentinel, open } = e;
+  before(function () { ({ pki, srv } = e); });
 
   describe('device clock skew', () => {
     it('a device 10 minutes behind: its SA is replayed to newcomers for as long as it says (stale - time), not dropped as stale on arrival', async () => {
@@ -369,44 +338,41 @@ describe('e2e: clock skew across two nodes on Redis', function () {
     await redis?.stop();
   });
 
+  /** a client of certificate `name` on `node`, closed after the tests; `replayed`: once it has had its replay */
+  async function join(node: SpawnedServer, name: string, replayed = false): Promise<CotClient> {
+    const c = await CotClient.connect(node.port, await pki.client(name));
+    clients.push(c);
+    if (replayed) await c.waitFor((f) => f.some((x) => x.includes(ANNOUNCE)), 5000, 'announcement');
+    return c;
+  }
+
   it('an SA from a device 10 minutes behind on node A is replayed to a newcomer on node B, and leaves it with its client', async () => {
     const [A, B] = nodes;
-    const late = await CotClient.connect(A.port, await pki.client('alpha'));
-    const watcher = await CotClient.connect(B.port, await pki.client('bravo'));
-    clients.push(late, watcher);
-    await watcher.waitFor((f) => f.some((x) => x.includes(ANNOUNCE)), 5000, 'announcement');
+    const late = await join(A, 'alpha');
+    const watcher = await join(B, 'bravo', true);
     late.send(sa('uid-late-a', 'LATE', { skewSec: -10 * MIN, staleSec: 375 }));
     await watcher.waitFor((f) => has({ frames: f }, 'uid="uid-late-a"') === 1, 5000, 'SA across nodes');
-    const n = await CotClient.connect(B.port, await pki.client('charlie'));
-    clients.push(n);
-    await n.waitFor((f) => f.some((x) => x.includes(ANNOUNCE)), 5000, 'announcement');
+    const n = await join(B, 'charlie', true);
     assert.equal(replayOf(n).get('uid-late-a')?.length, 1, 'not replayed on the other node');
     late.close();
     await watcher.waitFor((f) => has({ frames: f }, 'link uid="uid-late-a"') === 1, 5000, 'notice across nodes');
-    const n2 = await CotClient.connect(B.port, await pki.client('delta'));
-    clients.push(n2);
-    await n2.waitFor((f) => f.some((x) => x.includes(ANNOUNCE)), 5000, 'announcement');
+    const n2 = await join(B, 'delta', true);
     assert.equal(replayOf(n2).get('uid-late-a'), undefined, 'replayed after it left');
   });
 
   it('a client on node A deleting itself: out of the replay on node B too, one delete there, no second one when it leaves', async () => {
     const [A, B] = nodes;
-    const bye = await CotClient.connect(A.port, await pki.client('echo'));
-    const watcher = await CotClient.connect(B.port, await pki.client('foxtrot'));
-    clients.push(bye, watcher);
-    await watcher.waitFor((f) => f.some((x) => x.includes(ANNOUNCE)), 5000, 'announcement');
+    const bye = await join(A, 'echo');
+    const watcher = await join(B, 'foxtrot', true);
     bye.send(sa('uid-bye-a', 'BYE'));
     await watcher.waitFor((f) => has({ frames: f }, 'uid="uid-bye-a"') === 1, 5000, 'SA across nodes');
     bye.send(del('uid-bye-a'));
     await watcher.waitFor((f) => has({ frames: f }, 'link uid="uid-bye-a"') === 1, 5000, 'the delete across nodes');
-    const n = await CotClient.connect(B.port, await pki.client('golf'));
-    clients.push(n);
-    await n.waitFor((f) => f.some((x) => x.includes(ANNOUNCE)), 5000, 'announcement');
+    const n = await join(B, 'golf', true);
     assert.equal(replayOf(n).get('uid-bye-a'), undefined, 'replayed on B after it deleted itself');
     bye.close();
     // a later event from A to B shows whatever A sent on the close has arrived
-    const other = await CotClient.connect(A.port, await pki.client('hotel'));
-    clients.push(other);
+    const other = await join(A, 'hotel');
     other.send(chatEv('after-bye'));
     await watcher.waitFor((f) => f.some((x) => x.includes('>after-bye<')), 5000, 'an event after the close');
     await sleep(300);
