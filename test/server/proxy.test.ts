@@ -6,12 +6,13 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { parseProxyHeader, ProxyHeaderError } from '../../src/net/proxy.ts';
 import { testPki, type SharedPki } from '../helpers/pki.ts';
-import { startTestServer, ROOT, type TestServer } from '../helpers/server.ts';
+import { startTestServer, type TestServer } from '../helpers/server.ts';
 import { CotClient, sa, sleep } from '../helpers/client.ts';
 import { freePort } from '../helpers/net.ts';
+import { HaProxy, HAPROXY, readmeRecipe } from '../helpers/haproxy.ts';
 
 const V2_SIG = Buffer.from('\r\n\r\n\0\r\nQUIT\n', 'latin1');
 
@@ -98,44 +99,17 @@ describe('PROXY protocol header parser', () => {
 });
 
 /** A real HAProxy in TCP mode: `v2` and `v1` frontends, connecting to the server from 127.0.0.2. */
-const HAPROXY = ['/usr/sbin/haproxy', '/usr/local/sbin/haproxy'].find((p) => fs.existsSync(p)) ?? 'haproxy';
-
-class HaProxy {
-  out = '';
-  private constructor(readonly proc: ChildProcess, readonly v2port: number, readonly v1port: number, private readonly dir: string) {}
-  static async start(backendPort: number): Promise<HaProxy> {
-    const [v2port, v1port] = [await freePort(), await freePort()];
-    const cfg = [
-      'global', '  maxconn 200',
-      'defaults', '  mode tcp', '  timeout connect 5s', '  timeout client 60s', '  timeout server 60s',
-      `frontend f2`, `  bind 127.0.0.1:${v2port}`, '  default_backend b2',
-      `frontend f1`, `  bind 127.0.0.1:${v1port}`, '  default_backend b1',
-      `backend b2`, `  server s 127.0.0.1:${backendPort} source 127.0.0.2 send-proxy-v2`,
-      `backend b1`, `  server s 127.0.0.1:${backendPort} source 127.0.0.2 send-proxy`,
-    ].join('\n') + '\n';
-    return HaProxy.run(cfg, v2port, v1port);
-  }
-
-  /** HAProxy on a configuration of our own, once it listens on `probePort`; its stderr in `out`. */
-  static async run(cfg: string, v2port: number, v1port = v2port): Promise<HaProxy> {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cotstream-haproxy-'));
-    fs.writeFileSync(path.join(dir, 'haproxy.cfg'), cfg);
-    const proc = spawn(HAPROXY, ['-db', '-f', path.join(dir, 'haproxy.cfg')], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const h = new HaProxy(proc, v2port, v1port, dir);
-    proc.stdout!.on('data', (d: Buffer) => { h.out += d; });
-    proc.stderr!.on('data', (d: Buffer) => { h.out += d; });
-    for (const deadline = Date.now() + 10000; ;) {
-      if (proc.exitCode !== null) throw new Error(`haproxy exited: ${h.out}`);
-      const ok = await new Promise<boolean>((r) => { const s = net.connect(v1port, '127.0.0.1', () => { s.destroy(); r(true); }).on('error', () => r(false)); });
-      if (ok) return h;
-      if (Date.now() > deadline) { proc.kill('SIGKILL'); throw new Error(`haproxy did not listen: ${h.out}`); }
-      await sleep(50);
-    }
-  }
-  async stop(): Promise<void> {
-    if (this.proc.exitCode === null) await new Promise((r) => { this.proc.once('exit', r); this.proc.kill('SIGKILL'); });
-    fs.rmSync(this.dir, { recursive: true, force: true });
-  }
+async function haproxyFor(backendPort: number): Promise<HaProxy> {
+  const [v2port, v1port] = [await freePort(), await freePort()];
+  const cfg = [
+    'global', '  maxconn 200',
+    'defaults', '  mode tcp', '  timeout connect 5s', '  timeout client 60s', '  timeout server 60s',
+    `frontend f2`, `  bind 127.0.0.1:${v2port}`, '  default_backend b2',
+    `frontend f1`, `  bind 127.0.0.1:${v1port}`, '  default_backend b1',
+    `backend b2`, `  server s 127.0.0.1:${backendPort} source 127.0.0.2 send-proxy-v2`,
+    `backend b1`, `  server s 127.0.0.1:${backendPort} source 127.0.0.2 send-proxy`,
+  ].join('\n') + '\n';
+  return HaProxy.run(cfg, v2port, v1port);
 }
 
 describe('e2e: clients behind HAProxy with --proxy-protocol', function () {
@@ -148,7 +122,7 @@ describe('e2e: clients behind HAProxy with --proxy-protocol', function () {
   before(async () => {
     pki = await testPki();
     srv = await startTestServer(pki.dir, { proxyProtocol: '127.0.0.2', maxClientsPerIp: '1', handshakeTimeout: '1500' });
-    lb = await HaProxy.start(srv.port);
+    lb = await haproxyFor(srv.port);
   });
   afterEach(() => { while (open.length) open.pop()!.destroy(); });
   after(async () => { await lb?.stop(); await srv?.stop(); });
@@ -250,9 +224,7 @@ describe('e2e: clients behind HAProxy with --proxy-protocol', function () {
 describe('e2e: the README\'s HAProxy recipe, as written', function () {
   this.timeout(60000);
   it('is valid without warnings, and with Redis gone from every node still lets devices in', async () => {
-    const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
-    const block = /```\n(defaults\n[\s\S]*?)```/.exec(readme.split('**Several machines**')[1] ?? '')?.[1];
-    assert.ok(block, 'the recipe is in the README under "Several machines"');
+    const block = readmeRecipe();
     // a node keeps a silent client while its latest SA is valid, up to 15 min (a stationary ATAK
     // sends every 180 s): the balancer must not cut it first
     for (const side of ['client', 'server']) {
