@@ -284,12 +284,19 @@ export class Router implements BusHost {
   private onEnvelope(env: Envelope): void {
     const local = env.node === this.bus.nodeId;
     if (env.kind === EnvelopeKind.sa || env.kind === EnvelopeKind.replay) {
+      const prev = env.kind === EnvelopeKind.replay ? this.sa.get(env.uid) : undefined;
       this.sa.set(env.uid, { uid: env.uid, type: env.type, staleMs: Number.isNaN(env.staleMs) ? Infinity : env.staleMs, frame: env.frame, node: env.node, session: env.session, owner: env.owner, gen: ++this.cacheSeq });
-      if (env.kind === EnvelopeKind.replay) return; // cache only: its clients saw it when it was new
-      // the same takeover across nodes: the device reconnected through another node (the balancer
-      // chose another); its old connection here is closed (the SA just cached from there keeps the
-      // delete notice from going out)
-      if (!local && env.owner !== undefined) {
+      if (env.kind === EnvelopeKind.replay) {
+        // A node's answer to a sync request: our clients have seen what we had cached (live, or in
+        // their own replay), so the same SA again is for the cache only. One we did not have, or a
+        // newer one, they have not seen: it crossed no bus (published while Redis was away past the
+        // held-publish window, or by a node we had declared lost), or they were told its client
+        // left. Shown now, once: a stationary ATAK reports every 180 s.
+        if (prev !== undefined && prev.frame.equals(env.frame)) return;
+      } else if (!local && env.owner !== undefined) {
+        // the same takeover across nodes: the device reconnected through another node (the balancer
+        // chose another); its old connection here is closed (the SA just cached from there keeps the
+        // delete notice from going out)
         const old = this.byUid.get(env.uid);
         if (old !== undefined && old.identity.serial === env.owner) old.close('replaced');
       }

@@ -27,8 +27,11 @@
 //   that Redis answers with an error (an ACL without PUBLISH) is not a hang: the node is down with
 //   that error, once, and up again when a beat goes through — reconnecting would not help.
 // - A node declared lost that is heard again (it was frozen, or cut off from Redis alone) is asked
-//   for its clients' SAs, and those are delivered to our clients as well as cached: they were told
-//   its clients disconnected, and should see them again now, not at each one's next report.
+//   for its clients' SAs; the router shows our clients those they have not seen (Router.onEnvelope:
+//   a replay that brings news): they were told its clients disconnected, and should see them again
+//   now, not at each one's next report.
+// - A node that stops cleanly says so (a `bye` mark after its clients' disconnect notices): the
+//   others forget it at once instead of reporting it silent three beats later.
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
@@ -137,10 +140,9 @@ export class RedisBus implements Bus {
 
   // peers
   private readonly peers = new Map<string, Peer>();
-  /** nodes declared lost (node id → when), and those heard again lately: since when, and the uids
-   *  of theirs shown again (every node that had declared it lost asks; each SA is shown once) */
-  private readonly lost = new Map<string, number>();
-  private readonly revived = new Map<string, { at: number; shown: Set<string> }>();
+  /** nodes declared lost: when, and the run (epoch) that went silent — heard again under the same
+   *  epoch it was frozen or cut off, under another it was restarted */
+  private readonly lost = new Map<string, { at: number; epoch: number }>();
   /** per node: the host's cacheMark() when the sync answer it is sending began to arrive (its
    *  start mark; until its end mark, or a gap) */
   private readonly answerStart = new Map<string, number>();
@@ -357,11 +359,18 @@ export class RedisBus implements Bus {
           this.log.info({ audit: 'bus', peer: h.node }, 'node restarted: the clients of its previous run are announced disconnected');
           this.answerStart.delete(h.node);
           this.host?.nodeLost(h.node);
-        } else if (this.lost.delete(h.node)) {
-          this.log.info({ audit: 'bus', peer: h.node }, 'node declared lost is back on the bus: its clients\' SAs are asked for and shown again');
-          this.revived.set(h.node, { at: now, shown: new Set() });
-          this.control(BatchType.sync);
-        } else if (p === undefined) {
+        } else if (this.lost.has(h.node)) {
+          const gone = this.lost.get(h.node)!;
+          this.lost.delete(h.node);
+          if (gone.epoch === h.epoch) {
+            this.log.info({ audit: 'bus', peer: h.node }, 'node declared lost is back on the bus: its clients\' SAs are asked for and shown again');
+            this.control(BatchType.sync);
+          } else {
+            // a new run: the clients of the one that went silent were announced when it was lost,
+            // and the new run's clients are shown as they report (nothing to show again)
+            this.log.info({ audit: 'bus', peer: h.node }, 'node declared lost joined again as a new run (restarted)');
+          }
+        } else {
           this.log.info({ audit: 'bus', peer: h.node }, 'node joined the bus');
         }
         p = { epoch: h.epoch, seq: h.seq - 1, lastSeen: now };
@@ -384,7 +393,17 @@ export class RedisBus implements Bus {
       if (h.type === BatchType.sync) { this.answerSync(); return; }
       if (h.count === 0) {
         // the frame of a sync answer (answerSync): complete if we saw its start and no gap since
-        if (answerMarkOf(msg, h) === 'start') { if (this.host) this.answerStart.set(h.node, this.host.cacheMark()); return; }
+        const mark = answerMarkOf(msg, h);
+        if (mark === 'start') { if (this.host) this.answerStart.set(h.node, this.host.cacheMark()); return; }
+        if (mark === 'bye') {
+          // stopped cleanly, after its clients' disconnect notices: gone, not silent (and anything of
+          // its still cached here — a notice it could not publish — is announced now)
+          this.peers.delete(h.node);
+          this.answerStart.delete(h.node);
+          this.log.info({ audit: 'bus', peer: h.node }, 'node left the bus (stopped)');
+          this.host?.nodeLost(h.node);
+          return;
+        }
         const since = this.answerStart.get(h.node);
         if (since === undefined) return;
         this.answerStart.delete(h.node);
@@ -395,17 +414,12 @@ export class RedisBus implements Bus {
       const envs = batch.envelopes;
       this.metrics.busIn.inc(envs.length);
       const deliver = this.deliver;
-      // the SAs of a node we declared lost: our clients were told its clients disconnected
-      const revive = this.revived.size > 0 ? this.revived.get(h.node) : undefined;
       for (let i = 0; i < envs.length; i++) {
         const e = envs[i];
         // the SA cache keeps these: copy, or one cached SA pins the whole batch in memory
         if (e.kind === EnvelopeKind.sa || e.kind === EnvelopeKind.replay) {
           e.frame = Buffer.from(e.frame);
-          if (e.kind === EnvelopeKind.replay) {
-            this.lastReplayAt = now;
-            if (revive !== undefined && !revive.shown.has(e.uid)) { revive.shown.add(e.uid); e.kind = EnvelopeKind.sa; }
-          }
+          if (e.kind === EnvelopeKind.replay) this.lastReplayAt = now;
         }
         deliver(e);
       }
@@ -521,14 +535,13 @@ export class RedisBus implements Bus {
       if (p.lastSeen >= deadline) continue;
       this.peers.delete(node);
       this.answerStart.delete(node);
-      this.lost.set(node, now);
+      this.lost.set(node, { at: now, epoch: p.epoch });
       this.log.warn({ audit: 'bus', peer: node, silentMs: now - p.lastSeen }, 'node silent on the bus: its clients are announced disconnected');
       this.host?.nodeLost(node);
     }
-    // a revived node's answers come within a beat or two; lost nodes are remembered for an hour
-    // (a node restarted under a new id never comes back: the map must not grow for ever)
-    for (const [node, r] of this.revived) if (now - r.at > 3 * this.heartbeatMs) this.revived.delete(node);
-    for (const [node, at] of this.lost) if (now - at > 3_600_000) this.lost.delete(node);
+    // lost nodes are remembered for an hour (a node restarted under a new id never comes back: the
+    // map must not grow for ever)
+    for (const [node, l] of this.lost) if (now - l.at > 3_600_000) this.lost.delete(node);
   };
 
   /** Our heartbeat did not come back: Redis hangs or the network drops everything. */
@@ -545,8 +558,11 @@ export class RedisBus implements Bus {
 
   async close(): Promise<void> {
     if (this.closed) return;
-    // what our clients said last (their disconnect notices included) still goes out
+    // what our clients said last (their disconnect notices included) still goes out, then our
+    // goodbye: the other nodes forget us now rather than report us silent three beats later (on
+    // the same connection, so after the notices; without a publisher they will judge us silent)
     this.flush();
+    if (this.pubReady) this.send(encodeAnswerMark({ type: BatchType.events, node: this.nodeId, epoch: this.epoch, seq: ++this.batchSeq }, 'bye'), 0);
     this.closed = true;
     if (this.timer) { clearInterval(this.timer); this.timer = null; }
     this.setUp();

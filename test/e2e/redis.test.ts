@@ -281,6 +281,37 @@ describe('e2e: two nodes on one Redis', function () {
     await nb.waitFor((f) => f.some((x) => x.includes('t-x-takp-v')), 5000, 'announcement');
     assert.equal(count(nb, 'uid="uid-delta"'), 0, 'a dead node\'s client was replayed');
     d.close();
+    // restarted under the same id: a new run, not the lost one come back (before, logged as
+    // "back on the bus: its clients' SAs … shown again", and its answers shown for three beats)
+    const D2 = await cl.node(redis.url, 'node-d');
+    await until(() => B.lines.some((l) => l.audit === 'bus' && l.peer === 'node-d' && String(l.msg).includes('new run')), 3000, 'the node-restarted line');
+    assert.ok(!B.lines.some((l) => l.audit === 'bus' && l.peer === 'node-d' && String(l.msg).includes('is back')));
+    const d2 = await cl.member(D2, 'delta2');
+    await b.waitFor(() => count(b, 'uid="uid-delta2"') === 1, 5000, 'the new run\'s client at bravo');
+    await sleep(1500);
+    assert.equal(count(b, 'uid="uid-delta2"'), 1, 'shown twice');
+    d2.close();
+    await D2.stop('SIGTERM');
+  });
+
+  it('a node stopped cleanly (SIGTERM): its clients announced disconnected at once, the node forgotten without a "node silent" warning; started again later under the same id, it joins', async () => {
+    const S = await cl.node(redis.url, 'node-s');
+    cl.nodes.splice(cl.nodes.indexOf(S), 1);
+    await cl.member(S, 'sierra');
+    const b = await cl.member(B, 'bravo');
+    const goneOf = (c: CotClient) => c.frames.filter((f) => f.includes('t-x-d-d') && f.includes('uid="uid-sierra"')).length;
+    await b.waitFor(() => count(b, 'uid="uid-sierra"') > 0, 5000, 'sierra SA at bravo');
+    assert.equal(await S.stop('SIGTERM'), 0);
+    await b.waitFor(() => goneOf(b) === 1, 3000, 't-x-d-d for the stopped node\'s client');
+    const about = (n: SpawnedServer) => n.lines.filter((l) => l.audit === 'bus' && l.peer === 'node-s').map((l) => `${String(l.level)} ${String(l.msg)}`);
+    await until(() => about(A).length === 2 && about(B).length === 2, 3000, 'the node-left lines');
+    await sleep(2000); // four beats: before, both nodes reported it silent (a warning) after three
+    for (const n of [A, B]) assert.deepEqual(about(n), ['30 node joined the bus', '30 node left the bus (stopped)']);
+    const S2 = await cl.node(redis.url, 'node-s');
+    await until(() => about(A).length === 3 && about(B).length === 3, 3000, 'the node-joined lines');
+    for (const n of [A, B]) assert.equal(about(n)[2], '30 node joined the bus');
+    assert.equal(goneOf(b), 1, 'one disconnect notice');
+    assert.equal(await S2.stop('SIGTERM'), 0);
   });
 
   it('a node frozen past 3 beats, then back: its clients are announced disconnected, then shown again at once (not at their next SA)', async () => {
@@ -453,7 +484,7 @@ describe('e2e: Redis outage', function () {
     }
   });
 
-  it('a client that left while Redis was away (past the held-publish window): announced disconnected on the other node and no longer replayed there once the bus is back', async () => {
+  it('Redis away past the held-publish window: a client that left meanwhile is announced disconnected on the other node and no longer replayed, one that connected meanwhile and reported once (stationary) is shown there, once', async () => {
     const [A, B] = await Promise.all([cl.node(redis.url, 'ghost-a'), cl.node(redis.url, 'ghost-b')]);
     const watcher = await cl.member(A, 'alpha');
     const leaver = await cl.client(B, 'bravo');
@@ -463,6 +494,9 @@ describe('e2e: Redis outage', function () {
     await redis.kill();
     await until(async () => (await readyz(B)) === 503, 5000, 'B down');
     leaver.close();
+    // a stationary device that comes meanwhile: one SA, nothing more for minutes (ATAK: 180 s)
+    const still = await cl.client(B, 'delta');
+    still.send(sa('uid-still', 'STILL', { staleSec: 86400 }));
     await sleep(6000); // past the 5 s for which B keeps publishes for Redis's return: its notice is lost
     await redis.restart();
     await until(async () => (await readyz(A)) === 200 && (await readyz(B)) === 200, 10000, 'both nodes up again');
@@ -474,6 +508,13 @@ describe('e2e: Redis outage', function () {
     assert.equal(count(nb, 'uid="uid-leaver"'), 0, 'a client gone during the outage was replayed to a newcomer');
     assert.equal(count(nb, 'uid="uid-charlie"'), 1, 'a client still connected on B is replayed');
     assert.equal(goneOf(watcher, 'uid-charlie'), 0, 'a client still connected was announced disconnected');
+    // before: its SA reached A's cache in B's sync answer, for newcomers only; alpha, connected all
+    // along, never saw it until its next report
+    await watcher.waitFor(() => count(watcher, 'uid="uid-still"') === 1, 5000, 'the SA of the client that came during the outage at alpha');
+    assert.equal(count(nb, 'uid="uid-still"'), 1, 'replayed to a newcomer');
+    await sleep(1500); // later sync answers carry the same SA: not shown again
+    assert.equal(count(watcher, 'uid="uid-still"'), 1, 'shown twice');
+    assert.equal(count(watcher, 'uid="uid-charlie"'), 1, 'a client that stayed was shown again');
   });
 
   it('a node restarted under the same id before it could be judged lost: the clients of its previous run are announced disconnected on the other node and no longer replayed', async () => {

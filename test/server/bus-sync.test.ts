@@ -47,7 +47,7 @@ function receiver() {
 describe('bus: sync answers frame the sender\'s complete state', () => {
   it('the marks are header-only events batches, told apart, and nothing else is one', () => {
     const h = { type: BatchType.events, node: PEER, epoch: EPOCH, seq: 1 };
-    for (const m of ['start', 'end'] as const) {
+    for (const m of ['start', 'end', 'bye'] as const) {
       const buf = encodeAnswerMark(h, m);
       assert.equal(answerMarkOf(buf, decodeHeader(buf)), m);
     }
