@@ -46,7 +46,7 @@ function sizes(): Record<string, number> {
   const b = s.bus as Any;
   if (b.kind === 'redis') {
     Object.assign(out, {
-      busPeers: b.peers.size, busLost: b.lost.size, busRevived: b.revived.size, busHeld: b.held.length, busHeldBytes: b.heldBytes,
+      busPeers: b.peers.size, busLost: b.lost.size, busHeld: b.held.length, busHeldBytes: b.heldBytes,
       busInflightBytes: b.inflightBytes, busPending: b.pending.length, busUpWaiters: b.upWaiters.length,
     });
   }
