@@ -283,6 +283,26 @@ describe('e2e: two nodes on one Redis', function () {
     d.close();
   });
 
+  it('a node stopped cleanly (SIGTERM): its clients are announced disconnected once, it says goodbye, and is not judged lost later', async () => {
+    const S = await cl.node(redis.url, 'node-s');
+    const s = await cl.member(S, 'sierra');
+    const b = await cl.member(B, 'bravo');
+    await b.waitFor(() => count(b, 'uid="uid-sierra"') > 0, 5000, 'sierra SA at bravo');
+    assert.equal(await S.stop('SIGTERM'), 0);
+    const gone = () => b.frames.filter((f) => f.includes('t-x-d-d') && f.includes('uid="uid-sierra"')).length;
+    await b.waitFor(() => gone() === 1, 5000, 't-x-d-d for the stopped node\'s client');
+    const about = () => B.lines.filter((l) => l.audit === 'bus' && l.peer === 'node-s');
+    await until(() => about().some((l) => String(l.msg).includes('left the bus')), 3000, 'the node-left log line');
+    await sleep(2000); // four beats of 500 ms: a node merely gone silent would be judged lost by now
+    assert.deepEqual(about().map((l) => l.msg), ['node joined the bus', 'node left the bus (stopped)']);
+    assert.ok(!B.lines.some((l) => Number(l.level) >= 40 && l.peer === 'node-s'), 'no warning about a node that said goodbye');
+    assert.equal(gone(), 1, 'announced disconnected twice');
+    const nb = await cl.client(B, 'newcomer');
+    await nb.waitFor((f) => f.some((x) => x.includes('t-x-takp-v')), 5000, 'announcement');
+    assert.equal(count(nb, 'uid="uid-sierra"'), 0, 'a stopped node\'s client was replayed');
+    s.close();
+  });
+
   it('a node frozen past 3 beats, then back: its clients are announced disconnected, then shown again at once (not at their next SA)', async () => {
     const E = await cl.node(redis.url, 'node-e');
     const e = await cl.member(E, 'echo');
