@@ -147,26 +147,25 @@ export function decodeHeader(buf: Buffer): BatchHeader & { bodyOffset: number; c
 }
 
 /**
- * A node's answer to a sync request is framed by two events batches of no envelope (never sent
- * otherwise; nodes before these ignore any such batch): `start` has one byte 1 after the header,
- * `end` nothing. A receiver that saw both, and no gap between them, has the node's complete state.
- * `bye` (one byte 2) is the last batch of a node that stops cleanly: it is gone, not silent. A node
- * that predates it reads it as an `end` without a `start`, which it ignores.
+ * Marks are events batches of no envelope (never sent otherwise), told apart by one byte after the
+ * header. A node's answer to a sync request is framed by two: `start` (byte 1) and `end` (no byte);
+ * a receiver that saw both, and no gap between them, has the node's complete state. `leaving`
+ * (byte 2) is a node's last batch when it stops cleanly. Nodes before a mark ignore it: one before
+ * `leaving` reads it as an `end` without a `start`, which proves nothing to it.
  */
-export type AnswerMark = 'start' | 'end' | 'bye';
+export type Mark = 'start' | 'end' | 'leaving';
+const MARK_BYTE = { start: 1, leaving: 2 } as const;
 
-const MARK_BYTE = { start: 1, bye: 2 } as const;
-
-export function encodeAnswerMark(h: BatchHeader, mark: AnswerMark): Buffer {
+export function encodeMark(h: BatchHeader, mark: Mark): Buffer {
   const head = encodeBatch(h, []);
   return mark === 'end' ? head : Buffer.concat([head, Buffer.from([MARK_BYTE[mark]])]);
 }
 
-/** The answer mark a header-only events batch is (null: any other batch). */
-export function answerMarkOf(buf: Buffer, h: ReturnType<typeof decodeHeader>): AnswerMark | null {
+/** The mark a header-only events batch is (null: any other batch). */
+export function markOf(buf: Buffer, h: ReturnType<typeof decodeHeader>): Mark | null {
   if (h.type !== BatchType.events || h.count !== 0) return null;
   const b = buf.length > h.bodyOffset ? buf[h.bodyOffset] : 0;
-  return b === MARK_BYTE.start ? 'start' : b === MARK_BYTE.bye ? 'bye' : 'end';
+  return b === MARK_BYTE.start ? 'start' : b === MARK_BYTE.leaving ? 'leaving' : 'end';
 }
 
 /** A cursor over one batch: every read is bounds-checked. */

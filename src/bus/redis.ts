@@ -19,7 +19,8 @@
 //   sends a sync request and every node answers with the latest SAs of its own clients (kind
 //   `replay`). Only nodes that are alive answer, so only clients that are connected are replayed.
 //   Nodes heartbeat; one silent for 3 beats is lost: the router drops its clients' SAs and
-//   announces them disconnected. See README "Scale-out with Redis".
+//   announces them disconnected. A node that stops cleanly says goodbye in its last batch (a
+//   `leaving` mark) and is forgotten at once. See README "Scale-out with Redis".
 // - Our own heartbeat comes back to us through Redis: a beat not echoed by the next one means a
 //   Redis that hangs or a network that drops everything (a powered-off host sends no RST, and TCP
 //   keepalive or retransmission would take minutes to say so). The node then counts itself down and
@@ -30,13 +31,11 @@
 //   for its clients' SAs; the router shows our clients those they have not seen (Router.onEnvelope:
 //   a replay that brings news): they were told its clients disconnected, and should see them again
 //   now, not at each one's next report.
-// - A node that stops cleanly says so (a `bye` mark after its clients' disconnect notices): the
-//   others forget it at once instead of reporting it silent three beats later.
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { Redis, ReplyError, type RedisOptions } from 'ioredis';
-import { BatchType, CodecError, answerMarkOf, decodeBatch, decodeHeader, encodeAnswerMark, encodeBatch, envelopeSize } from './codec.ts';
+import { BatchType, CodecError, markOf, decodeBatch, decodeHeader, encodeMark, encodeBatch, envelopeSize } from './codec.ts';
 import { EnvelopeKind, type Bus, type BusHost, type DeliverFn, type Envelope } from './types.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import { redactUrl, type Logger } from '../ops/log.ts';
@@ -322,7 +321,7 @@ export class RedisBus implements Bus {
     // framed by a start and an end mark: a receiver that saw both, and every batch between them,
     // knows our complete state and drops the clients of ours it still holds that left while it
     // could not hear their disconnect notice (stateOf)
-    this.send(encodeAnswerMark({ type: BatchType.events, node: this.nodeId, epoch: this.epoch, seq: ++this.batchSeq }, 'start'), 0);
+    this.send(encodeMark({ type: BatchType.events, node: this.nodeId, epoch: this.epoch, seq: ++this.batchSeq }, 'start'), 0);
     for (const e of envs) {
       const size = envelopeSize(e);
       if (Number.isNaN(size)) continue;
@@ -332,7 +331,7 @@ export class RedisBus implements Bus {
       if (bytes >= this.maxBatchBytes) out();
     }
     out();
-    this.send(encodeAnswerMark({ type: BatchType.events, node: this.nodeId, epoch: this.epoch, seq: ++this.batchSeq }, 'end'), 0);
+    this.send(encodeMark({ type: BatchType.events, node: this.nodeId, epoch: this.epoch, seq: ++this.batchSeq }, 'end'), 0);
   }
 
   // ---- receive ------------------------------------------------------------------------------
@@ -393,17 +392,9 @@ export class RedisBus implements Bus {
       if (h.type === BatchType.sync) { this.answerSync(); return; }
       if (h.count === 0) {
         // the frame of a sync answer (answerSync): complete if we saw its start and no gap since
-        const mark = answerMarkOf(msg, h);
+        const mark = markOf(msg, h);
         if (mark === 'start') { if (this.host) this.answerStart.set(h.node, this.host.cacheMark()); return; }
-        if (mark === 'bye') {
-          // stopped cleanly, after its clients' disconnect notices: gone, not silent (and anything of
-          // its still cached here — a notice it could not publish — is announced now)
-          this.peers.delete(h.node);
-          this.answerStart.delete(h.node);
-          this.log.info({ audit: 'bus', peer: h.node }, 'node left the bus (stopped)');
-          this.host?.nodeLost(h.node);
-          return;
-        }
+        if (mark === 'leaving') { this.peerLeft(h.node); return; }
         const since = this.answerStart.get(h.node);
         if (since === undefined) return;
         this.answerStart.delete(h.node);
@@ -504,6 +495,19 @@ export class RedisBus implements Bus {
     }
   }
 
+  /**
+   * A node stopped cleanly and said so (its last batch). Its clients' disconnect notices came just
+   * before it, so normally nothing is left to announce; anything that is (a notice lost in a gap)
+   * is announced now. It is not lost (no warning, no sync asked for when it is heard again): a
+   * rolling restart leaves an info line per node, not a "node silent" warning 3 beats later.
+   */
+  private peerLeft(node: string): void {
+    this.peers.delete(node);
+    this.answerStart.delete(node);
+    this.log.info({ audit: 'bus', peer: node }, 'node left the bus (stopped)');
+    this.host?.nodeLost(node);
+  }
+
   /** Heartbeat, and the liveness check of Redis and of the other nodes. */
   private readonly tick = (): void => {
     // judged after this turn's I/O: an echo already in the socket is read first, so a loop that
@@ -559,10 +563,9 @@ export class RedisBus implements Bus {
   async close(): Promise<void> {
     if (this.closed) return;
     // what our clients said last (their disconnect notices included) still goes out, then our
-    // goodbye: the other nodes forget us now rather than report us silent three beats later (on
-    // the same connection, so after the notices; without a publisher they will judge us silent)
+    // goodbye: the other nodes forget us at once instead of judging us lost 3 beats later
     this.flush();
-    if (this.pubReady) this.send(encodeAnswerMark({ type: BatchType.events, node: this.nodeId, epoch: this.epoch, seq: ++this.batchSeq }, 'bye'), 0);
+    if (this.pubReady) this.send(encodeMark({ type: BatchType.events, node: this.nodeId, epoch: this.epoch, seq: ++this.batchSeq }, 'leaving'), 0);
     this.closed = true;
     if (this.timer) { clearInterval(this.timer); this.timer = null; }
     this.setUp();

@@ -3,7 +3,7 @@
 // by the real codec). Only a complete answer — its start and end marks seen, no gap between — may
 // prune that node's cached SAs; the end-to-end outages are in test/e2e/redis.test.ts.
 import assert from 'node:assert/strict';
-import { BatchType, answerMarkOf, decodeHeader, encodeAnswerMark, encodeBatch } from '../../src/bus/codec.ts';
+import { BatchType, markOf, decodeHeader, encodeMark, encodeBatch, type Mark } from '../../src/bus/codec.ts';
 import { RedisBus } from '../../src/bus/redis.ts';
 import { EnvelopeKind, type Envelope } from '../../src/bus/types.ts';
 import { Router } from '../../src/router.ts';
@@ -36,7 +36,7 @@ function receiver() {
   return {
     router, metrics,
     events: (...envs: Envelope[]) => feed(encodeBatch(h(), envs)),
-    mark: (m: 'start' | 'end') => feed(encodeAnswerMark(h(), m)),
+    mark: (m: Mark) => feed(encodeMark(h(), m)),
     /** a batch the peer published that never reached us */
     lose: () => { ++seq; },
     cached: () => metrics.saCacheSize(),
@@ -47,14 +47,14 @@ function receiver() {
 describe('bus: sync answers frame the sender\'s complete state', () => {
   it('the marks are header-only events batches, told apart, and nothing else is one', () => {
     const h = { type: BatchType.events, node: PEER, epoch: EPOCH, seq: 1 };
-    for (const m of ['start', 'end', 'bye'] as const) {
-      const buf = encodeAnswerMark(h, m);
-      assert.equal(answerMarkOf(buf, decodeHeader(buf)), m);
+    for (const m of ['start', 'end', 'leaving'] as const) {
+      const buf = encodeMark(h, m);
+      assert.equal(markOf(buf, decodeHeader(buf)), m);
     }
     const ev = encodeBatch(h, [saEnv('u')]);
-    assert.equal(answerMarkOf(ev, decodeHeader(ev)), null);
+    assert.equal(markOf(ev, decodeHeader(ev)), null);
     const beat = encodeBatch({ ...h, type: BatchType.heartbeat }, []);
-    assert.equal(answerMarkOf(beat, decodeHeader(beat)), null);
+    assert.equal(markOf(beat, decodeHeader(beat)), null);
   });
 
   it('a complete answer drops the peer\'s clients it no longer holds, keeps the ones it names', () => {
@@ -93,6 +93,19 @@ describe('bus: sync answers frame the sender\'s complete state', () => {
       r.events(saEnv('b', EnvelopeKind.replay));
       r.mark('end');
       assert.equal(r.cached(), 1);
+    } finally { r.close(); }
+  });
+
+  it('a node\'s goodbye (leaving mark) drops what is still cached of its clients, even after a gap', () => {
+    const r = receiver();
+    try {
+      r.events(saEnv('a'), saEnv('b'));
+      // a's disconnect notice was lost; b's came
+      r.lose();
+      r.events({ ...saEnv('b', EnvelopeKind.gone), frame: Buffer.from('<event uid="x" type="t-x-d-d"/>') });
+      assert.equal(r.cached(), 1);
+      r.mark('leaving');
+      assert.equal(r.cached(), 0);
     } finally { r.close(); }
   });
 });
