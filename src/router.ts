@@ -5,6 +5,7 @@ import { performance } from 'node:perf_hooks';
 import type { CotHeader } from '../protocol/scan.ts';
 import { pong, disconnectNotice, protocolSupport } from '../protocol/control.ts';
 import { streamable } from '../protocol/xml.ts';
+import { eventTimeMs } from '../protocol/time.ts';
 import { onProtocolRequest } from './negotiate.ts';
 import { EnvelopeKind, type Bus, type BusHost, type Envelope } from './bus/types.ts';
 import type { Session, FlushScheduler } from './session.ts';
@@ -285,6 +286,13 @@ export class Router implements BusHost {
     const local = env.node === this.bus.nodeId;
     if (env.kind === EnvelopeKind.sa || env.kind === EnvelopeKind.replay) {
       const prev = env.kind === EnvelopeKind.replay ? this.sa.get(env.uid) : undefined;
+      // A sync answer is about the answering node's clients as it saw them when it answered: one
+      // naming a device we know from another node may be older than what we have — the device
+      // reconnected through that other node, and the answering node had not heard it yet (it then
+      // closes its old connection). Its own clock, in both SAs, says which is newer; taking the
+      // older moved the device back on every map, and cached it as the answering node's client,
+      // whose closing of the old connection then announced it disconnected.
+      if (prev !== undefined && prev.node !== env.node && eventTimeMs(prev.frame) > eventTimeMs(env.frame)) return;
       this.sa.set(env.uid, { uid: env.uid, type: env.type, staleMs: Number.isNaN(env.staleMs) ? Infinity : env.staleMs, frame: env.frame, node: env.node, session: env.session, owner: env.owner, gen: ++this.cacheSeq });
       if (env.kind === EnvelopeKind.replay) {
         // A node's answer to a sync request: our clients have seen what we had cached (live, or in

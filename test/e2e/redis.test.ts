@@ -8,6 +8,7 @@ import { TestRedis, freePort } from '../helpers/redis.ts';
 import { CotClient, sa, chat, ping, sleep } from '../helpers/client.ts';
 import { TakClient } from '../helpers/takclient.ts';
 import { Redis } from 'ioredis';
+import { BatchType, encodeBatch } from '../../src/bus/codec.ts';
 
 const readyz = async (s: SpawnedServer): Promise<number> => (await fetch(`http://127.0.0.1:${s.metricsPort}/readyz`)).status;
 const metric = async (s: SpawnedServer, name: string, labels: Record<string, string> = {}): Promise<number> =>
@@ -312,6 +313,38 @@ describe('e2e: two nodes on one Redis', function () {
     await nb.waitFor((f) => f.some((x) => x.includes('t-x-takp-v')), 5000, 'announcement');
     assert.equal(count(nb, 'uid="uid-sierra"'), 0, 'a stopped node\'s client was replayed');
     s.close();
+  });
+
+  it('a device reconnecting through the other node while its old node answers a sync request: the old node\'s stale answer neither moves it back nor makes it vanish', async () => {
+    const w = await cl.member(A, 'whiskey');
+    const old = await cl.client(B, 'xray');
+    old.send(sa('uid-xray', 'XRAY', { lat: 1 }));
+    const lastAbout = (c: CotClient) => [...c.frames].reverse().find((f) => f.includes('uid="uid-xray"')) ?? '';
+    await w.waitFor(() => lastAbout(w).includes('lat="1"'), 5000, 'the first SA at whiskey');
+    // B is slow for a moment (less than 3 beats): a sync request (here from a node joining) and
+    // the device's SA from its new connection through A wait in its socket, in that order
+    B.proc.kill('SIGSTOP');
+    const prober = new Redis(redis.url);
+    try {
+      await prober.publish('cotstream:v1', encodeBatch({ type: BatchType.sync, node: 'prober', epoch: 1, seq: 1 }, []));
+      await sleep(100);
+      const fresh = await cl.client(A, 'xray');
+      fresh.send(sa('uid-xray', 'XRAY', { lat: 2 }));
+      await w.waitFor(() => lastAbout(w).includes('lat="2"'), 5000, 'the new SA at whiskey');
+      await sleep(200);
+    } finally {
+      B.proc.kill('SIGCONT');
+      prober.disconnect();
+    }
+    // B answers with the SA of its old connection, then hears the new one and closes the old
+    await old.waitClosed(5000);
+    await sleep(1000);
+    // before: A took B's answer for the latest and B's disconnect notice (sent when it closed the
+    // old connection) for the device's end: whiskey's last word about a connected device, t-x-d-d
+    assert.match(lastAbout(w), /lat="2"/, `whiskey's last word about xray: ${lastAbout(w)}`);
+    const nb = await cl.client(A, 'newcomer');
+    await nb.waitFor((f) => f.some((x) => x.includes('t-x-takp-v')), 5000, 'announcement');
+    assert.equal(nb.frames.filter((f) => f.includes('uid="uid-xray"') && f.includes('lat="2"')).length, 1, 'the latest SA replayed');
   });
 
   it('a node frozen past 3 beats, then back: its clients are announced disconnected, then shown again at once (not at their next SA)', async () => {
