@@ -12,6 +12,7 @@
 // ready. Then the log: no node reported silent but the killed one, a handful of warnings in all.
 //
 //   npx tsx bench/soak/rollover.ts [--devices 30] [--heartbeat 1000] [--verbose]
+//     [--inter MS (HAProxy's check interval; 0: its default 2 s)] [--without-redispatch]
 // Exit 0 when every check passed; the figures on the last line. About 70 s.
 import assert from 'node:assert/strict';
 import { Command } from 'commander';
@@ -26,6 +27,9 @@ const opts = new Command()
   .option('--devices <n>', 'ATAK-like devices behind the balancer', '30')
   .option('--heartbeat <ms>', 'the nodes\' --bus-heartbeat', '1000')
   .option('--verbose', 'print every bus and warning line of every node')
+  .option('--inter <ms>', 'HAProxy check interval (0: the recipe as written, HAProxy\'s 2 s)', '500')
+  .option('--without-redispatch', 'the recipe without its `option redispatch` (to see what it is for)')
+  .option('--haproxy-extra <lines>', 'lines added to the recipe\'s defaults section (e.g. "option redispatch")', '')
   .parse().opts() as Record<string, string | boolean>;
 const N_DEVICES = Number(opts.devices);
 const N_PROTO = Math.floor(N_DEVICES / 5);
@@ -157,8 +161,9 @@ try {
   const servers = (check: string) => nodes.map((n, i) => `    server ${'abc'[i]} 127.0.0.1:${n.port} ${check} port ${n.metricsPort} send-proxy-v2`).join('\n');
   const cfg = recipe
     .replace('bind :8089', `bind 127.0.0.1:${front}`)
+    .replace(/^ *option redispatch.*\n/m, opts.withoutRedispatch ? '' : '$&')
     // checks every 500 ms instead of HAProxy's 2 s: the same behaviour, in a test's time
-    .replace('defaults\n', 'defaults\n    default-server inter 500ms\n')
+    .replace('defaults\n', `defaults\n${Number(opts.inter) > 0 ? `    default-server inter ${Number(opts.inter)}ms\n` : ''}${String(opts.haproxyExtra).split(';').filter(Boolean).map((l) => `    ${l.trim()}\n`).join('')}`)
     .replace(/(    server a 10\.0\.0\.11:8089 check port 9089 send-proxy-v2\n    server b 10\.0\.0\.12:8089 check port 9089 send-proxy-v2)/g, () => servers('check'));
   assert.ok(!/10\.0\.0\./.test(cfg), `the recipe's servers moved:\n${cfg}`);
   lb = await HaProxy.run(cfg, front);
@@ -231,6 +236,11 @@ try {
   pki.cleanup();
   figures.connections = devices.reduce((k, d) => k + d.conns.length, 0);
   figures.events = devices.reduce((k, d) => k + d.conns.reduce((m, c) => m + c.frames.length, 0), 0);
+  figures.connectFailures = devices.reduce((k, d) => k + d.connectFailures, 0);
+  // from losing the stream to the next one established (the device's own 0.1-3 s wait included)
+  const gaps = devices.flatMap((d) => d.conns.slice(1).map((c, i) => c.openedAt - d.conns[i].closedAt)).sort((a, b) => a - b);
+  figures.reconnectP50Ms = gaps[Math.floor(gaps.length / 2)] ?? 0;
+  figures.reconnectMaxMs = gaps[gaps.length - 1] ?? 0;
 }
 console.log(`${failed ? 'FAILED' : 'passed'}: ${N_DEVICES} devices (${N_PROTO} protobuf), ${JSON.stringify(figures)}`);
 process.exit(failed ? 1 : 0);
