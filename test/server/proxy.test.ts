@@ -268,4 +268,38 @@ describe('e2e: the README\'s HAProxy recipe, as written', function () {
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('a node that stops (a rolling restart): devices reconnecting before the checks see it down are sent to another node, not refused', async () => {
+    const pki = await testPki();
+    const [a, b] = await Promise.all([startTestServer(pki.dir, { proxyProtocol: '127.0.0.1' }), startTestServer(pki.dir, { proxyProtocol: '127.0.0.1' })]);
+    let lb: HaProxy | undefined;
+    try {
+      const port = await freePort();
+      const nodes = [a, b];
+      let i = 0;
+      const cfg = readmeRecipe()
+        .replace('bind :8089', `bind 127.0.0.1:${port}`)
+        .replace(/10\.0\.0\.1[12]:8089 check port 9089/g, () => { const n = nodes[i++ % 2]; return `127.0.0.1:${n.port} check port ${n.metricsPort}`; });
+      lb = await HaProxy.run(cfg, port);
+      await a.stop(); // its listener is closed at once; HAProxy needs 3 failed checks (6 s) to know
+      // leastconn prefers the stopped node (no connections): without a redispatch these were refused
+      const served: string[] = [];
+      for (let k = 0; k < 6; k++) {
+        let c: CotClient | undefined;
+        try {
+          c = await CotClient.connect(port, await pki.client('alpha'));
+          await c.waitFor((f) => f.some((x) => x.includes('t-x-takp-v')), 5000, 'the announcement');
+          served.push('ok');
+        } catch (err) {
+          served.push((err as Error).message.slice(0, 60));
+        } finally {
+          c?.close();
+        }
+      }
+      assert.deepEqual(served, Array(6).fill('ok'), lb.out);
+    } finally {
+      await lb?.stop();
+      await Promise.all([a.stop(), b.stop()]);
+    }
+  });
 });
