@@ -9,7 +9,8 @@ export const EnvelopeKind = {
   /** a client disconnected: frame is the t-x-d-d notice; receivers drop its SA */
   gone: 2,
   /** a node's answer to another node's sync request: the latest SA of one of its clients, for
-   *  the receivers' SA caches only (no client receives it) */
+   *  the receivers' SA caches; clients receive it only if it differs from the SA their node had
+   *  cached (it never reached them: see Router.onEnvelope) */
   replay: 3,
 } as const;
 export type EnvelopeKind = (typeof EnvelopeKind)[keyof typeof EnvelopeKind];
