@@ -35,9 +35,9 @@ export function heard(f: string): Heard {
   return { kind: 'other', about: '', marker };
 }
 
-export function saXml(uid: string, callsign: string, marker: string): string {
+export function saXml(uid: string, callsign: string, marker: string, staleSec = 60): string {
   const t = new Date().toISOString();
-  const stale = new Date(Date.now() + 60_000).toISOString();
+  const stale = new Date(Date.now() + staleSec * 1000).toISOString();
   return `<?xml version="1.0" encoding="UTF-8" standalone="yes"?><event version="2.0" uid="${uid}" type="a-f-G-U-C" time="${t}" start="${t}" stale="${stale}" how="m-g">` +
     '<point lat="38.5" lon="-77.1" hae="10.0" ce="9.9" le="9999999.0"/>' +
     `<detail><contact endpoint="*:-1:stcp" callsign="${callsign}"/><__group name="Cyan" role="Team Member"/><remarks>${marker}</remarks></detail></event>`;
@@ -57,6 +57,8 @@ export interface DeviceOptions {
   proto?: boolean;
   /** SA every saEveryMs..2×saEveryMs */
   saEveryMs?: number;
+  /** the SA's validity (stale - time), s; ATAK: 375 s when stationary (a report every 180 s) */
+  staleSec?: number;
   /** wait before reconnecting: [min, max] ms */
   reconnectMs?: [number, number];
 }
@@ -130,7 +132,7 @@ export class Device {
 
   private sendSa(): void {
     if (!this.connected || !this.client) return;
-    this.client.send(saXml(this.uid, this.callsign, `sa:${this.uid}:${++this.seq}`));
+    this.client.send(saXml(this.uid, this.callsign, `sa:${this.uid}:${++this.seq}`, this.o.staleSec));
     const every = this.o.saEveryMs ?? 1000;
     this.later(() => this.sendSa(), every + Math.random() * every);
   }

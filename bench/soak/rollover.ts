@@ -172,8 +172,9 @@ try {
     const creds = { ...(await pki.client(name)), ca: pki.paths.ca };
     devices.push(new Device(`ANDROID-${name}`, name.toUpperCase(), creds, () => front, {
       proto: i < N_PROTO,
-      // a third stationary: one SA on connecting, the next long after the test (ATAK: 180 s)
-      saEveryMs: i % 3 === 2 ? 300_000 : 1000,
+      // a third stationary as ATAK: a report every 180 s, valid 375 s (so one SA per connection here)
+      saEveryMs: i % 3 === 2 ? 180_000 : 1000,
+      staleSec: i % 3 === 2 ? 375 : 60,
       // a few come back at once, most after a few seconds (ATAK)
       reconnectMs: i % 4 === 0 ? [100, 400] : [1000, 3000],
     }));
