@@ -196,7 +196,7 @@ async function step(name: string, trigger: () => Promise<void>, quietMs = Number
   const reqBy = [...new Set(reqs.map((r) => r.node))].map((nd) => `${nd}×${reqs.filter((r) => r.node === nd).length}`).join(' ');
   const row = [
     `step ${name}:`,
-    `  sync requests ${reqs.length} (${reqBy}) over ${reqs.length ? reqs[reqs.length - 1].t - first : 0} ms`,
+    `  sync requests ${reqs.length} (${reqBy}) at +${reqs.map((r) => r.t - first).join(', +')} ms`,
     `  answers: ${starts.length} start / ${ends.length} end marks, ${replay.length} answer PUBLISHes, ${MB(replay.reduce((a, b) => a + b.bytes, 0))} MB published`,
     `  converged (last end mark) ${Number.isNaN(lastEnd) ? '-' : lastEnd - first} ms after the first request`,
     `  redis: peak used_memory ${MB(maxUsed)} MB, peak subscriber omem ${MB(maxOmem.maxOmem)} MB (${maxOmem.maxOmemName}), output-buffer disconnections +${d1 - d0}`,

@@ -41,6 +41,9 @@ import type { Metrics } from '../ops/metrics.ts';
 import { redactUrl, type Logger } from '../ops/log.ts';
 
 export const DEFAULT_CHANNEL = 'cotstream:v1';
+/** how long a sync request waits for others to share its answer (a joining node waits 200 ms for
+ *  the first one: start()) */
+const ANSWER_COALESCE_MS = 100;
 
 export interface RedisBusOptions {
   url: string;
@@ -145,10 +148,13 @@ export class RedisBus implements Bus {
   /** per node: the host's cacheMark() when the sync answer it is sending began to arrive (its
    *  start mark; until its end mark, or a gap) */
   private readonly answerStart = new Map<string, number>();
-  /** batches from another node were missed (a gap): ask for every node's state at the next beat */
-  private syncWanted = false;
+  /** nodes whose batches we missed (a gap): every node's state is asked for at the next beat,
+   *  unless each of them has sent its complete state since (an answer to anyone's request) */
+  private readonly gapped = new Set<string>();
   /** a sync request came while our publisher was not ready: answered once it is */
   private answerOwed = false;
+  /** an answer is due (answerSoon): requests until then share it */
+  private answerTimer: NodeJS.Timeout | null = null;
   private timer: NodeJS.Timeout | null = null;
   /** when our last heartbeat was published, and when one of ours last came back (ms) */
   private beatSentAt = 0;
@@ -302,6 +308,23 @@ export class RedisBus implements Bus {
     });
   }
 
+  /**
+   * A sync request came: answered after ANSWER_COALESCE_MS, and one answer serves every request
+   * that arrived meanwhile — after a Redis restart every node reconnects and asks within a few
+   * hundred ms, and answering each request apart made every node publish its whole state once per
+   * node (n² answers of megabytes each). Sound because a requester subscribes before it asks: any
+   * request we have received was published before our start mark, which it therefore sees.
+   */
+  private answerSoon(): void {
+    if (this.answerTimer !== null) return;
+    this.answerTimer = setTimeout(this.answerNow, ANSWER_COALESCE_MS);
+  }
+
+  private readonly answerNow = (): void => {
+    this.answerTimer = null;
+    if (!this.closed) this.answerSync();
+  };
+
   /** Answer a sync request: the latest SAs of our own clients, in batches of maxBatchBytes. */
   private answerSync(): void {
     // without a publisher the answer would wait in the ring without its marks (which are not
@@ -386,14 +409,15 @@ export class RedisBus implements Bus {
         this.metrics.busGaps.inc(lost);
         // what we missed may hold disconnect notices: ask for every node's state (next beat),
         // even right after our own request on reconnecting — that node may not have heard it
-        // (its subscriber was reconnecting too), and its answer is the only repair
-        this.syncWanted = true;
+        // (its subscriber was reconnecting too), and its answer is the only repair — unless a
+        // complete answer from it comes first (to our request or another's: see the end mark)
+        this.gapped.add(h.node);
         // and an answer in progress has a hole: its end proves nothing
         this.answerStart.delete(h.node);
       }
       p.seq = h.seq;
       if (h.type === BatchType.heartbeat) return;
-      if (h.type === BatchType.sync) { this.answerSync(); return; }
+      if (h.type === BatchType.sync) { this.answerSoon(); return; }
       if (h.count === 0) {
         // the frame of a sync answer (answerSync): complete if we saw its start and no gap since
         const mark = markOf(msg, h);
@@ -402,6 +426,9 @@ export class RedisBus implements Bus {
         const since = this.answerStart.get(h.node);
         if (since === undefined) return;
         this.answerStart.delete(h.node);
+        // what the gap lost of this node is repaired: after a Redis restart every node sees gaps
+        // and asked again at its next beat, though the answers to the first requests had covered them
+        this.gapped.delete(h.node);
         this.host?.stateOf(h.node, since);
         return;
       }
@@ -542,7 +569,7 @@ export class RedisBus implements Bus {
     this.beatRefused = '';
     this.control(BatchType.heartbeat);
     if (!this.up) return; // silence heard while we are deaf proves nothing
-    if (this.syncWanted) { this.syncWanted = false; this.control(BatchType.sync); }
+    if (this.gapped.size > 0) { this.gapped.clear(); this.control(BatchType.sync); }
     const deadline = now - 3 * this.heartbeatMs;
     for (const [node, p] of this.peers) {
       if (p.lastSeen >= deadline) continue;
@@ -577,6 +604,7 @@ export class RedisBus implements Bus {
     if (this.pubReady) this.send(encodeMark({ type: BatchType.events, node: this.nodeId, epoch: this.epoch, seq: ++this.batchSeq }, 'leaving'), 0);
     this.closed = true;
     if (this.timer) { clearInterval(this.timer); this.timer = null; }
+    if (this.answerTimer) { clearTimeout(this.answerTimer); this.answerTimer = null; }
     this.setUp();
     this.metrics.busUp.set(0);
     this.deliver = null;

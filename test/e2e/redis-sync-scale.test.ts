@@ -9,8 +9,8 @@ import { Redis } from 'ioredis';
 import { testPki, type SharedPki } from '../helpers/pki.ts';
 import { spawnServer, metricValue, type SpawnedServer } from '../helpers/server.ts';
 import { TestRedis } from '../helpers/redis.ts';
-import { sleep } from '../helpers/client.ts';
-import { BatchType, encodeBatch } from '../../src/bus/codec.ts';
+import { CotClient, sa, sleep } from '../helpers/client.ts';
+import { BatchType, decodeBatch, decodeHeader, encodeBatch, encodeMark, markOf } from '../../src/bus/codec.ts';
 import { EnvelopeKind, type Envelope } from '../../src/bus/types.ts';
 
 describe('e2e: Redis bus under a large sync answer', function () {
@@ -78,5 +78,58 @@ describe('e2e: Redis bus under a large sync answer', function () {
     assert.deepEqual(downs.map((l) => l.err), [], 'the node took its backlog for a Redis that hangs');
     assert.equal(await metric('cot_bus_up'), 1);
     assert.equal(node.lines.filter((l) => l.audit === 'bus' && l.state === 'up').length, 1, 'connected once, never again');
+  });
+
+  it('requests that arrive together get one answer; a gap that a complete answer has since repaired asks for nothing more', async () => {
+    const n = await spawnServer(['--certs-dir', pki.dir, '--redis', redis.url, '--node-id', 'answerer', '--bus-heartbeat', '500']);
+    const c = await CotClient.connect(n.port, await pki.client('alpha'));
+    const mon = new Redis(redis.url);
+    const p2 = new Redis(redis.url);
+    try {
+      c.send(sa('uid-alpha', 'ALPHA', { staleSec: 600 }));
+      const seen: Array<{ type: string; replayUids: string[] }> = [];
+      mon.on('messageBuffer', (_ch: Buffer, msg: Buffer) => {
+        const h = decodeHeader(msg);
+        if (h.node !== 'answerer') return;
+        const type = h.type === BatchType.sync ? 'sync' : h.type === BatchType.heartbeat ? 'beat' : h.count === 0 ? (markOf(msg, h) ?? 'end') : 'events';
+        seen.push({ type, replayUids: type === 'events' ? decodeBatch(msg).envelopes.filter((e) => e.kind === EnvelopeKind.replay).map((e) => e.uid) : [] });
+      });
+      await mon.subscribe('cotstream:v1');
+      await sleep(1200); // its own join and first beats are over
+      seen.length = 0;
+
+      // two nodes ask at once, as after a Redis restart: one answer (start mark, alpha's SA, end mark)
+      await p2.publish('cotstream:v1', encodeBatch({ type: BatchType.sync, node: 'asker-1', epoch: 1, seq: 1 }, []));
+      await p2.publish('cotstream:v1', encodeBatch({ type: BatchType.sync, node: 'asker-2', epoch: 2, seq: 1 }, []));
+      await sleep(700);
+      const starts = seen.filter((x) => x.type === 'start').length;
+      assert.equal(starts, 1, `answers to two requests that arrived together: ${starts}`);
+      assert.deepEqual(seen.flatMap((x) => x.replayUids), ['uid-alpha'], 'the one answer holds the state');
+      assert.equal(seen.filter((x) => x.type === 'end').length, 1);
+
+      // a node whose batches we missed (seq 1, then 5), then its complete answer to someone's
+      // request: repaired, so the answerer must not ask every node for its state at its next beat
+      seen.length = 0;
+      const g = (seq: number): { type: BatchType; node: string; epoch: number; seq: number } => ({ type: BatchType.events, node: 'gappy', epoch: 3, seq });
+      await p2.publish('cotstream:v1', encodeBatch({ type: BatchType.heartbeat, node: 'gappy', epoch: 3, seq: 1 }, []));
+      await p2.publish('cotstream:v1', encodeMark(g(5), 'start'));
+      await p2.publish('cotstream:v1', encodeMark(g(6), 'end'));
+      const beats = setInterval(() => { void p2.publish('cotstream:v1', encodeBatch({ type: BatchType.heartbeat, node: 'gappy', epoch: 3, seq: 0 }, [])); }, 250);
+      try {
+        await sleep(1500); // three beats of the answerer
+      } finally {
+        clearInterval(beats);
+      }
+      assert.equal(seen.filter((x) => x.type === 'sync').length, 0, 'asked for a sync though the gap was repaired');
+      // and a gap nothing repaired still asks (once)
+      await p2.publish('cotstream:v1', encodeBatch({ type: BatchType.heartbeat, node: 'gappy', epoch: 3, seq: 9 }, []));
+      await sleep(1200);
+      assert.equal(seen.filter((x) => x.type === 'sync').length, 1, 'an unrepaired gap asks for a sync');
+    } finally {
+      c.close();
+      mon.disconnect();
+      p2.disconnect();
+      await n.stop('SIGKILL');
+    }
   });
 });
