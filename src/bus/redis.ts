@@ -159,6 +159,8 @@ export class RedisBus implements Bus {
   /** when our last heartbeat was published, and when one of ours last came back (ms) */
   private beatSentAt = 0;
   private echoAt = 0;
+  /** the beatSentAt of the last beat Redis acknowledged (its PUBLISH answered on our publisher) */
+  private beatAckedFor = 0;
   /** when the subscriber last delivered anything (ms): a backlog of messages ahead of our echo is
    *  a node behind, not a Redis that hangs */
   private heardAt = 0;
@@ -301,7 +303,10 @@ export class RedisBus implements Bus {
   private control(type: BatchType): void {
     if (!this.pubReady) return;
     const buf = encodeBatch({ type, node: this.nodeId, epoch: this.epoch, seq: ++this.batchSeq }, []);
-    this.pub.publish(this.channel, buf).catch((err: Error) => {
+    const sentAt = this.beatSentAt;
+    this.pub.publish(this.channel, buf).then(() => {
+      if (type === BatchType.heartbeat) this.beatAckedFor = sentAt;
+    }, (err: Error) => {
       // Redis's own answer to a beat (an ACL refusing PUBLISH) is not a hang: see beat()
       if (type === BatchType.heartbeat && err instanceof ReplyError) this.beatRefused = err.message;
       this.lastError = err.message;
@@ -554,8 +559,12 @@ export class RedisBus implements Bus {
       // judged by the next beat. Taking this for a hang dropped the connections, and the node's
       // sync request on reconnecting made every node answer again: after a Redis restart with
       // 3 × 2,000 clients, 13 sync requests and 130 MB of answers over 30 s (bench/soak/sync.ts).
+      // Behind only if Redis also acknowledged the beat: a publisher whose connection died alone
+      // (a NAT or firewall that forgot it, a proxy) hears nothing back while the subscriber goes on
+      // delivering the other nodes — taken for "behind", the node stayed ready while every event of
+      // its clients vanished.
       if (this.beatRefused === '') {
-        if (this.heardAt <= this.beatSentAt) { this.stalled(now - this.beatSentAt); return; }
+        if (this.heardAt <= this.beatSentAt || this.beatAckedFor !== this.beatSentAt) { this.stalled(now - this.beatSentAt); return; }
       } else if (!this.refused) {
         this.refused = true;
         this.lastError = `Redis refused our heartbeat: ${this.beatRefused}`;

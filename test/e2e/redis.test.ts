@@ -2,6 +2,7 @@
 // here on a free port), real TLS clients on each node. No mock stands in for Redis.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import net from 'node:net';
 import { testPki, type SharedPki } from '../helpers/pki.ts';
 import { spawnServer, metricValue, type SpawnedServer } from '../helpers/server.ts';
 import { TestRedis, freePort } from '../helpers/redis.ts';
@@ -50,6 +51,40 @@ class Cluster {
   async stop(): Promise<void> {
     for (const c of this.clients.splice(0)) c.close();
     await Promise.all(this.nodes.splice(0).map((n) => n.stop('SIGKILL')));
+  }
+}
+
+/**
+ * A TCP relay to Redis that can freeze the connections that published (a node's publisher): no
+ * byte goes either way on them any more, as when a NAT or firewall forgets one connection, while
+ * every other connection (the node's subscriber) goes on. New connections are relayed normally.
+ */
+class FreezingRelay {
+  readonly pairs: Array<{ a: net.Socket; b: net.Socket; published: boolean }> = [];
+  private constructor(readonly server: net.Server, readonly port: number) {}
+  static async start(redisPort: number): Promise<FreezingRelay> {
+    const server = net.createServer();
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const relay = new FreezingRelay(server, (server.address() as net.AddressInfo).port);
+    server.on('connection', (a) => {
+      const b = net.connect(redisPort, '127.0.0.1');
+      const pair = { a, b, published: false };
+      relay.pairs.push(pair);
+      a.on('data', (d: Buffer) => { if (!pair.published && d.toString('latin1').toLowerCase().includes('publish')) pair.published = true; b.write(d); });
+      b.on('data', (d: Buffer) => a.write(d));
+      for (const [x, y] of [[a, b], [b, a]]) { x.on('error', () => y.destroy()); x.on('close', () => y.destroy()); }
+    });
+    return relay;
+  }
+  /** stop relaying on every connection that has published so far (both ways; nothing is closed) */
+  freezePublishers(): number {
+    const frozen = this.pairs.filter((p) => p.published);
+    for (const p of frozen) { p.a.pause(); p.b.pause(); p.a.removeAllListeners('data'); p.b.removeAllListeners('data'); }
+    return frozen.length;
+  }
+  close(): void {
+    for (const p of this.pairs) { p.a.destroy(); p.b.destroy(); }
+    this.server.close();
   }
 }
 
@@ -491,6 +526,28 @@ describe('e2e: Redis outage', function () {
     await a1.waitFor(() => count(a1, 'after-hang-b;') === 1, 5000, 'B→A after the hang');
     await sleep(300);
     assert.equal(count(b, 'after-hang;'), 1, 'nothing twice');
+  });
+
+  it('a node whose publisher connection dies alone (the subscriber still delivers): unready, reconnects by itself, its clients\' events cross again', async () => {
+    // node A reaches Redis through a relay; B directly, and keeps publishing (beats, events), so A's
+    // subscriber hears something all the time
+    const relay = await FreezingRelay.start(redis.port);
+    try {
+      const [A, B] = await Promise.all([cl.node(`redis://127.0.0.1:${relay.port}`, 'halfdead-a'), cl.node(redis.url, 'halfdead-b')]);
+      const a = await cl.member(A, 'alpha');
+      const b = await cl.member(B, 'bravo');
+      await b.waitFor(() => count(b, 'uid="uid-alpha"') > 0, 5000, 'cross-node A→B before');
+      assert.ok(relay.freezePublishers() >= 1, 'A\'s publisher connection found');
+      // before: A heard B all along, took its missing echo for a backlog, stayed ready, and every
+      // event of its clients went nowhere
+      await until(() => busLines(A, 'down').length === 1, 5000, 'A down: no echo of its heartbeat');
+      assert.match(String(busLines(A, 'down')[0].err), /no echo of our heartbeat/);
+      await until(async () => (await readyz(A)) === 200 && busLines(A, 'up').length === 2, 10000, 'A back on the bus by itself');
+      a.send(chat('alpha', 'after-half-death;'));
+      await b.waitFor(() => count(b, 'after-half-death;') === 1, 5000, 'A→B again');
+    } finally {
+      relay.close();
+    }
   });
 
   it('Redis refusing PUBLISH (an ACL): down with that error, once, no reconnect loop; allowed again: up by itself', async () => {
