@@ -116,6 +116,15 @@ export function scan(frame: Buffer): CotHeader | ScanError {
   return scanFrame(frame);
 }
 
+/**
+ * The `time` of an event as epoch ms (NaN: none, not a time, or not a CoT event). For the rare
+ * paths that compare two SAs of one device by its own clock (sync answers), not for the hot path.
+ */
+export function eventTimeMs(frame: Buffer): number {
+  const h = scan(frame);
+  return h.ok ? h.timeMs : NaN;
+}
+
 /** @internal the scan proper, without the framer's memo */
 export function scanFrame(b: Buffer): CotHeader | ScanError {
   const saved = top;

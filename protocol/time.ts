@@ -18,15 +18,3 @@ export function cotTimeMs(s: string): number {
   return Date.parse(s);
 }
 
-/**
- * The `time` attribute of an event's start tag as epoch ms (NaN: none, or not a time). For the rare
- * paths that compare two SAs of one device by its own clock (sync answers), not for the hot path.
- */
-export function eventTimeMs(frame: Buffer): number {
-  const s = frame.indexOf('<event');
-  if (s < 0) return NaN;
-  const e = frame.indexOf('>', s);
-  if (e < 0) return NaN;
-  const m = /\stime\s*=\s*(?:"([^"]*)"|'([^']*)')/.exec(frame.toString('latin1', s, e));
-  return m ? cotTimeMs(m[1] ?? m[2]) : NaN;
-}

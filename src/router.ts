@@ -2,10 +2,9 @@
 // on the bus as an Envelope and every node (this one synchronously) delivers it to its matching
 // local sessions, never back to the sender. The latest-SA cache lives here too.
 import { performance } from 'node:perf_hooks';
-import type { CotHeader } from '../protocol/scan.ts';
+import { eventTimeMs, type CotHeader } from '../protocol/scan.ts';
 import { pong, disconnectNotice, protocolSupport } from '../protocol/control.ts';
 import { streamable } from '../protocol/xml.ts';
-import { eventTimeMs } from '../protocol/time.ts';
 import { onProtocolRequest } from './negotiate.ts';
 import { EnvelopeKind, type Bus, type BusHost, type Envelope } from './bus/types.ts';
 import type { Session, FlushScheduler } from './session.ts';
