@@ -17,7 +17,7 @@ import tls from 'node:tls';
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
-import { initPki, issueClient } from '../../src/pki/index.ts';
+import { benchCreds } from '../lib/certs.ts';
 import { TestRedis } from '../../test/helpers/redis.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -37,14 +37,8 @@ const opts = new Command()
 const SECONDS = Number(opts.seconds);
 const CONC = Number(opts.concurrency);
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cotstream-soak-'));
-const paths = await initPki({ certsDir: dir, hosts: ['localhost', '127.0.0.1'] });
 const NCERTS = 6;
-const certs: Array<{ cert: Buffer; key: Buffer }> = [];
-for (let i = 0; i < NCERTS; i++) {
-  const r = await issueClient({ certsDir: dir, name: `soak-${i}` });
-  certs.push({ cert: fs.readFileSync(r.cert), key: fs.readFileSync(r.key) });
-}
-const ca = fs.readFileSync(paths.ca);
+const { ca, clients: certs } = await benchCreds(dir, NCERTS);
 
 // ---- nodes ----------------------------------------------------------------------------------
 interface Node { proc: ChildProcess; port: number; metricsPort: number; name: string; pending: Map<number, (m: any) => void> } // eslint-disable-line @typescript-eslint/no-explicit-any

@@ -20,7 +20,7 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { Command } from 'commander';
 import { Redis } from 'ioredis';
-import { initPki, issueClient } from '../../src/pki/index.ts';
+import { benchCreds } from '../lib/certs.ts';
 import { BatchType, decodeBatch, decodeHeader, markOf } from '../../src/bus/codec.ts';
 import { EnvelopeKind } from '../../src/bus/types.ts';
 import { TestRedis } from '../../test/helpers/redis.ts';
@@ -45,13 +45,7 @@ const log = (s: string): void => console.log(`${new Date().toISOString().slice(1
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cotstream-sync-'));
-const paths = await initPki({ certsDir: dir, hosts: ['localhost', '127.0.0.1'] });
-const certs: Array<{ cert: Buffer; key: Buffer }> = [];
-for (let i = 0; i < 8; i++) {
-  const r = await issueClient({ certsDir: dir, name: `sync-${i}` });
-  certs.push({ cert: fs.readFileSync(r.cert), key: fs.readFileSync(r.key) });
-}
-const ca = fs.readFileSync(paths.ca);
+const { ca, clients: certs } = await benchCreds(dir, 8);
 
 const redis = await TestRedis.start();
 const admin = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => 200 });
