@@ -18,6 +18,7 @@ import { Command } from 'commander';
 import { runLoad, type LoadResult } from './load.ts';
 import { benchCreds } from './lib/certs.ts';
 import { cpuSeconds, pinProcess, wakeups, writeSyscalls } from './lib/proc.ts';
+import { wakeupCostUs } from './lib/wakeup.ts';
 import { fmt, mdTable } from './lib/table.ts';
 import { spawnServer, type SpawnedServer } from '../test/helpers/server.ts';
 import { TestRedis } from '../test/helpers/redis.ts';
@@ -27,7 +28,7 @@ const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const o = new Command('bench-redis')
   .description('deliveries per server CPU-second: two cotstream nodes on Redis vs one node in memory, same load, same run')
   .option('--certs-dir <dir>', 'dev PKI (created when missing)', path.join(ROOT, 'certs'))
-  .option('--loads <list>', 'loads to measure, comma-separated CLIENTSxSENDERSxRATE (connections spread over the nodes, how many send, events/s each)', '40x4x500,100x10x300,200x20x150')
+  .option('--loads <list>', 'loads to measure, comma-separated CLIENTSxSENDERSxRATE (connections spread over the nodes, how many send, events/s each)', '40x4x500,100x10x300,200x20x150,200x200x2')
   .option('--duration <s>', 'seconds of sending per measurement', '8')
   .option('--rounds <n>', 'memory/redis pairs (alternated, to even out machine noise)', '2')
   .option('--no-control', 'skip the control run (two in-memory nodes with no bus between them)')
@@ -173,12 +174,19 @@ async function main(): Promise<void> {
     summary.push(`${load.clients} clients, ${load.senders} x ${load.rate} ev/s: ${fmt(r.ratio * 100)}%`);
     bad += r.results.filter((m) => !m.variant.startsWith('control') && (m.loss > 0 || m.dupes > 0 || m.echoes > 0)).length;
   }
+  // after the loads, so it warms nothing up for them; pinned only: it needs two known CPUs
+  let wake = '';
+  if (pinned) {
+    const far = await wakeupCostUs(SERVER_CPU);
+    const near = await wakeupCostUs(GEN_CPU);
+    wake = `An idle Node process woken by one byte on a pipe costs ${fmt(far, 1)} µs of its CPU per wakeup when woken from the other CPU, ${fmt(near, 1)} µs from its own (bench/lib/wakeup.ts). `;
+  }
   const cpus = os.cpus();
   process.stdout.write(
     `# Redis hop: two nodes on Redis vs one node in memory\n\n` +
     `600-byte events, ${duration} s per measurement, ${rounds} rounds per load; clients spread round-robin over the nodes. ` +
     `${cpus.length} × ${cpus[0]?.model ?? '?'}, Node ${process.version}, load average ${loadBefore.toFixed(2)} → ${os.loadavg()[0].toFixed(2)}. ` +
-    (pinned ? `cotstream nodes pinned to CPU ${SERVER_CPU}, generator and redis-server to CPU ${GEN_CPU}.\n\n` : '**Not pinned** (--no-pin, no taskset, or one CPU): nodes, generator and redis-server share the CPUs.\n\n') +
+    (pinned ? `cotstream nodes pinned to CPU ${SERVER_CPU}, generator and redis-server to CPU ${GEN_CPU}. ${wake}\n\n` : '**Not pinned** (--no-pin, no taskset, or one CPU): nodes, generator and redis-server share the CPUs.\n\n') +
     parts.join('') +
     `Two nodes on Redis vs one in memory, deliveries per server CPU-second: ${summary.join('; ')} (target >= 80%).\n`,
   );
