@@ -302,6 +302,7 @@ export class RedisBus implements Bus {
   /** A header-only batch: sync request or heartbeat (sent only while connected). */
   private control(type: BatchType): void {
     if (!this.pubReady) return;
+    if (type === BatchType.sync) this.metrics.busSync.asked.inc();
     const buf = encodeBatch({ type, node: this.nodeId, epoch: this.epoch, seq: ++this.batchSeq }, []);
     const sentAt = this.beatSentAt;
     this.pub.publish(this.channel, buf).then(() => {
@@ -363,6 +364,7 @@ export class RedisBus implements Bus {
     }
     out();
     this.send(encodeMark({ type: BatchType.events, node: this.nodeId, epoch: this.epoch, seq: ++this.batchSeq }, 'end'), 0);
+    this.metrics.busSync.answered.inc();
   }
 
   // ---- receive ------------------------------------------------------------------------------
@@ -434,6 +436,7 @@ export class RedisBus implements Bus {
         // what the gap lost of this node is repaired: after a Redis restart every node sees gaps
         // and asked again at its next beat, though the answers to the first requests had covered them
         this.gapped.delete(h.node);
+        this.metrics.busSync.complete.inc();
         this.host?.stateOf(h.node, since);
         return;
       }

@@ -30,6 +30,9 @@ export type CloseReason = keyof typeof CloseReason;
 
 export const BusDirection = { in: 'in', out: 'out' } as const;
 export type BusDirection = keyof typeof BusDirection;
+/** the state sync between nodes (src/bus/redis.ts): what an operator needs to see a node asking again and again */
+export const BusSync = { asked: 'asked', answered: 'answered', complete: 'complete' } as const;
+export type BusSync = keyof typeof BusSync;
 
 /** Which certificate a `cot_certificate_expiry_timestamp_seconds` series describes. */
 export const CertKind = { ca: 'ca', server: 'server' } as const;
@@ -152,6 +155,7 @@ export class Metrics {
   readonly busErrors: HotCounter;
   readonly busGaps: HotCounter;
   readonly busUndecodable: HotCounter;
+  readonly busSync: Record<BusSync, HotCounter>;
   readonly revokedSerials: client.Gauge;
   readonly certExpiry: client.Gauge<'cert'>;
   readonly crlNextUpdate: client.Gauge;
@@ -191,6 +195,7 @@ export class Metrics {
     this.busErrors = hotCounter(r, 'cot_bus_publish_errors_total', 'Bus publishes that failed or were discarded while the bus was down');
     this.busGaps = hotCounter(r, 'cot_bus_gaps_total', 'Bus batches from other nodes that never arrived here (sequence gaps: outages, reconnects)');
     this.busUndecodable = hotCounter(r, 'cot_bus_undecodable_total', 'Messages on the bus channel that are not batches this node can read (corrupt, foreign, a newer codec version): ignored');
+    this.busSync = hotCounterVec(r, 'cot_bus_sync_total', 'State syncs between nodes: asked (sync requests this node published: it joined or reconnected, or missed batches), answered (answers it published: its clients\' latest SAs), complete (complete answers it received from other nodes)', 'event', BusSync);
     this.revokedSerials = new client.Gauge({ name: 'cot_revoked_serials', help: 'Certificate serials in the revocation list in force', registers });
     this.certExpiry = new client.Gauge({ name: 'cot_certificate_expiry_timestamp_seconds', help: 'notAfter of the CA and server certificates (unix seconds)', labelNames: ['cert'], registers });
     this.crlNextUpdate = new client.Gauge({ name: 'cot_crl_next_update_timestamp_seconds', help: 'next_update of the revocation list in force (unix seconds; 0 when none)', registers });

@@ -280,9 +280,15 @@ describe('e2e: two nodes on one Redis', function () {
     const nb = await cl.client(B, 'newcomer');
     await nb.waitFor(() => count(nb, 'uid="uid-alpha"') === 1 && count(nb, 'uid="uid-bravo"') === 1, 5000, 'replayed SAs at the newcomer on B');
     // a node started after the SA was sent rebuilds the cluster-wide SAs from the bus
+    const answered = () => Promise.all([A, B].map((n) => metric(n, 'cot_bus_sync_total', { event: 'answered' })));
+    const answeredBefore = await answered();
     const C = await cl.node(redis.url, 'node-c');
     const nc = await cl.client(C, 'newcomer2');
     await nc.waitFor(() => count(nc, 'uid="uid-alpha"') === 1 && count(nc, 'uid="uid-bravo"') === 1, 5000, 'SAs of A and B at a newcomer on C');
+    // the sync, as an operator sees it: C asked, A and B answered, C got both answers whole
+    await until(async () => (await metric(C, 'cot_bus_sync_total', { event: 'complete' })) >= 2, 5000, 'complete answers from A and B counted on C');
+    assert.ok(await metric(C, 'cot_bus_sync_total', { event: 'asked' }) >= 1, 'the request counted on C');
+    (await answered()).forEach((v, i) => assert.ok(v > answeredBefore[i], `the answer counted on ${i ? 'B' : 'A'}`));
     assert.ok(nc.frames.findIndex((f) => f.includes('uid="uid-alpha"')) < nc.frames.findIndex((f) => f.includes('t-x-takp-v')), 'replay before the announcement');
     a.send(sa('uid-alpha', 'ALPHA', { lat: 12.5 }));
     await nc.waitFor(() => count(nc, 'lat="12.5"') === 1, 5000, 'live SA reaches C');

@@ -155,7 +155,7 @@ describe('ops: a real Prometheus scraping cotstream', function () {
       }
     }
     const labelNames = new Set([...text.matchAll(/^cot_\w+\{([^}]*)\}/gm)].flatMap((m) => [...m[1].matchAll(/(\w+)="/g)].map((k) => k[1])));
-    assert.deepEqual([...labelNames].sort(), ['cert', 'direction', 'le', 'reason', 'result']);
+    assert.deepEqual([...labelNames].sort(), ['cert', 'direction', 'event', 'le', 'reason', 'result']);
   });
 
   it('every query of the Grafana dashboard is valid PromQL over metrics the server exposes', async () => {
