@@ -3,7 +3,8 @@
 // the price of waking it with (almost) no work to do. Measured with the waker on another CPU (the
 // kernel must interrupt the sleeping CPU: on a VM, an IPI the hypervisor delivers) and on the same
 // CPU (the waker blocks, the child runs): bench/redis.ts prints both beside its figures, because at
-// a light load the nodes' extra CPU goes mostly into wakeups (bench/README.md).
+// a light load the pair of nodes wakes three times as often as one node; each wakeup costs this
+// bare price and then its work runs in cold caches (README, "What the Redis hop costs").
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { cpuSeconds, pinProcess } from './proc.ts';
