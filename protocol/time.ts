@@ -17,4 +17,3 @@ export function cotTimeMs(s: string): number {
   }
   return Date.parse(s);
 }
-

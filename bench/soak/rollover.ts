@@ -19,7 +19,7 @@ import { Command } from 'commander';
 import { makePki } from '../../test/helpers/pki.ts';
 import { spawnServer, type SpawnedServer } from '../../test/helpers/server.ts';
 import { TestRedis, freePort } from '../../test/helpers/redis.ts';
-import { CotClient, sleep } from '../../test/helpers/client.ts';
+import { CotClient, sleep, until } from '../../test/helpers/client.ts';
 import { HaProxy, readmeRecipe } from '../../test/helpers/haproxy.ts';
 import { Device, heard, replayEnd } from './device.ts';
 
@@ -34,14 +34,6 @@ const opts = new Command()
 const N_DEVICES = Number(opts.devices);
 const N_PROTO = Math.floor(N_DEVICES / 5);
 const HEARTBEAT = String(opts.heartbeat);
-
-async function until(pred: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await pred())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(100);
-  }
-}
 
 const readyz = async (port: number): Promise<number> => {
   try { return (await fetch(`http://127.0.0.1:${port}/readyz`)).status; } catch { return 0; }

@@ -6,7 +6,7 @@ import net from 'node:net';
 import { testPki, type SharedPki } from '../helpers/pki.ts';
 import { spawnServer, metricValue, type SpawnedServer } from '../helpers/server.ts';
 import { TestRedis, freePort } from '../helpers/redis.ts';
-import { CotClient, sa, chat, ping, sleep } from '../helpers/client.ts';
+import { CotClient, sa, chat, ping, sleep, until } from '../helpers/client.ts';
 import { TakClient } from '../helpers/takclient.ts';
 import { Redis } from 'ioredis';
 import { BatchType, encodeBatch } from '../../src/bus/codec.ts';
@@ -14,14 +14,6 @@ import { BatchType, encodeBatch } from '../../src/bus/codec.ts';
 const readyz = async (s: SpawnedServer): Promise<number> => (await fetch(`http://127.0.0.1:${s.metricsPort}/readyz`)).status;
 const metric = async (s: SpawnedServer, name: string, labels: Record<string, string> = {}): Promise<number> =>
   metricValue(await (await fetch(`http://127.0.0.1:${s.metricsPort}/metrics`)).text(), name, labels);
-
-async function until(pred: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await pred())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 const count = (c: CotClient, needle: string): number => c.frames.filter((f) => f.includes(needle)).length;
 const rssOf = (pid: number): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;

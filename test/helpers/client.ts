@@ -93,6 +93,15 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+/** Polls `pred` every 50 ms until it holds; throws naming `what` after `ms`. */
+export async function until(pred: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await pred())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
 /** An SA (self position report) the way ATAK sends it: declaration, contact endpoint, __group. */
 export function sa(uid: string, callsign: string, opts: {
   staleSec?: number; lat?: number; type?: string;
