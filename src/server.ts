@@ -1,5 +1,6 @@
 // Composition root: builds the parts from one Config, wires them, owns start and stop.
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import type { Server as HttpServer } from 'node:http';
 import type { Server as NetServer, Socket } from 'node:net';
@@ -22,6 +23,7 @@ import { signedCopyFor } from './pki/paths.ts';
 import { watchCertificateExpiry } from './pki/expiry.ts';
 import { identityFromSocket, remoteOf, type ClientIdentity } from './auth/identity.ts';
 import { RevocationList } from './auth/revocation.ts';
+import { ClusterCrl } from './auth/cluster-crl.ts';
 import { canonicalSerial } from './auth/serial.ts';
 
 export class StartupError extends Error {}
@@ -189,6 +191,12 @@ export class CotServer {
     // logged by the list; the last good list stays in force, and the gauge says so (an alert)
     list.on('error', gauges);
     list.watch();
+    if (this.bus instanceof RedisBus) {
+      // the list the cluster shares (`revoke --redis`), kept beside the PKI for restarts without Redis
+      const shared = new ClusterCrl({ ca: this.cfg.ca, file: path.join(this.cfg.certsDir, 'crl-cluster.pem'), list, log: this.log, metrics: this.metrics });
+      shared.load();
+      this.bus.shareRevocations(shared);
+    }
     this.revocations = list;
     this.isRevoked = (id) => (id.serial ? list.lookup(id.serial)?.reason : undefined);
   }

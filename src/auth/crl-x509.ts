@@ -2,7 +2,7 @@
 // node-forge has no CRL support; @peculiar/asn1-x509 provides the typed ASN.1 schema (widely
 // used, maintained, no reflect-metadata polyfill unlike @peculiar/x509) and node:crypto signs,
 // synchronously, with the CA key.
-import { createPrivateKey, sign as cryptoSign, X509Certificate } from 'node:crypto';
+import { createPrivateKey, sign as cryptoSign, verify as cryptoVerify, X509Certificate } from 'node:crypto';
 import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
 import {
   AlgorithmIdentifier,
@@ -191,4 +191,64 @@ export function signCrl(i: SignCrlInput): string {
   const der = Buffer.from(AsnConvert.serialize(list));
   const b64 = der.toString('base64').match(/.{1,64}/g)!.join('\n');
   return `-----BEGIN X509 CRL-----\n${b64}\n-----END X509 CRL-----\n`;
+}
+
+/** Signature algorithms verifyCrl accepts, by OID: the hash node:crypto verifies with. */
+const SIG_HASH: Record<string, string> = {
+  '1.2.840.113549.1.1.11': 'sha256', // sha256WithRSAEncryption
+  '1.2.840.113549.1.1.12': 'sha384',
+  '1.2.840.113549.1.1.13': 'sha512',
+  '1.2.840.10045.4.3.2': 'sha256', // ecdsa-with-SHA256
+  '1.2.840.10045.4.3.3': 'sha384',
+  '1.2.840.10045.4.3.4': 'sha512',
+};
+
+/** The bytes of the first element of the DER SEQUENCE `der` (a CRL's tbsCertList, as signed). */
+function firstElement(der: Uint8Array): Uint8Array {
+  const len = (at: number): [number, number] => {
+    const b = der[at];
+    if (b === undefined) throw new Error('truncated');
+    if (b < 0x80) return [b, at + 1];
+    const n = b & 0x7f;
+    if (n === 0 || n > 4) throw new Error('bad length');
+    let v = 0;
+    for (let i = 1; i <= n; i++) v = v * 256 + (der[at + i] ?? NaN);
+    return [v, at + 1 + n];
+  };
+  if (der[0] !== 0x30) throw new Error('not a SEQUENCE');
+  const [, body] = len(1);
+  if (der[body] !== 0x30) throw new Error('tbsCertList is not a SEQUENCE');
+  const [n, start] = len(body + 1);
+  if (!Number.isFinite(n) || start + n > der.length) throw new Error('truncated');
+  return der.subarray(body, start + n);
+}
+
+/**
+ * A DER CRL, parsed, if one of the CA certificates in `caPem` (one or a bundle) signed it; throws
+ * saying why not. What a node takes from other nodes is only ever what the CA signed: anyone who
+ * can write to Redis can offer a list, nobody without the CA key can make one a node enforces.
+ */
+export function verifyCrl(der: Uint8Array, caPem: string): ParsedCrl {
+  const parsed = parseDerCrl(der);
+  let list: CertificateList;
+  let tbs: Uint8Array;
+  try {
+    list = AsnConvert.parse(der, CertificateList);
+    tbs = firstElement(der);
+  } catch (err) {
+    throw new Error(`not an X.509 CRL: ${(err as Error).message}`);
+  }
+  const hash = SIG_HASH[list.signatureAlgorithm.algorithm];
+  if (hash === undefined) throw new Error(`unsupported signature algorithm ${list.signatureAlgorithm.algorithm}`);
+  const sig = new Uint8Array(list.signature);
+  const cas = [...caPem.matchAll(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g)].map((m) => new X509Certificate(m[0]));
+  if (cas.length === 0) throw new Error('no CA certificate to verify with');
+  for (const ca of cas) {
+    try {
+      if (cryptoVerify(hash, tbs, ca.publicKey, sig)) return parsed;
+    } catch {
+      /* a key of another type: try the next CA */
+    }
+  }
+  throw new Error(`not signed by ${cas.length === 1 ? 'the CA' : 'any of the CAs'} (issuer ${parsed.issuer})`);
 }

@@ -5,9 +5,12 @@ import { X509Certificate } from 'node:crypto';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { canonicalSerial } from './serial.ts';
 import { REVOKE_REASONS } from './crl-x509.ts';
-import { DEFAULT_CRL_DAYS, readRevocationFile, writeRevocation, type RevokedEntry, type RevocationData } from './revocation-file.ts';
+import { DEFAULT_CRL_DAYS, pemToDer, readRevocationFile, writeRevocation, type RevokedEntry, type RevocationData } from './revocation-file.ts';
 import { pkiPaths, signedCopyFor, type PkiPaths } from '../pki/paths.ts';
-import { action, caKeyOption, caOption, certsDirOption, crlOption, parsePositiveInt, resolveCertsDir, resolveCrl, resolvePkiPaths, stdio, table, type CommandIO } from '../pki/options.ts';
+import { action, caKeyOption, caOption, certsDirOption, crlOption, parsePositiveInt, redisOptions, resolveCertsDir, resolveCrl, resolvePkiPaths, resolveRedis, stdio, table, type CommandIO } from '../pki/options.ts';
+import { pushCrl } from '../bus/crl-share.ts';
+import { DEFAULT_CHANNEL } from '../bus/redis.ts';
+import { redactUrl } from '../ops/log.ts';
 
 interface CommonOpts {
   certsDir?: string;
@@ -15,6 +18,8 @@ interface CommonOpts {
   crlDays?: number;
   ca?: string;
   caKey?: string;
+  redis?: string;
+  redisCa?: string;
 }
 
 function crlDaysOption(): Option {
@@ -42,13 +47,14 @@ export function registerRevocationCommands(program: Command, io: CommandIO = std
     .addOption(caKeyOption())
     .addOption(new Option('--reason <reason>', 'revocation reason, recorded in crl.json and crl.pem; the RFC 5280 / openssl spelling (keyCompromise) works too').choices(REVOKE_REASONS).argParser(reasonName).default('unspecified'))
     .addOption(crlDaysOption());
+  for (const opt of redisOptions()) revoke.addOption(opt);
   revoke.action(
-    action(revoke, (target: string, o: CommonOpts & { reason: string }) => {
+    action(revoke, async (target: string, o: CommonOpts & { reason: string }) => {
       const p = resolvePkiPaths(o);
       const certsDir = p.dir;
       const crl = resolveCrl(o.crl, certsDir);
       const { serial, subject } = resolveTarget(target, p, io);
-      withLock(crl, () => {
+      const r = withLock(crl, () => {
         const list = readList(crl, signedCopyFor(crl, certsDir), io);
         const existing = list.entries.get(serial);
         if (existing) {
@@ -62,7 +68,9 @@ export function registerRevocationCommands(program: Command, io: CommandIO = std
         const r = save(list, crl, p, o.crlDays);
         if (!existing) io.out(`revoked ${serial}${subject ? ` (${subject})` : ''}, reason ${o.reason}\n`);
         io.out(report(r));
+        return r;
       });
+      await share(r, o, io);
     }),
   );
 
@@ -105,11 +113,17 @@ export function registerRevocationCommands(program: Command, io: CommandIO = std
     .addOption(caOption())
     .addOption(caKeyOption())
     .addOption(crlDaysOption());
+  for (const opt of redisOptions()) refresh.addOption(opt);
   refresh.action(
-    action(refresh, (o: CommonOpts) => {
+    action(refresh, async (o: CommonOpts) => {
       const p = resolvePkiPaths(o);
       const crl = resolveCrl(o.crl, p.dir);
-      withLock(crl, () => io.out(report(save(readList(crl, signedCopyFor(crl, p.dir), io), crl, p, o.crlDays))));
+      const r = withLock(crl, () => {
+        const w = save(readList(crl, signedCopyFor(crl, p.dir), io), crl, p, o.crlDays);
+        io.out(report(w));
+        return w;
+      });
+      await share(r, o, io);
     }),
   );
 }
@@ -134,6 +148,23 @@ function readList(crl: string, crlPem: string | undefined, io: CommandIO): Revoc
   const l = readRevocationFile(crl, crlPem);
   if (l.restoredFrom) io.err(`warning: ${crl} not found: using the ${l.entries.size} revocation(s) of its signed copy ${l.restoredFrom}, as the server does\n`);
   return l;
+}
+
+/** With --redis (or COTSTREAM_REDIS_URL): the signed list to the cluster, which every node enforces. */
+async function share(r: { pem?: string; unsigned?: string; thisUpdate: Date }, o: CommonOpts, io: CommandIO): Promise<void> {
+  const redis = resolveRedis(o);
+  if (!redis.url) return;
+  const where = redactUrl(redis.url);
+  if (!r.pem) throw new Error(`nothing sent to ${where}: only a CA-signed list is shared (${r.unsigned ?? 'none written'})`);
+  let pushed: boolean;
+  try {
+    pushed = await pushCrl(redis.url, redis.ca, DEFAULT_CHANNEL, pemToDer(r.pem), r.thisUpdate.getTime());
+  } catch (err) {
+    throw new Error(`the list is written, but not sent to ${where}: ${(err as Error).message} (run \`cotstream crl refresh\` to send it again)`);
+  }
+  io.out(pushed
+    ? `sent to ${where}: every node on it enforces this list within a second\n`
+    : `not sent to ${where}: it already holds a list signed later than this one\n`);
 }
 
 function report(r: { written: string[]; unsigned?: string; nextUpdate: Date }): string {
@@ -194,7 +225,7 @@ function clientSubjects(certsDir: string): Map<string, string> {
 }
 
 /** Serialize concurrent read-modify-write of the list (two operators revoking at once lose nothing). */
-function withLock(file: string, fn: () => void): void {
+function withLock<T>(file: string, fn: () => T): T {
   const lock = `${file}.lock`;
   fs.mkdirSync(path.dirname(file), { recursive: true });
   const deadline = Date.now() + 10_000;
@@ -214,7 +245,7 @@ function withLock(file: string, fn: () => void): void {
     }
   }
   try {
-    fn();
+    return fn();
   } finally {
     fs.rmSync(lock, { force: true });
   }

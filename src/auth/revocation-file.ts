@@ -210,6 +210,10 @@ export interface WriteResult {
   /** Why no signed CRL was written, if none was. */
   unsigned?: string;
   nextUpdate: Date;
+  /** the signed CRL written (PEM), if one was */
+  pem?: string;
+  /** its this_update */
+  thisUpdate: Date;
 }
 
 /** Write the list (atomically, so a watching server never reads half a file) plus the signed crl.pem. */
@@ -244,7 +248,7 @@ export function writeRevocation(w: WriteInput): WriteResult {
     writeFileAtomic(w.crlPemPath, pem, PUBLIC_MODE);
     written.push(w.crlPemPath);
   }
-  return { written, unsigned, nextUpdate };
+  return { written, unsigned, nextUpdate, pem, thisUpdate: now };
 }
 
 function validDate(s: string, fallback: Date): Date {

@@ -8,6 +8,9 @@
 //  - next_update in the past → a warning; revocations stay enforced and nobody is locked out.
 // Events: 'change' ({added, removed}) when the revoked set changed; 'reload' after every good
 // read (dates may change without the set); 'error' for a rejected file (only if listened to).
+// With Redis scale-out a second source joins the file: the CA-signed list the cluster shares
+// (setCluster, from ClusterCrl). A serial either revokes is refused; the file never loses an entry
+// because the cluster's list lacks it.
 // watch() reloads within a second of a change: fs.watch on the directory (editors and our own
 // writer replace the file by rename, which a watch on the file itself would miss) plus a stat poll
 // for filesystems where fs.watch says nothing (NFS, some containers).
@@ -49,6 +52,9 @@ export class RevocationList extends EventEmitter {
   private readonly debounceMs: number;
   private readonly signedCopy: string | undefined;
   private entries = new Map<string, RevokedEntry>();
+  /** the cluster's signed list (setCluster): enforced besides the file's entries */
+  private cluster = new Map<string, RevokedEntry>();
+  private inForceSize = 0;
   private next: Date | undefined;
   private fmt: RevocationFormat | undefined;
   private haveGood = false;
@@ -71,8 +77,9 @@ export class RevocationList extends EventEmitter {
     this.signedCopy = opts.signedCopy;
   }
 
+  /** Serials in force: the file's and the cluster list's, each counted once. */
   get size(): number {
-    return this.entries.size;
+    return this.inForceSize;
   }
 
   get nextUpdate(): Date | undefined {
@@ -99,20 +106,30 @@ export class RevocationList extends EventEmitter {
   }
 
   lookup(serialHex: string): RevokedEntry | undefined {
-    return this.entries.get(serialHex);
+    return this.entries.get(serialHex) ?? this.cluster.get(serialHex);
   }
 
   /** lookup() for a serial in any accepted spelling (e.g. Node's upper-case peer serial). */
   lookupAny(serial: string): RevokedEntry | undefined {
     try {
-      return this.entries.get(canonicalSerial(serial));
+      return this.lookup(canonicalSerial(serial));
     } catch {
       return undefined;
     }
   }
 
+  /** The file's entries, then the cluster list's that the file does not hold. */
   entriesList(): RevokedEntry[] {
-    return [...this.entries.values()];
+    return [...this.entries.values(), ...[...this.cluster.values()].filter((e) => !this.entries.has(e.serial))];
+  }
+
+  /**
+   * Put the cluster's signed list in force beside the file's (ClusterCrl, a newer list from the
+   * bus). Emits 'change' with what it adds to or removes from the serials in force. True when
+   * that changed.
+   */
+  setCluster(next: Map<string, RevokedEntry>): boolean {
+    return this.swap(() => { this.cluster = next; });
   }
 
   /** Initial synchronous load. Throws only when the file exists but is unreadable/corrupt. */
@@ -229,14 +246,26 @@ export class RevocationList extends EventEmitter {
 
   private replace(next: Map<string, RevokedEntry>, nextUpdate: Date | undefined): boolean {
     this.next = nextUpdate;
-    const added: string[] = [];
-    const removed: string[] = [];
-    for (const k of next.keys()) if (!this.entries.has(k)) added.push(k);
-    for (const k of this.entries.keys()) if (!next.has(k)) removed.push(k);
-    this.entries = next;
+    return this.swap(() => { this.entries = next; });
+  }
+
+  /** Change a source, then say what that changed of the serials in force (rare: no hot path). */
+  private swap(change: () => void): boolean {
+    const before = this.inForce();
+    change();
+    const after = this.inForce();
+    this.inForceSize = after.size;
+    const added = [...after].filter((k) => !before.has(k));
+    const removed = [...before].filter((k) => !after.has(k));
     if (!added.length && !removed.length) return false;
     this.emit('change', { added, removed } satisfies RevocationChange);
     return true;
+  }
+
+  private inForce(): Set<string> {
+    const s = new Set(this.entries.keys());
+    for (const k of this.cluster.keys()) s.add(k);
+    return s;
   }
 
   /** Start reacting to changes of the file. Idempotent. */

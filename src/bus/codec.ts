@@ -23,6 +23,8 @@ export const BatchType = {
   sync: 1,
   /** liveness only: a node silent for a few heartbeats is gone */
   heartbeat: 2,
+  /** the cluster's signed revocation list in Redis changed: fetch it (crl-share.ts) */
+  crl: 3,
 } as const;
 export type BatchType = (typeof BatchType)[keyof typeof BatchType];
 
@@ -132,7 +134,7 @@ export function decodeHeader(buf: Buffer): BatchHeader & { bodyOffset: number; c
   if (buf.length < 3) throw new CodecError('truncated header');
   if (buf[0] !== CODEC_VERSION && buf[0] !== 1) throw new CodecError(`unknown codec version ${buf[0]}`);
   const type = buf[1];
-  if (type > BatchType.heartbeat) throw new CodecError(`unknown batch type ${type}`);
+  if (type > BatchType.crl) throw new CodecError(`unknown batch type ${type}`);
   const nodeBytes = buf[2];
   const off = 3 + nodeBytes;
   if (buf.length < off + 12) throw new CodecError('truncated header');

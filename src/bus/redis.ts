@@ -31,11 +31,14 @@
 //   for its clients' SAs; the router shows our clients those they have not seen (Router.onEnvelope:
 //   a replay that brings news): they were told its clients disconnected, and should see them again
 //   now, not at each one's next report.
+// - The cluster's signed revocation list lives in Redis beside the channel (crl-share.ts): offered
+//   (ours, if newer) and fetched whenever we come up, fetched again at each `crl` notice.
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { Redis, ReplyError, type RedisOptions } from 'ioredis';
 import { BatchType, CodecError, markOf, decodeBatch, decodeHeader, encodeMark, encodeBatch, envelopeSize } from './codec.ts';
+import { fetchCrl, offerCrl, type CrlShare } from './crl-share.ts';
 import { EnvelopeKind, type Bus, type BusHost, type DeliverFn, type Envelope } from './types.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import { redactUrl, type Logger } from '../ops/log.ts';
@@ -168,6 +171,8 @@ export class RedisBus implements Bus {
   private beatRefused = '';
   private refused = false;
   private warnedSameId = false;
+  /** the cluster's signed revocation list (shareRevocations) */
+  private crl: CrlShare | null = null;
   /** per kind of bad message: when the last was seen, and how many so far (logged per episode) */
   private readonly bad = new Map<string, { last: number; count: number }>();
 
@@ -229,6 +234,34 @@ export class RedisBus implements Bus {
   isUp(): boolean {
     return this.up;
   }
+
+  /** Share the cluster's revocation list through Redis (the server sets it before start()). */
+  shareRevocations(share: CrlShare): void {
+    this.crl = share;
+  }
+
+  /** Ours to Redis if it is newer than the one there, then Redis's here: both end with the newest. */
+  private syncCrl(): void {
+    const mine = this.crl?.newest();
+    if (mine === undefined) { this.pullCrl(); return; }
+    offerCrl(this.pub, this.channel, mine.der, mine.at, this.nodeId, this.epoch).then(() => this.pullCrl(), this.crlFailed);
+  }
+
+  private pullCrl(): void {
+    if (this.crl === null || !this.pubReady) return;
+    fetchCrl(this.pub, this.channel).then((der) => {
+      // Redis lost ours (restarted empty) or holds an older one: put ours back, once
+      if (der === undefined || this.crl?.offer(der, 'redis') === 'older') {
+        const mine = this.crl?.newest();
+        if (mine !== undefined && this.pubReady) offerCrl(this.pub, this.channel, mine.der, mine.at, this.nodeId, this.epoch).catch(this.crlFailed);
+      }
+    }, this.crlFailed);
+  }
+
+  private readonly crlFailed = (err: Error): void => {
+    // e.g. an ACL without EVAL or HGET: revocation still works from each node's own --crl
+    this.logBad('crl', 'cannot share the revocation list through Redis: each node enforces its own --crl only', { err: err.message });
+  };
 
   // ---- publish ------------------------------------------------------------------------------
 
@@ -383,6 +416,8 @@ export class RedisBus implements Bus {
         }
         return; // our own echo: delivered locally already
       }
+      // a newer revocation list in Redis: not a peer's batch (`revoke --redis` sends it too)
+      if (h.type === BatchType.crl) { this.pullCrl(); return; }
       const now = Date.now();
       let p = this.peers.get(h.node);
       if (p === undefined || p.epoch !== h.epoch) {
@@ -522,6 +557,7 @@ export class RedisBus implements Bus {
       for (const p of this.peers.values()) p.lastSeen = now;
       // we may have missed SAs: ask every node for its clients' latest
       this.control(BatchType.sync);
+      if (this.crl !== null) this.syncCrl();
       for (const w of this.upWaiters.splice(0)) w();
     } else if (!this.closed) {
       this.downSince = Date.now();

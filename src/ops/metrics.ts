@@ -160,6 +160,8 @@ export class Metrics {
   readonly certExpiry: client.Gauge<'cert'>;
   readonly crlNextUpdate: client.Gauge;
   readonly crlOk: client.Gauge;
+  readonly crlCluster: client.Gauge;
+  readonly crlClusterRejected: client.Counter;
   readonly sessionsClosed: client.Counter<'reason'>;
   readonly logDropped: HotCounter;
   readonly httpRefused: HotCounter;
@@ -200,6 +202,8 @@ export class Metrics {
     this.certExpiry = new client.Gauge({ name: 'cot_certificate_expiry_timestamp_seconds', help: 'notAfter of the CA and server certificates (unix seconds)', labelNames: ['cert'], registers });
     this.crlNextUpdate = new client.Gauge({ name: 'cot_crl_next_update_timestamp_seconds', help: 'next_update of the revocation list in force (unix seconds; 0 when none)', registers });
     this.crlOk = new client.Gauge({ name: 'cot_crl_ok', help: '1 while the revocation list in force is the file as read; 0 while the file is corrupt, unreadable or gone and an older list stays in force', registers });
+    this.crlCluster = new client.Gauge({ name: 'cot_crl_cluster_timestamp_seconds', help: 'this_update of the CA-signed revocation list the Redis cluster shares, in force here beside --crl (unix seconds; 0 when none): every node should show the same', registers });
+    this.crlClusterRejected = new client.Counter({ name: 'cot_crl_cluster_rejected_total', help: 'Revocation lists offered through Redis and refused: not an X.509 CRL, or not signed by our CA', registers });
     this.logDropped = hotCounter(r, 'cot_log_lines_dropped_total', 'Log lines dropped because stdout did not take them and --log-buffer was full');
     this.httpRefused = hotCounter(r, 'cot_http_connections_refused_total', 'Connections to the /metrics /healthz /readyz listener refused: over its connection limits (in all, per address)');
     this.readThrottled = hotCounter(r, 'cot_read_throttled_seconds_total', 'Time reading from clients was paused because they sent more than twice --rate-bytes (summed over clients)');
@@ -216,5 +220,6 @@ export class Metrics {
     this.connections.set(0);
     this.revokedSerials.set(0);
     this.crlOk.set(1);
+    this.crlCluster.set(0);
   }
 }

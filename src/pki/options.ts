@@ -17,6 +17,8 @@ export const ENV = {
   caKey: ['COTSTREAM_CA_KEY', 'FTS_CAKEYDIR'],
   cert: envOf('cert'),
   key: envOf('key'),
+  redis: envOf('redis'),
+  redisCa: envOf('redisCa'),
 };
 
 const DEFAULT_CERTS_DIR = String(optionOf('certsDir').def);
@@ -45,6 +47,20 @@ export function certsDirOption(): Option {
     '--certs-dir <dir>',
     `PKI directory holding ca.pem, ca.key, server.pem, server.key, clients/ (env ${ENV.certsDir.join(', alias ')}; default: ${DEFAULT_CERTS_DIR})`,
   );
+}
+
+/** `revoke` / `crl refresh` push the signed list to the cluster's Redis (bus/crl-share.ts). */
+export function redisOptions(): Option[] {
+  return [
+    new Option('--redis <url>', `the Redis of a scale-out cluster: the signed list goes there too, and every node enforces it within a second (env ${ENV.redis.join(', alias ')}; default: none)`),
+    new Option('--redis-ca <file>', `CA certificate(s) of a rediss:// server (env ${ENV.redisCa.join(', alias ')}; default: the system CAs)`),
+  ];
+}
+
+/** Flag, else environment ('' when neither). */
+export function resolveRedis(o: { redis?: string; redisCa?: string }, env: NodeJS.ProcessEnv = process.env): { url: string; ca: string } {
+  const ca = o.redisCa ?? fromEnv(ENV.redisCa, env);
+  return { url: o.redis ?? fromEnv(ENV.redis, env) ?? '', ca: ca ? path.resolve(ca) : '' };
 }
 
 export function crlOption(): Option {
