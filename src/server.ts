@@ -1,6 +1,5 @@
 // Composition root: builds the parts from one Config, wires them, owns start and stop.
 import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import type { Server as HttpServer } from 'node:http';
 import type { Server as NetServer, Socket } from 'node:net';
@@ -19,7 +18,7 @@ import { ConnectionLimiter, createTlsListener, createTcpListener, listen, setLis
 import { parseAllowList } from './net/addresses.ts';
 import { fdBudget, openFileLimit, type FdBudget } from './net/fdlimit.ts';
 import { assertKeyPrivate as assertPrivate } from './pki/index.ts';
-import { signedCopyFor } from './pki/paths.ts';
+import { pkiPaths, signedCopyFor } from './pki/paths.ts';
 import { watchCertificateExpiry } from './pki/expiry.ts';
 import { identityFromSocket, remoteOf, type ClientIdentity } from './auth/identity.ts';
 import { RevocationList } from './auth/revocation.ts';
@@ -193,7 +192,7 @@ export class CotServer {
     list.watch();
     if (this.bus instanceof RedisBus) {
       // the list the cluster shares (`revoke --redis`), kept beside the PKI for restarts without Redis
-      const shared = new ClusterCrl({ ca: this.cfg.ca, file: path.join(this.cfg.certsDir, 'crl-cluster.pem'), list, log: this.log, metrics: this.metrics });
+      const shared = new ClusterCrl({ ca: this.cfg.ca, file: pkiPaths(this.cfg.certsDir).crlCluster, list, log: this.log, metrics: this.metrics });
       shared.load();
       this.bus.shareRevocations(shared);
     }

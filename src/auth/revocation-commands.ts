@@ -5,7 +5,7 @@ import { X509Certificate } from 'node:crypto';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { canonicalSerial } from './serial.ts';
 import { REVOKE_REASONS } from './crl-x509.ts';
-import { DEFAULT_CRL_DAYS, pemToDer, readRevocationFile, writeRevocation, type RevokedEntry, type RevocationData } from './revocation-file.ts';
+import { DEFAULT_CRL_DAYS, parseRevocationFile, pemToDer, readRevocationFile, writeRevocation, type RevokedEntry, type RevocationData } from './revocation-file.ts';
 import { pkiPaths, signedCopyFor, type PkiPaths } from '../pki/paths.ts';
 import { action, caKeyOption, caOption, certsDirOption, crlOption, parsePositiveInt, redisOptions, resolveCertsDir, resolveCrl, resolvePkiPaths, resolveRedis, stdio, table, type CommandIO } from '../pki/options.ts';
 import { pushCrl } from '../bus/crl-share.ts';
@@ -78,7 +78,7 @@ export function registerRevocationCommands(program: Command, io: CommandIO = std
 
   const list = crlCmd
     .command('list')
-    .description('show revoked serials with reason, date and subject (when known)')
+    .description('show revoked serials with reason, date and subject (when known); on a node of a Redis cluster, also the cluster\'s list it took from Redis')
     .addOption(certsDirOption())
     .addOption(crlOption());
   list.action(
@@ -86,22 +86,26 @@ export function registerRevocationCommands(program: Command, io: CommandIO = std
       const certsDir = resolveCertsDir(o.certsDir);
       const crl = resolveCrl(o.crl, certsDir);
       const l = readList(crl, signedCopyFor(crl, certsDir), io);
+      const subjects = clientSubjects(certsDir);
       if (!fs.existsSync(crl) && !l.restoredFrom) {
         io.out(`${crl}: no revocation list (nothing revoked)\n`);
+      } else {
+        let head = `${crl} (${l.format})`;
+        if (l.issuer) head += `  issuer: ${l.issuer}`;
+        if (l.nextUpdate) head += `  next update: ${l.nextUpdate.toISOString()}${l.nextUpdate.getTime() < Date.now() ? ' (PASSED: run `cotstream crl refresh`)' : ''}`;
+        io.out(head + '\n' + entriesTable(l, subjects));
+      }
+      // what the nodes on this machine took from the cluster's Redis (`revoke --redis`), enforced too
+      const kept = pkiPaths(certsDir).crlCluster;
+      if (!fs.existsSync(kept)) return;
+      let c: RevocationData;
+      try {
+        c = parseRevocationFile(fs.readFileSync(kept));
+      } catch (err) {
+        io.err(`warning: ${kept}: ${(err as Error).message}\n`);
         return;
       }
-      let head = `${crl} (${l.format})`;
-      if (l.issuer) head += `  issuer: ${l.issuer}`;
-      if (l.nextUpdate) head += `  next update: ${l.nextUpdate.toISOString()}${l.nextUpdate.getTime() < Date.now() ? ' (PASSED: run `cotstream crl refresh`)' : ''}`;
-      io.out(head + '\n');
-      if (!l.entries.size) {
-        io.out('nothing revoked\n');
-        return;
-      }
-      const subjects = clientSubjects(certsDir);
-      const rows = [['serial', 'reason', 'date', 'subject']];
-      for (const e of l.entries.values()) rows.push([e.serial, e.reason, e.date, e.subject ?? subjects.get(e.serial) ?? '']);
-      io.out(table(rows));
+      io.out(`\n${kept}: the cluster's list (from Redis, enforced as well)  signed: ${c.lastUpdate?.toISOString() ?? '?'}\n` + entriesTable(c, subjects));
     }),
   );
 
@@ -143,6 +147,13 @@ function save(list: RevocationData, crl: string, p: PkiPaths, days: number | und
   });
 }
 
+function entriesTable(l: RevocationData, subjects: Map<string, string>): string {
+  if (!l.entries.size) return 'nothing revoked\n';
+  const rows = [['serial', 'reason', 'date', 'subject']];
+  for (const e of l.entries.values()) rows.push([e.serial, e.reason, e.date, e.subject ?? subjects.get(e.serial) ?? '']);
+  return table(rows);
+}
+
 /** The list as the server reads it: the file, or when it is missing the signed copy beside it (said on stderr). */
 function readList(crl: string, crlPem: string | undefined, io: CommandIO): RevocationData {
   const l = readRevocationFile(crl, crlPem);
@@ -160,7 +171,7 @@ async function share(r: { pem?: string; unsigned?: string; thisUpdate: Date }, o
   try {
     pushed = await pushCrl(redis.url, redis.ca, DEFAULT_CHANNEL, pemToDer(r.pem), r.thisUpdate.getTime());
   } catch (err) {
-    throw new Error(`the list is written, but not sent to ${where}: ${(err as Error).message} (run \`cotstream crl refresh\` to send it again)`);
+    throw new Error(`the list is written, but not sent to ${where}: ${(err as Error).message} (\`cotstream crl refresh --redis URL\` sends it again)`);
   }
   io.out(pushed
     ? `sent to ${where}: every node on it enforces this list within a second\n`

@@ -45,11 +45,15 @@ export async function fetchCrl(redis: Redis, channel: string): Promise<Buffer | 
  */
 export async function pushCrl(url: string, tlsCa: string, channel: string, der: Buffer, at: number): Promise<boolean> {
   const r = new Redis(url, { ...redisOptions(url, 'pub', 'cli', tlsCa), connectionName: 'cotstream:cli', retryStrategy: () => null });
-  r.on('error', () => { /* the command's own rejection says it */ });
+  // ioredis rejects with "Connection is closed."; the error event says why (ECONNREFUSED, NOAUTH…)
+  let cause: Error | undefined;
+  r.on('error', (err: Error) => { cause ??= err; });
   try {
     await r.connect();
     // no node id: no node takes the notice for its own or a peer's
     return await offerCrl(r, channel, der, at, '', randomBytes(4).readUInt32LE(0));
+  } catch (err) {
+    throw cause ?? err;
   } finally {
     r.disconnect();
   }

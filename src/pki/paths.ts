@@ -10,6 +10,8 @@ export interface PkiPaths {
   clientsDir: string;
   crl: string;
   crlPem: string;
+  /** the list a Redis cluster shares, as a node keeps it (auth/cluster-crl.ts) */
+  crlCluster: string;
 }
 
 /**
@@ -33,5 +35,6 @@ export function pkiPaths(certsDir: string): PkiPaths {
     clientsDir: path.join(dir, 'clients'),
     crl: path.join(dir, 'crl.json'),
     crlPem: path.join(dir, 'crl.pem'),
+    crlCluster: path.join(dir, 'crl-cluster.pem'),
   };
 }

@@ -123,6 +123,10 @@ describe('e2e: revocation across a Redis cluster', function () {
     charlie.send(ping('charlie-again'));
     await charlie.waitFor((f) => f.filter((x) => x.includes('t-x-c-t-r')).length >= 2, 5000, 'charlie still served');
     assert.match(fs.readFileSync(path.join(bDir, 'crl-cluster.pem'), 'utf8'), /BEGIN X509 CRL/);
+    // what an operator on node b's machine sees
+    const listed = (await cotstream(['crl', 'list', '--certs-dir', bDir])).stdout;
+    assert.match(listed, /crl\.json: no revocation list/);
+    assert.match(listed, new RegExp(`crl-cluster\\.pem: the cluster's list[^\\n]*\\n.*\\n${pki.clients.alpha!.serial}\\s+key_compromise`));
 
     // Redis gone and node b restarted meanwhile: it starts on what it kept and still refuses alpha
     await redis.kill();

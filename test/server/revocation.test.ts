@@ -329,6 +329,17 @@ describe('revoke / crl commands', function () {
     assert.match(opensslStatus(['crl', '-in', fts, '-noout', '-CAfile', pki.paths.ca, '-verify']).output, /verify OK/);
   });
 
+  it('--redis that cannot be reached: the list is written, the command fails saying why, the password not shown', async () => {
+    const file = path.join(pki.dir, 'unsent.json');
+    const err = await cli(['revoke', 'abc9', '--certs-dir', pki.dir, '--crl', file, '--redis', 'redis://:s3cret@127.0.0.1:1']).then(() => '', (e: Error) => e.message);
+    assert.match(err, /the list is written, but not sent to redis:\/\/\[redacted\]@127\.0\.0\.1:1: connect ECONNREFUSED/);
+    assert.doesNotMatch(err, /s3cret/);
+    assert.deepEqual(JSON.parse(fs.readFileSync(file, 'utf8')).revoked.map((r: { serial_number: string }) => r.serial_number), ['abc9']);
+    // only a signed list is shared: without the CA key there is nothing to send
+    const err2 = await cli(['crl', 'refresh', '--certs-dir', pki.dir, '--crl', file, '--ca-key', path.join(pki.dir, 'nope.key'), '--redis', 'redis://127.0.0.1:1']).then(() => '', (e: Error) => e.message);
+    assert.match(err2, /nothing sent to redis:\/\/127\.0\.0\.1:1: only a CA-signed list is shared/);
+  });
+
   it('crl refresh renews an expired next_update without changing the entries', async () => {
     const file = path.join(pki.dir, 'old.json');
     fs.writeFileSync(file, JSON.stringify({ next_update: '2020-01-01T00:00:00Z', revoked: [{ serial_number: 'abc', reason: 'superseded' }] }));
