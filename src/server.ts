@@ -190,12 +190,12 @@ export class CotServer {
     // logged by the list; the last good list stays in force, and the gauge says so (an alert)
     list.on('error', gauges);
     list.watch();
-    if (this.bus instanceof RedisBus) {
-      // the list the cluster shares (`revoke --redis`), kept beside the PKI for restarts without Redis
-      const shared = new ClusterCrl({ ca: this.cfg.ca, file: pkiPaths(this.cfg.certsDir).crlCluster, list, log: this.log, metrics: this.metrics });
-      shared.load();
-      this.bus.shareRevocations(shared);
-    }
+    // the list a Redis cluster shares (`revoke --redis`), kept beside the PKI for restarts without
+    // Redis; enforced on the in-process bus too: a node taken out of its cluster keeps refusing
+    // what the cluster revoked (delete the file to forget it)
+    const shared = new ClusterCrl({ ca: this.cfg.ca, file: pkiPaths(this.cfg.certsDir).crlCluster, list, log: this.log, metrics: this.metrics });
+    shared.load();
+    if (this.bus instanceof RedisBus) this.bus.shareRevocations(shared);
     this.revocations = list;
     this.isRevoked = (id) => (id.serial ? list.lookup(id.serial)?.reason : undefined);
   }

@@ -77,10 +77,11 @@ export class ClusterCrl implements CrlShare {
     this.held = { der: Buffer.from(der), at };
     const entries = new Map<string, RevokedEntry>();
     for (const e of crl.entries) if (!entries.has(e.serial)) entries.set(e.serial, { serial: e.serial, reason: e.reason, date: e.date.toISOString() });
+    // said before the sessions it revokes are closed (their `revoked` lines follow)
+    this.log.info({ from, this_update: crl.thisUpdate.toISOString(), revoked: entries.size }, 'cluster revocation list in force');
     this.o.list.setCluster(entries);
     this.o.metrics.crlCluster.set(Math.floor(at / 1000));
     this.o.metrics.revokedSerials.set(this.o.list.size);
-    this.log.info({ from, this_update: crl.thisUpdate.toISOString(), revoked: entries.size }, 'cluster revocation list in force');
     if (from !== this.o.file) this.keep(der);
     return 'applied';
   }

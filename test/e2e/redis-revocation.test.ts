@@ -108,6 +108,8 @@ describe('e2e: revocation across a Redis cluster', function () {
     assert.ok(noticeAt > 0 && took < 1000, `sessions closed ${took} ms after the list reached Redis`);
     process.stdout.write(`      (both nodes closed the revoked sessions ${took} ms after the list reached Redis)\n`);
     for (const n of [a, b]) {
+      // stdout is read asynchronously: the lines may trail the closed socket
+      await until(() => n.lines.some((l) => l.audit === 'revoked'), 3000, 'the revoked audit line');
       const line = n.lines.find((l) => l.audit === 'revoked');
       assert.ok(line, 'an audit line for the revoked session');
       assert.equal(line.cn, 'alpha');
@@ -136,6 +138,11 @@ describe('e2e: revocation across a Redis cluster', function () {
     nodes.push(b2);
     assert.ok(await refused(b2, 'alpha'), 'alpha refused by a node restarted without Redis');
     assert.equal(await metric(b2, 'cot_revoked_serials'), 1);
+    // and taken out of the cluster (no --redis): what the cluster revoked stays revoked
+    const solo = await spawnServer(['--certs-dir', bDir]);
+    nodes.push(solo);
+    assert.ok(await refused(solo, 'alpha'), 'alpha refused by a node on the in-process bus');
+    assert.ok(solo.lines.some((l) => l.audit === 'revocation' && l.from === path.join(bDir, 'crl-cluster.pem')));
 
     // Redis back, empty: the nodes put the list back, and a node started now on a fresh machine takes it
     redis = await TestRedis.startOn(redis.port);
