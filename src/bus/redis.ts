@@ -199,6 +199,7 @@ export class RedisBus implements Bus {
     this.sub.on('ready', this.onSubReady);
     this.sub.on('close', this.onSubClose);
     this.sub.on('messageBuffer', this.onMessage);
+    o.metrics.busPeers = () => this.peers.size;
   }
 
   async start(deliver: DeliverFn, host?: BusHost): Promise<void> {
@@ -624,6 +625,7 @@ export class RedisBus implements Bus {
       this.peers.delete(node);
       this.answerStart.delete(node);
       this.lost.set(node, { at: now, epoch: p.epoch });
+      this.metrics.busNodesLost.inc();
       this.log.warn({ audit: 'bus', peer: node, silentMs: now - p.lastSeen }, 'node silent on the bus: its clients are announced disconnected');
       this.host?.nodeLost(node);
     }

@@ -168,6 +168,9 @@ export class Metrics {
   readonly readThrottled: HotCounter;
   /** read at scrape time: the size of the latest-SA cache (the router sets it) */
   saCacheSize: () => number = () => 0;
+  /** read at scrape time: the other nodes heard on the bus (the Redis bus sets it) */
+  busPeers: () => number = () => 0;
+  readonly busNodesLost: client.Counter;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const r = this.registry;
@@ -198,6 +201,12 @@ export class Metrics {
     this.busGaps = hotCounter(r, 'cot_bus_gaps_total', 'Bus batches from other nodes that never arrived here (sequence gaps: outages, reconnects)');
     this.busUndecodable = hotCounter(r, 'cot_bus_undecodable_total', 'Messages on the bus channel that are not batches this node can read (corrupt, foreign, a newer codec version): ignored');
     this.busSync = hotCounterVec(r, 'cot_bus_sync_total', 'State syncs between nodes: asked (sync requests this node published: it joined or reconnected, or missed batches), answered (answers it published: its clients\' latest SAs), complete (complete answers it received from other nodes)', 'event', BusSync);
+    const busPeers = (): number => this.busPeers();
+    new client.Gauge({
+      name: 'cot_bus_peers', help: 'Other nodes this node hears on the Redis bus (one silent for 3 heartbeats is dropped; all are kept while Redis itself is away): every node of an N-node cluster should show N-1',
+      registers, collect() { this.set(busPeers()); },
+    });
+    this.busNodesLost = new client.Counter({ name: 'cot_bus_nodes_lost_total', help: 'Nodes that went silent on the bus for 3 heartbeats (crashed, frozen, cut off): their clients were announced disconnected here. A node stopped cleanly is not counted', registers });
     this.revokedSerials = new client.Gauge({ name: 'cot_revoked_serials', help: 'Certificate serials in the revocation list in force', registers });
     this.certExpiry = new client.Gauge({ name: 'cot_certificate_expiry_timestamp_seconds', help: 'notAfter of the CA and server certificates (unix seconds)', labelNames: ['cert'], registers });
     this.crlNextUpdate = new client.Gauge({ name: 'cot_crl_next_update_timestamp_seconds', help: 'next_update of the revocation list in force (unix seconds; 0 when none)', registers });

@@ -104,6 +104,9 @@ describe('e2e: two nodes on one Redis', function () {
       assert.ok(n.lines.some((l) => l.audit === 'start' && l.bus === 'redis'), 'start line names the redis bus');
       assert.equal(await readyz(n), 200);
       assert.equal(await metric(n, 'cot_bus_up'), 1);
+      // each hears the other (a node is heard from its first batch: a beat at the latest)
+      await until(async () => (await metric(n, 'cot_bus_peers')) === 1, 3000, 'one peer heard');
+      assert.equal(await metric(n, 'cot_bus_nodes_lost_total'), 0);
     }
   });
 
@@ -306,11 +309,15 @@ describe('e2e: two nodes on one Redis', function () {
     const d = await cl.member(D, 'delta');
     const b = await cl.member(B, 'bravo');
     await b.waitFor(() => count(b, 'uid="uid-delta"') > 0, 5000, 'delta SA at bravo');
+    const lostBefore = await metric(B, 'cot_bus_nodes_lost_total');
+    const peersBefore = await metric(B, 'cot_bus_peers');
     await D.stop('SIGKILL');
     // heartbeat 500 ms: lost after 3 silent beats, checked every beat
     await b.waitFor(() => b.frames.some((f) => f.includes('t-x-d-d') && f.includes('uid="uid-delta"')), 6000, 't-x-d-d for the dead node\'s client');
     // (logs are written asynchronously: the line may trail the notice)
     await until(() => B.lines.some((l) => l.audit === 'bus' && l.peer === 'node-d' && String(l.msg).includes('silent')), 3000, 'the node-lost log line');
+    assert.equal(await metric(B, 'cot_bus_nodes_lost_total'), lostBefore + 1);
+    assert.equal(await metric(B, 'cot_bus_peers'), peersBefore - 1);
     const nb = await cl.client(B, 'newcomer');
     await nb.waitFor((f) => f.some((x) => x.includes('t-x-takp-v')), 5000, 'announcement');
     assert.equal(count(nb, 'uid="uid-delta"'), 0, 'a dead node\'s client was replayed');
@@ -333,6 +340,8 @@ describe('e2e: two nodes on one Redis', function () {
     const s = await cl.member(S, 'sierra');
     const b = await cl.member(B, 'bravo');
     await b.waitFor(() => count(b, 'uid="uid-sierra"') > 0, 5000, 'sierra SA at bravo');
+    const lostBefore = await metric(B, 'cot_bus_nodes_lost_total');
+    const peersBefore = await metric(B, 'cot_bus_peers');
     assert.equal(await S.stop('SIGTERM'), 0);
     const gone = () => b.frames.filter((f) => f.includes('t-x-d-d') && f.includes('uid="uid-sierra"')).length;
     await b.waitFor(() => gone() === 1, 5000, 't-x-d-d for the stopped node\'s client');
@@ -341,6 +350,8 @@ describe('e2e: two nodes on one Redis', function () {
     await sleep(2000); // four beats of 500 ms: a node merely gone silent would be judged lost by now
     assert.deepEqual(about().map((l) => l.msg), ['node joined the bus', 'node left the bus (stopped)']);
     assert.ok(!B.lines.some((l) => Number(l.level) >= 40 && l.peer === 'node-s'), 'no warning about a node that said goodbye');
+    assert.equal(await metric(B, 'cot_bus_nodes_lost_total'), lostBefore, 'a node that said goodbye counted lost');
+    assert.equal(await metric(B, 'cot_bus_peers'), peersBefore - 1);
     assert.equal(gone(), 1, 'announced disconnected twice');
     const nb = await cl.client(B, 'newcomer');
     await nb.waitFor((f) => f.some((x) => x.includes('t-x-takp-v')), 5000, 'announcement');
