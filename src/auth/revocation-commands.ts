@@ -162,14 +162,14 @@ function readList(crl: string, crlPem: string | undefined, io: CommandIO): Revoc
 }
 
 /** With --redis (or COTSTREAM_REDIS_URL): the signed list to the cluster, which every node enforces. */
-async function share(r: { pem?: string; unsigned?: string; thisUpdate: Date }, o: CommonOpts, io: CommandIO): Promise<void> {
+async function share(r: { pem?: string; unsigned?: string }, o: CommonOpts, io: CommandIO): Promise<void> {
   const redis = resolveRedis(o);
   if (!redis.url) return;
   const where = redactUrl(redis.url);
   if (!r.pem) throw new Error(`nothing sent to ${where}: only a CA-signed list is shared (${r.unsigned ?? 'none written'})`);
   let pushed: boolean;
   try {
-    pushed = await pushCrl(redis.url, redis.ca, DEFAULT_CHANNEL, pemToDer(r.pem), r.thisUpdate.getTime());
+    pushed = await pushCrl(redis.url, redis.ca, DEFAULT_CHANNEL, pemToDer(r.pem));
   } catch (err) {
     throw new Error(`the list is written, but not sent to ${where}: ${(err as Error).message} (\`cotstream crl refresh --redis URL\` sends it again)`);
   }

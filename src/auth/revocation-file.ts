@@ -212,8 +212,6 @@ export interface WriteResult {
   nextUpdate: Date;
   /** the signed CRL written (PEM), if one was */
   pem?: string;
-  /** its this_update */
-  thisUpdate: Date;
 }
 
 /** Write the list (atomically, so a watching server never reads half a file) plus the signed crl.pem. */
@@ -248,7 +246,7 @@ export function writeRevocation(w: WriteInput): WriteResult {
     writeFileAtomic(w.crlPemPath, pem, PUBLIC_MODE);
     written.push(w.crlPemPath);
   }
-  return { written, unsigned, nextUpdate, pem, thisUpdate: now };
+  return { written, unsigned, nextUpdate, pem };
 }
 
 function validDate(s: string, fallback: Date): Date {
