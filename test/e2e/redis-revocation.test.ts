@@ -6,11 +6,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import { makePki, opensslCrl, type TestPki } from '../helpers/pki.ts';
-import { spawnServer, metricValue, ROOT, type SpawnedServer } from '../helpers/server.ts';
+import { spawnServer, readyzStatus, runCli, spawnedMetric, type SpawnedServer } from '../helpers/server.ts';
 import { TestRedis } from '../helpers/redis.ts';
 import { CotClient, ping, sleep, until } from '../helpers/client.ts';
 import { BatchType, encodeBatch } from '../../src/bus/codec.ts';
@@ -18,12 +16,7 @@ import { crlKey } from '../../src/bus/crl-share.ts';
 import { DEFAULT_CHANNEL } from '../../src/bus/redis.ts';
 import { pemToDer } from '../../src/auth/revocation-file.ts';
 
-const execFileAsync = promisify(execFile);
-const cotstream = (args: string[]) =>
-  execFileAsync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src', 'cli.ts'), ...args], { cwd: ROOT, timeout: 20000 });
-const metric = async (s: SpawnedServer, name: string, labels: Record<string, string> = {}): Promise<number> =>
-  metricValue(await (await fetch(`http://127.0.0.1:${s.metricsPort}/metrics`)).text(), name, labels);
-const ready = async (s: SpawnedServer): Promise<boolean> => (await fetch(`http://127.0.0.1:${s.metricsPort}/readyz`)).status === 200;
+const ready = async (s: SpawnedServer): Promise<boolean> => (await readyzStatus(s)) === 200;
 
 describe('e2e: revocation across a Redis cluster', function () {
   this.timeout(90000);
@@ -100,7 +93,7 @@ describe('e2e: revocation across a Redis cluster', function () {
     await listener.subscribe(DEFAULT_CHANNEL);
     const closed = [alphaA, alphaB].map((c) => c.waitClosed(30000).then(() => Date.now()));
     // the admin machine: the CA key and its own crl.json, none of the nodes reads it
-    const out = await cotstream(['revoke', pki.clients.alpha!.cert, '--certs-dir', pki.dir, '--reason', 'key_compromise', '--redis', redis.url]);
+    const out = await runCli(['revoke', pki.clients.alpha!.cert, '--certs-dir', pki.dir, '--reason', 'key_compromise', '--redis', redis.url]);
     listener.disconnect();
     assert.match(out.stdout, /revoked .*CN=alpha/);
     assert.match(out.stdout, new RegExp(`sent to redis://127.0.0.1:${redis.port}: every node`));
@@ -116,17 +109,17 @@ describe('e2e: revocation across a Redis cluster', function () {
       assert.equal(line.revocationReason, 'key_compromise');
       assert.ok(n.lines.some((l) => l.audit === 'revocation' && l.source === 'cluster' && l.from === 'redis'), 'the list taken from Redis is logged');
       assert.ok(await refused(n, 'alpha'), 'alpha refused');
-      assert.equal(await metric(n, 'cot_revoked_serials'), 1);
-      assert.ok(await metric(n, 'cot_handshakes_total', { result: 'revoked' }) >= 1);
+      assert.equal(await spawnedMetric(n, 'cot_revoked_serials'), 1);
+      assert.ok(await spawnedMetric(n, 'cot_handshakes_total', { result: 'revoked' }) >= 1);
     }
-    assert.equal(await metric(a, 'cot_crl_cluster_timestamp_seconds'), await metric(b, 'cot_crl_cluster_timestamp_seconds'));
-    assert.ok(await metric(a, 'cot_crl_cluster_timestamp_seconds') > Date.now() / 1000 - 60);
+    assert.equal(await spawnedMetric(a, 'cot_crl_cluster_timestamp_seconds'), await spawnedMetric(b, 'cot_crl_cluster_timestamp_seconds'));
+    assert.ok(await spawnedMetric(a, 'cot_crl_cluster_timestamp_seconds') > Date.now() / 1000 - 60);
     assert.ok(!charlie.closed, 'charlie untouched');
     charlie.send(ping('charlie-again'));
     await charlie.waitFor((f) => f.filter((x) => x.includes('t-x-c-t-r')).length >= 2, 5000, 'charlie still served');
     assert.match(fs.readFileSync(path.join(bDir, 'crl-cluster.pem'), 'utf8'), /BEGIN X509 CRL/);
     // what an operator on node b's machine sees
-    const listed = (await cotstream(['crl', 'list', '--certs-dir', bDir])).stdout;
+    const listed = (await runCli(['crl', 'list', '--certs-dir', bDir])).stdout;
     assert.match(listed, /crl\.json: no revocation list/);
     assert.match(listed, new RegExp(`crl-cluster\\.pem: the cluster's list[^\\n]*\\n.*\\n${pki.clients.alpha!.serial}\\s+key_compromise`));
 
@@ -137,7 +130,7 @@ describe('e2e: revocation across a Redis cluster', function () {
     const b2 = await spawnServer(['--certs-dir', bDir, '--redis', redis.url, '--node-id', 'b', '--bus-heartbeat', '500']);
     nodes.push(b2);
     assert.ok(await refused(b2, 'alpha'), 'alpha refused by a node restarted without Redis');
-    assert.equal(await metric(b2, 'cot_revoked_serials'), 1);
+    assert.equal(await spawnedMetric(b2, 'cot_revoked_serials'), 1);
     // and taken out of the cluster (no --redis): what the cluster revoked stays revoked
     const solo = await spawnServer(['--certs-dir', bDir]);
     nodes.push(solo);
@@ -153,16 +146,16 @@ describe('e2e: revocation across a Redis cluster', function () {
       probe.disconnect();
     }
     const c = await node(machine(), 'c');
-    await until(async () => (await metric(c, 'cot_revoked_serials')) === 1, 5000, 'node c enforcing the cluster list');
+    await until(async () => (await spawnedMetric(c, 'cot_revoked_serials')) === 1, 5000, 'node c enforcing the cluster list');
     assert.ok(await refused(c, 'alpha'), 'alpha refused by a node that joined later');
 
     // un-revoking goes the same way: the list without alpha, signed later, frees it everywhere
     const crl = path.join(pki.dir, 'crl.json');
     fs.writeFileSync(crl, JSON.stringify({ revoked: [] }));
     await sleep(1100); // a this_update at least a second later
-    const out2 = await cotstream(['crl', 'refresh', '--certs-dir', pki.dir, '--redis', redis.url]);
+    const out2 = await runCli(['crl', 'refresh', '--certs-dir', pki.dir, '--redis', redis.url]);
     assert.match(out2.stdout, /sent to redis/);
-    for (const n of [a, b2, c]) await until(async () => (await metric(n, 'cot_revoked_serials')) === 0, 5000, 'alpha free again');
+    for (const n of [a, b2, c]) await until(async () => (await spawnedMetric(n, 'cot_revoked_serials')) === 0, 5000, 'alpha free again');
     await connect(c, 'alpha');
   });
 
@@ -179,10 +172,10 @@ describe('e2e: revocation across a Redis cluster', function () {
       // another CA revoking bravo: refused, twice announced, logged once
       const alien = pemToDer(opensslCrl(foreign, [pki.clients.bravo!.serial]));
       await put(alien, Date.now() + 3600_000);
-      await until(async () => (await metric(a, 'cot_crl_cluster_rejected_total')) === 1, 5000, 'the foreign list refused');
+      await until(async () => (await spawnedMetric(a, 'cot_crl_cluster_rejected_total')) === 1, 5000, 'the foreign list refused');
       await r.publish(DEFAULT_CHANNEL, notice);
       await sleep(300);
-      assert.equal(await metric(a, 'cot_crl_cluster_rejected_total'), 1);
+      assert.equal(await spawnedMetric(a, 'cot_crl_cluster_rejected_total'), 1);
       assert.equal(a.lines.filter((l) => l.audit === 'revocation' && String(l.msg).includes('refused')).length, 1);
       // ours, a byte changed: refused too
       const older = pemToDer(opensslCrl(pki, [])); // signed first: its this_update is the earlier
@@ -191,9 +184,9 @@ describe('e2e: revocation across a Redis cluster', function () {
       const bent = Buffer.from(real);
       bent[bent.length - 10]! ^= 0xff; // in the signature
       await put(bent, Date.now() + 3600_000);
-      await until(async () => (await metric(a, 'cot_crl_cluster_rejected_total')) === 2, 5000, 'the tampered list refused');
+      await until(async () => (await spawnedMetric(a, 'cot_crl_cluster_rejected_total')) === 2, 5000, 'the tampered list refused');
       assert.ok(!bravo.closed, 'bravo untouched by lists our CA did not sign');
-      assert.equal(await metric(a, 'cot_revoked_serials'), 0);
+      assert.equal(await spawnedMetric(a, 'cot_revoked_serials'), 0);
       assert.equal(a.lines.filter((l) => l.audit === 'revoked').length, 0);
 
       // a real one: in force

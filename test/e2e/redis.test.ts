@@ -4,16 +4,13 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { testPki, type SharedPki } from '../helpers/pki.ts';
-import { spawnServer, metricValue, type SpawnedServer } from '../helpers/server.ts';
+import { spawnServer, readyzStatus, spawnedMetric, type SpawnedServer } from '../helpers/server.ts';
 import { TestRedis, freePort } from '../helpers/redis.ts';
 import { CotClient, sa, chat, ping, sleep, until } from '../helpers/client.ts';
 import { TakClient } from '../helpers/takclient.ts';
 import { Redis } from 'ioredis';
 import { BatchType, encodeBatch } from '../../src/bus/codec.ts';
 
-const readyz = async (s: SpawnedServer): Promise<number> => (await fetch(`http://127.0.0.1:${s.metricsPort}/readyz`)).status;
-const metric = async (s: SpawnedServer, name: string, labels: Record<string, string> = {}): Promise<number> =>
-  metricValue(await (await fetch(`http://127.0.0.1:${s.metricsPort}/metrics`)).text(), name, labels);
 
 const count = (c: CotClient, needle: string): number => c.frames.filter((f) => f.includes(needle)).length;
 const rssOf = (pid: number): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
@@ -102,11 +99,11 @@ describe('e2e: two nodes on one Redis', function () {
   it('both nodes say which bus they use, are ready and report cot_bus_up 1', async () => {
     for (const n of [A, B]) {
       assert.ok(n.lines.some((l) => l.audit === 'start' && l.bus === 'redis'), 'start line names the redis bus');
-      assert.equal(await readyz(n), 200);
-      assert.equal(await metric(n, 'cot_bus_up'), 1);
+      assert.equal(await readyzStatus(n), 200);
+      assert.equal(await spawnedMetric(n, 'cot_bus_up'), 1);
       // each hears the other (a node is heard from its first batch: a beat at the latest)
-      await until(async () => (await metric(n, 'cot_bus_peers')) === 1, 3000, 'one peer heard');
-      assert.equal(await metric(n, 'cot_bus_nodes_lost_total'), 0);
+      await until(async () => (await spawnedMetric(n, 'cot_bus_peers')) === 1, 3000, 'one peer heard');
+      assert.equal(await spawnedMetric(n, 'cot_bus_nodes_lost_total'), 0);
     }
   });
 
@@ -189,7 +186,7 @@ describe('e2e: two nodes on one Redis', function () {
     const a = await cl.member(A, 'alpha');
     const b = await cl.member(B, 'bravo');
     await b.waitFor(() => count(b, 'uid="uid-alpha"') > 0, 5000, 'alpha SA at bravo');
-    const before = await Promise.all([A, B].map((n) => metric(n, 'cot_bus_undecodable_total')));
+    const before = await Promise.all([A, B].map((n) => spawnedMetric(n, 'cot_bus_undecodable_total')));
     const evil = new Redis(redis.url);
     try {
       for (let i = 0; i < 50; i++) await evil.publish('cotstream:v1', `garbage ${i}`);
@@ -206,10 +203,10 @@ describe('e2e: two nodes on one Redis', function () {
     a.send(chat('alpha', 'after the garbage;'));
     await b.waitFor(() => count(b, 'after the garbage;') === 1, 5000, 'a chat across nodes after the garbage');
     for (const [i, n] of [A, B].entries()) {
-      assert.equal(await metric(n, 'cot_bus_undecodable_total') - before[i], 51, `counted on ${i ? 'B' : 'A'}`);
+      assert.equal(await spawnedMetric(n, 'cot_bus_undecodable_total') - before[i], 51, `counted on ${i ? 'B' : 'A'}`);
       const lines = n.lines.filter((l) => l.audit === 'bus' && l.kind === 'undecodable');
       assert.equal(lines.length, 1, 'one line for the episode');
-      assert.equal(await readyz(n), 200);
+      assert.equal(await readyzStatus(n), 200);
     }
   });
 
@@ -218,30 +215,30 @@ describe('e2e: two nodes on one Redis', function () {
     const a2 = await cl.member(A, 'alpha2');
     const b = await cl.member(B, 'bravo');
     await b.waitFor(() => count(b, 'uid="uid-alpha"') > 0, 5000, 'alpha SA at bravo');
-    const before = await metric(A, 'cot_bus_publish_errors_total');
+    const before = await spawnedMetric(A, 'cot_bus_publish_errors_total');
     const huge = 'x'.repeat(70 * 1024);
     for (let i = 0; i < 3; i++) a.send(`<event version="2.0" uid="${huge}${i}" type="b-m-p-s-m" how="h-g-i-g-o" time="2026-01-01T00:00:00Z" start="2026-01-01T00:00:00Z" stale="2036-01-01T00:00:00Z"><point lat="1" lon="2" hae="0" ce="1" le="1"/><detail><remarks>big ${i}</remarks></detail></event>`);
     a.send(chat('alpha', 'after the big ones;'));
     await b.waitFor(() => count(b, 'after the big ones;') === 1, 5000, 'a chat across nodes after them');
     await a2.waitFor(() => count(a2, '<remarks>big 2</remarks>') === 1, 5000, 'the big ones on their own node');
     assert.equal(count(b, '<remarks>big'), 0, 'not across the bus');
-    assert.equal(await metric(A, 'cot_bus_publish_errors_total') - before, 3);
+    assert.equal(await spawnedMetric(A, 'cot_bus_publish_errors_total') - before, 3);
     const lines = A.lines.filter((l) => l.audit === 'bus' && l.kind === 'unencodable');
     assert.equal(lines.length, 1, 'one line for the episode');
     const conn = A.lines.find((l) => l.sid === lines[0].sid && l.cn === 'alpha');
     assert.ok(conn, `the line's sid ${String(lines[0].sid)} is alpha's session`);
-    assert.equal(await readyz(A), 200);
+    assert.equal(await readyzStatus(A), 200);
   });
 
   it('a uid belongs to its certificate across nodes: another certificate on the other node is dropped (uid_conflict), the same one takes over', async () => {
     const a = await cl.member(A, 'alpha');
     const b = await cl.member(B, 'bravo');
     await b.waitFor(() => count(b, 'uid="uid-alpha"') > 0, 5000, 'alpha SA at bravo');
-    const conflicts = await metric(B, 'cot_events_dropped_total', { reason: 'uid_conflict' });
+    const conflicts = await spawnedMetric(B, 'cot_events_dropped_total', { reason: 'uid_conflict' });
     // mallory, on node B with a certificate of her own, speaks for alpha (on node A)
     const m = await cl.client(B, 'mallory');
     m.send(sa('uid-alpha', 'ALPHA', { lat: 66.6 }));
-    await until(async () => (await metric(B, 'cot_events_dropped_total', { reason: 'uid_conflict' })) === conflicts + 1, 5000, 'the conflict counted on node B');
+    await until(async () => (await spawnedMetric(B, 'cot_events_dropped_total', { reason: 'uid_conflict' })) === conflicts + 1, 5000, 'the conflict counted on node B');
     await until(() => B.lines.some((l) => l.audit === 'uid_conflict' && l.uid === 'uid-alpha' && l.ownerNode === 'node-a'), 3000, 'the uid_conflict line naming the owner\'s node');
     // alpha's own certificate on node B (a device reconnecting through the other node) may
     const a2 = await cl.client(B, 'alpha');
@@ -275,14 +272,14 @@ describe('e2e: two nodes on one Redis', function () {
     const nb = await cl.client(B, 'newcomer');
     await nb.waitFor(() => count(nb, 'uid="uid-alpha"') === 1 && count(nb, 'uid="uid-bravo"') === 1, 5000, 'replayed SAs at the newcomer on B');
     // a node started after the SA was sent rebuilds the cluster-wide SAs from the bus
-    const answered = () => Promise.all([A, B].map((n) => metric(n, 'cot_bus_sync_total', { event: 'answered' })));
+    const answered = () => Promise.all([A, B].map((n) => spawnedMetric(n, 'cot_bus_sync_total', { event: 'answered' })));
     const answeredBefore = await answered();
     const C = await cl.node(redis.url, 'node-c');
     const nc = await cl.client(C, 'newcomer2');
     await nc.waitFor(() => count(nc, 'uid="uid-alpha"') === 1 && count(nc, 'uid="uid-bravo"') === 1, 5000, 'SAs of A and B at a newcomer on C');
     // the sync, as an operator sees it: C asked, A and B answered, C got both answers whole
-    await until(async () => (await metric(C, 'cot_bus_sync_total', { event: 'complete' })) >= 2, 5000, 'complete answers from A and B counted on C');
-    assert.ok(await metric(C, 'cot_bus_sync_total', { event: 'asked' }) >= 1, 'the request counted on C');
+    await until(async () => (await spawnedMetric(C, 'cot_bus_sync_total', { event: 'complete' })) >= 2, 5000, 'complete answers from A and B counted on C');
+    assert.ok(await spawnedMetric(C, 'cot_bus_sync_total', { event: 'asked' }) >= 1, 'the request counted on C');
     (await answered()).forEach((v, i) => assert.ok(v > answeredBefore[i], `the answer counted on ${i ? 'B' : 'A'}`));
     assert.ok(nc.frames.findIndex((f) => f.includes('uid="uid-alpha"')) < nc.frames.findIndex((f) => f.includes('t-x-takp-v')), 'replay before the announcement');
     a.send(sa('uid-alpha', 'ALPHA', { lat: 12.5 }));
@@ -309,15 +306,15 @@ describe('e2e: two nodes on one Redis', function () {
     const d = await cl.member(D, 'delta');
     const b = await cl.member(B, 'bravo');
     await b.waitFor(() => count(b, 'uid="uid-delta"') > 0, 5000, 'delta SA at bravo');
-    const lostBefore = await metric(B, 'cot_bus_nodes_lost_total');
-    const peersBefore = await metric(B, 'cot_bus_peers');
+    const lostBefore = await spawnedMetric(B, 'cot_bus_nodes_lost_total');
+    const peersBefore = await spawnedMetric(B, 'cot_bus_peers');
     await D.stop('SIGKILL');
     // heartbeat 500 ms: lost after 3 silent beats, checked every beat
     await b.waitFor(() => b.frames.some((f) => f.includes('t-x-d-d') && f.includes('uid="uid-delta"')), 6000, 't-x-d-d for the dead node\'s client');
     // (logs are written asynchronously: the line may trail the notice)
     await until(() => B.lines.some((l) => l.audit === 'bus' && l.peer === 'node-d' && String(l.msg).includes('silent')), 3000, 'the node-lost log line');
-    assert.equal(await metric(B, 'cot_bus_nodes_lost_total'), lostBefore + 1);
-    assert.equal(await metric(B, 'cot_bus_peers'), peersBefore - 1);
+    assert.equal(await spawnedMetric(B, 'cot_bus_nodes_lost_total'), lostBefore + 1);
+    assert.equal(await spawnedMetric(B, 'cot_bus_peers'), peersBefore - 1);
     const nb = await cl.client(B, 'newcomer');
     await nb.waitFor((f) => f.some((x) => x.includes('t-x-takp-v')), 5000, 'announcement');
     assert.equal(count(nb, 'uid="uid-delta"'), 0, 'a dead node\'s client was replayed');
@@ -340,8 +337,8 @@ describe('e2e: two nodes on one Redis', function () {
     const s = await cl.member(S, 'sierra');
     const b = await cl.member(B, 'bravo');
     await b.waitFor(() => count(b, 'uid="uid-sierra"') > 0, 5000, 'sierra SA at bravo');
-    const lostBefore = await metric(B, 'cot_bus_nodes_lost_total');
-    const peersBefore = await metric(B, 'cot_bus_peers');
+    const lostBefore = await spawnedMetric(B, 'cot_bus_nodes_lost_total');
+    const peersBefore = await spawnedMetric(B, 'cot_bus_peers');
     assert.equal(await S.stop('SIGTERM'), 0);
     const gone = () => b.frames.filter((f) => f.includes('t-x-d-d') && f.includes('uid="uid-sierra"')).length;
     await b.waitFor(() => gone() === 1, 5000, 't-x-d-d for the stopped node\'s client');
@@ -350,8 +347,8 @@ describe('e2e: two nodes on one Redis', function () {
     await sleep(2000); // four beats of 500 ms: a node merely gone silent would be judged lost by now
     assert.deepEqual(about().map((l) => l.msg), ['node joined the bus', 'node left the bus (stopped)']);
     assert.ok(!B.lines.some((l) => Number(l.level) >= 40 && l.peer === 'node-s'), 'no warning about a node that said goodbye');
-    assert.equal(await metric(B, 'cot_bus_nodes_lost_total'), lostBefore, 'a node that said goodbye counted lost');
-    assert.equal(await metric(B, 'cot_bus_peers'), peersBefore - 1);
+    assert.equal(await spawnedMetric(B, 'cot_bus_nodes_lost_total'), lostBefore, 'a node that said goodbye counted lost');
+    assert.equal(await spawnedMetric(B, 'cot_bus_peers'), peersBefore - 1);
     assert.equal(gone(), 1, 'announced disconnected twice');
     const nb = await cl.client(B, 'newcomer');
     await nb.waitFor((f) => f.some((x) => x.includes('t-x-takp-v')), 5000, 'announcement');
@@ -439,8 +436,8 @@ describe('e2e: Redis outage', function () {
     await b.waitFor(() => count(b, 'uid="uid-alpha"') > 0, 5000, 'cross-node before the outage');
 
     await redis.kill();
-    await until(async () => (await readyz(A)) === 503 && (await readyz(B)) === 503, 5000, '/readyz 503 on both nodes');
-    assert.equal(await metric(A, 'cot_bus_up'), 0);
+    await until(async () => (await readyzStatus(A)) === 503 && (await readyzStatus(B)) === 503, 5000, '/readyz 503 on both nodes');
+    assert.equal(await spawnedMetric(A, 'cot_bus_up'), 0);
     a1.send(chat('alpha', 'local-while-down;'));
     await a2.waitFor(() => count(a2, 'local-while-down;') === 1, 5000, 'same-node delivery while Redis is down');
 
@@ -458,18 +455,18 @@ describe('e2e: Redis outage', function () {
     }
     // every flood event reaches a2 unless a2 (this busy test process) fell behind and the server
     // dropped for it through the counted slow-consumer path, the designed overload behaviour
-    const slowDrops = () => metric(A, 'cot_events_dropped_total', { reason: 'slow_consumer' });
+    const slowDrops = () => spawnedMetric(A, 'cot_events_dropped_total', { reason: 'slow_consumer' });
     await until(async () => a2.frames.length - base + (await slowDrops()) >= N, 60000, 'the flood delivered locally (or counted as slow-consumer drops)');
     assert.equal(count(a2, 'flood;') + (await slowDrops()), N);
     a2.frames.length = 0; // the test client keeps every frame; the server must not
-    const errors = await metric(A, 'cot_bus_publish_errors_total');
+    const errors = await spawnedMetric(A, 'cot_bus_publish_errors_total');
     const rssAfter = rssOf(A.proc.pid!);
     // Buffers (external) and JS heap in use: an unbounded queue would hold the whole flood here,
     // for good. Right after the flood the figure also holds garbage not yet collected (the read
     // chunks of 73 MiB), so it is read until it settles below the bound (10 s at most; a queue
     // never settles). (RSS is reported, not asserted: TLS and GC make it grow ~50 MiB for such a
     // flood on the in-process bus too.)
-    const inUse = async () => (await metric(A, 'nodejs_external_memory_bytes')) + (await metric(A, 'nodejs_heap_size_used_bytes'));
+    const inUse = async () => (await spawnedMetric(A, 'nodejs_external_memory_bytes')) + (await spawnedMetric(A, 'nodejs_heap_size_used_bytes'));
     let live = await inUse();
     for (const settle = Date.now() + 10_000; live >= 64 << 20 && Date.now() < settle; live = await inUse()) await sleep(250);
     const floodMiB = (N * frame.length) / 1048576;
@@ -484,8 +481,8 @@ describe('e2e: Redis outage', function () {
     assert.equal(A.lines.filter((l) => Number(l.level) >= 50).length, 1, 'no other error lines');
 
     await redis.restart();
-    await until(async () => (await readyz(A)) === 200 && (await readyz(B)) === 200, 8000, '/readyz 200 again');
-    assert.equal(await metric(B, 'cot_bus_up'), 1);
+    await until(async () => (await readyzStatus(A)) === 200 && (await readyzStatus(B)) === 200, 8000, '/readyz 200 again');
+    assert.equal(await spawnedMetric(B, 'cot_bus_up'), 1);
     await until(() => busLines(A, 'up').length === 2, 3000, 'the reconnected line');
     const t = Date.now();
     a1.send(chat('alpha', 'after-restart;'));
@@ -507,10 +504,10 @@ describe('e2e: Redis outage', function () {
     redis.pause();
     const t0 = Date.now();
     try {
-      await until(async () => (await readyz(A)) === 503 && (await readyz(B)) === 503, 5000, '/readyz 503 on both nodes while Redis hangs');
+      await until(async () => (await readyzStatus(A)) === 503 && (await readyzStatus(B)) === 503, 5000, '/readyz 503 on both nodes while Redis hangs');
       const detectMs = Date.now() - t0;
-      assert.equal(await metric(A, 'cot_bus_up'), 0);
-      assert.equal(await metric(B, 'cot_bus_up'), 0);
+      assert.equal(await spawnedMetric(A, 'cot_bus_up'), 0);
+      assert.equal(await spawnedMetric(B, 'cot_bus_up'), 0);
       a1.send(chat('alpha', 'local-while-hung;'));
       await a2.waitFor(() => count(a2, 'local-while-hung;') === 1, 5000, 'same-node delivery while Redis hangs');
       await sleep(2500); // five beats: a deaf node must not judge the others lost
@@ -527,7 +524,7 @@ describe('e2e: Redis outage', function () {
     } finally {
       redis.resume();
     }
-    await until(async () => (await readyz(A)) === 200 && (await readyz(B)) === 200, 10000, '/readyz 200 once Redis answers again');
+    await until(async () => (await readyzStatus(A)) === 200 && (await readyzStatus(B)) === 200, 10000, '/readyz 200 once Redis answers again');
     await until(() => busLines(A, 'up').length === 2 && busLines(B, 'up').length === 2, 3000, 'the reconnected lines');
     a1.send(chat('alpha', 'after-hang;'));
     b.send(chat('bravo', 'after-hang-b;'));
@@ -551,7 +548,7 @@ describe('e2e: Redis outage', function () {
       // event of its clients went nowhere
       await until(() => busLines(A, 'down').length === 1, 5000, 'A down: no echo of its heartbeat');
       assert.match(String(busLines(A, 'down')[0].err), /no echo of our heartbeat/);
-      await until(async () => (await readyz(A)) === 200 && busLines(A, 'up').length === 2, 10000, 'A back on the bus by itself');
+      await until(async () => (await readyzStatus(A)) === 200 && busLines(A, 'up').length === 2, 10000, 'A back on the bus by itself');
       a.send(chat('alpha', 'after-half-death;'));
       await b.waitFor(() => count(b, 'after-half-death;') === 1, 5000, 'A→B again');
     } finally {
@@ -565,7 +562,7 @@ describe('e2e: Redis outage', function () {
     try {
       const N = await cl.node(r.url, 'acl-n');
       await admin.call('ACL', 'SETUSER', 'default', '-publish');
-      await until(async () => (await readyz(N)) === 503, 5000, '/readyz 503 while Redis refuses our publishes');
+      await until(async () => (await readyzStatus(N)) === 503, 5000, '/readyz 503 while Redis refuses our publishes');
       await until(() => busLines(N, 'down').length === 1, 3000, 'the error line');
       assert.match(String(busLines(N, 'down')[0].err), /refused our heartbeat: NOPERM/);
       await sleep(2000); // four beats: still one line, no reconnecting in circles
@@ -573,9 +570,9 @@ describe('e2e: Redis outage', function () {
       assert.equal(busLines(N, 'up').length, 1, 'only the first connection');
       assert.equal(N.lines.filter((l) => Number(l.level) >= 50).length, 1);
       await admin.call('ACL', 'SETUSER', 'default', '+publish');
-      await until(async () => (await readyz(N)) === 200, 5000, '/readyz 200 once publishing is allowed');
+      await until(async () => (await readyzStatus(N)) === 200, 5000, '/readyz 200 once publishing is allowed');
       assert.equal(busLines(N, 'up').length, 2);
-      assert.equal(await metric(N, 'cot_bus_up'), 1);
+      assert.equal(await spawnedMetric(N, 'cot_bus_up'), 1);
       await N.stop('SIGKILL');
     } finally {
       admin.disconnect();
@@ -591,14 +588,14 @@ describe('e2e: Redis outage', function () {
     await cl.member(B, 'charlie');
     await watcher.waitFor(() => count(watcher, 'uid="uid-leaver"') > 0 && count(watcher, 'uid="uid-charlie"') > 0, 5000, 'both SAs at alpha');
     await redis.kill();
-    await until(async () => (await readyz(B)) === 503, 5000, 'B down');
+    await until(async () => (await readyzStatus(B)) === 503, 5000, 'B down');
     leaver.close();
     // a stationary device that comes meanwhile: one SA, nothing more for minutes (ATAK: 180 s)
     const still = await cl.client(B, 'delta');
     still.send(sa('uid-still', 'STILL', { staleSec: 86400 }));
     await sleep(6000); // past the 5 s for which B keeps publishes for Redis's return: its notice is lost
     await redis.restart();
-    await until(async () => (await readyz(A)) === 200 && (await readyz(B)) === 200, 10000, 'both nodes up again');
+    await until(async () => (await readyzStatus(A)) === 200 && (await readyzStatus(B)) === 200, 10000, 'both nodes up again');
     const goneOf = (c: CotClient, uid: string) => c.frames.filter((f) => f.includes('t-x-d-d') && f.includes(`uid="${uid}"`)).length;
     // before: alpha kept the leaver on its map, and every newcomer on A got its SA, for a day
     await watcher.waitFor(() => goneOf(watcher, 'uid-leaver') === 1, 5000, 't-x-d-d at alpha for the client that left during the outage');
@@ -641,8 +638,8 @@ describe('e2e: Redis outage', function () {
   it('Redis unreachable at start: the node serves local clients, 503, one error; it joins once Redis appears', async () => {
     const port = await freePort();
     const C = await cl.node(`redis://127.0.0.1:${port}`, 'late-c');
-    assert.equal(await readyz(C), 503);
-    assert.equal(await metric(C, 'cot_bus_up'), 0);
+    assert.equal(await readyzStatus(C), 503);
+    assert.equal(await spawnedMetric(C, 'cot_bus_up'), 0);
     const c1 = await cl.member(C, 'alpha');
     const c2 = await cl.member(C, 'bravo');
     await c2.waitFor(() => count(c2, 'uid="uid-alpha"') === 1, 5000, 'local delivery without Redis');
@@ -655,8 +652,8 @@ describe('e2e: Redis outage', function () {
     // Redis appears on that port: the node connects by itself
     const late = await TestRedis.startOn(port);
     try {
-      await until(async () => (await readyz(C)) === 200, 8000, 'ready once Redis is there');
-      assert.equal(await metric(C, 'cot_bus_up'), 1);
+      await until(async () => (await readyzStatus(C)) === 200, 8000, 'ready once Redis is there');
+      assert.equal(await spawnedMetric(C, 'cot_bus_up'), 1);
     } finally {
       await C.stop('SIGKILL');
       await late.stop();
@@ -688,10 +685,10 @@ describe('e2e: Redis with a password, and over TLS (rediss://)', function () {
     servers.push(r);
     assert.match(r.url, /^redis:\/\/:s3cr3t-p%40ss%3Aword@/);
     const [X, Y] = await Promise.all([cl.node(r.url, 'pw-x'), cl.node(r.url, 'pw-y')]);
-    assert.equal(await readyz(X), 200);
+    assert.equal(await readyzStatus(X), 200);
     await crossNode(X, Y);
     const W = await cl.node(r.url.replace('s3cr3t', 'wrong'), 'pw-w');
-    assert.equal(await readyz(W), 503);
+    assert.equal(await readyzStatus(W), 503);
     await until(() => busLines(W, 'down').length > 0, 3000, 'the error line');
     await sleep(1000);
     assert.equal(busLines(W, 'down').length, 1);
@@ -708,10 +705,10 @@ describe('e2e: Redis with a password, and over TLS (rediss://)', function () {
     servers.push(r);
     assert.ok(r.url.startsWith('rediss://'));
     const [X, Y] = await Promise.all([cl.node(r.url, 'tls-x', ['--redis-ca', p.ca]), cl.node(r.url, 'tls-y', ['--redis-ca', p.ca])]);
-    assert.equal(await readyz(X), 200);
+    assert.equal(await readyzStatus(X), 200);
     await crossNode(X, Y);
     const U = await cl.node(r.url, 'tls-u');
-    assert.equal(await readyz(U), 503);
+    assert.equal(await readyzStatus(U), 503);
     await until(() => busLines(U, 'down').length > 0, 3000, 'the error line');
     assert.match(String(busLines(U, 'down')[0]?.err), /certificate/i);
   });

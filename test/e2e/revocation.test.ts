@@ -3,22 +3,15 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { unzipSync, strFromU8 } from 'fflate';
 import tls from 'node:tls';
 import { makePki, openssl, opensslCrl, type TestPki } from '../helpers/pki.ts';
-import { startTestServer, spawnServer, ROOT, type TestServer } from '../helpers/server.ts';
+import { startTestServer, spawnServer, runCli, type TestServer } from '../helpers/server.ts';
 import { CotClient, chat, ping, sleep } from '../helpers/client.ts';
 import { pemToDer } from '../../src/auth/revocation-file.ts';
 import { serialToBigInt } from '../../src/auth/serial.ts';
 
-const execFileAsync = promisify(execFile);
 
-/** The real CLI, run asynchronously so the in-process server keeps serving meanwhile. */
-function cotstream(args: string[]): Promise<{ stdout: string; stderr: string }> {
-  return execFileAsync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src', 'cli.ts'), ...args], { cwd: ROOT, timeout: 20000 });
-}
 
 const creds = (pki: TestPki, name: string) => ({ cert: pki.clients[name]!.cert, key: pki.clients[name]!.key, ca: pki.paths.ca });
 
@@ -81,7 +74,7 @@ describe('e2e: revocation', function () {
       stream(charlie, 'charlie', 10);
       await bravo.waitFor((f) => f.some((x) => x.includes('alpha-seq-5<')), 5000, 'alpha streaming to bravo');
 
-      const out = await cotstream(['revoke', pki.clients.alpha!.cert, '--certs-dir', pki.dir, '--reason', 'key_compromise']);
+      const out = await runCli(['revoke', pki.clients.alpha!.cert, '--certs-dir', pki.dir, '--reason', 'key_compromise']);
       assert.match(out.stdout, /revoked .*CN=alpha/);
       const writtenAt = fs.statSync(crl).mtimeMs;
       await alpha.waitClosed(3000);
@@ -204,7 +197,7 @@ describe('e2e: revocation', function () {
   it('crl.json lost, then a restart: the signed crl.pem that revoke wrote beside it is enforced, and the next revoke starts from it', async () => {
     const crl = path.join(pki.dir, 'crl.json');
     try {
-      await cotstream(['revoke', pki.clients.alpha!.cert, '--certs-dir', pki.dir, '--reason', 'key_compromise']);
+      await runCli(['revoke', pki.clients.alpha!.cert, '--certs-dir', pki.dir, '--reason', 'key_compromise']);
       assert.ok(fs.existsSync(pki.paths.crlPem));
       fs.rmSync(crl);
       const srv = await startTestServer(pki.dir);
@@ -216,7 +209,7 @@ describe('e2e: revocation', function () {
         assert.ok(srv.logs.some((l) => l.level === 50 && /enforcing the signed copy/.test(String(l.msg))), 'one error line says so');
 
         // the next revoke rewrites crl.json from the copy: alpha stays revoked
-        const out = await cotstream(['revoke', pki.clients.bravo!.cert, '--certs-dir', pki.dir]);
+        const out = await runCli(['revoke', pki.clients.bravo!.cert, '--certs-dir', pki.dir]);
         assert.match(out.stderr, /crl\.json not found: using the 1 revocation\(s\) of its signed copy/);
         const json = JSON.parse(fs.readFileSync(crl, 'utf8')) as { revoked: Array<{ serial_number: string }> };
         assert.deepEqual(json.revoked.map((r) => r.serial_number).sort(), [pki.clients.alpha!.serial, pki.clients.bravo!.serial].sort());
@@ -228,7 +221,7 @@ describe('e2e: revocation', function () {
       }
       // crl list shows what the server enforces
       fs.rmSync(crl);
-      const list = await cotstream(['crl', 'list', '--certs-dir', pki.dir]);
+      const list = await runCli(['crl', 'list', '--certs-dir', pki.dir]);
       assert.match(list.stdout, new RegExp(pki.clients.alpha!.serial));
     } finally {
       fs.rmSync(crl, { force: true });

@@ -1,7 +1,8 @@
 // Start a real cotstream server for a test: in-process (fast, inspectable) or as a separate
 // process through the real CLI. Both listen on ephemeral loopback ports.
 import { Writable } from 'node:stream';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { buildConfig } from '../../src/config.ts';
@@ -108,4 +109,21 @@ export function spawnServer(args: string[], env: NodeJS.ProcessEnv = {}, opts: {
     });
     void exited.then((code) => { clearTimeout(timer); reject(new Error(`server exited (${code}) before listening: ${stderr}`)); });
   });
+}
+
+/** A metric of a spawned node, scraped now (its /metrics needs no token). */
+export async function spawnedMetric(s: SpawnedServer, name: string, labels: Record<string, string> = {}): Promise<number> {
+  return metricValue(await (await fetch(`http://127.0.0.1:${s.metricsPort}/metrics`)).text(), name, labels);
+}
+
+/** The status /readyz of a spawned node answers. */
+export async function readyzStatus(s: SpawnedServer): Promise<number> {
+  return (await fetch(`http://127.0.0.1:${s.metricsPort}/readyz`)).status;
+}
+
+const execFileAsync = promisify(execFile);
+
+/** The real CLI (`cotstream …`) in its own process, asynchronously: servers in this one keep serving. */
+export function runCli(args: string[]): Promise<{ stdout: string; stderr: string }> {
+  return execFileAsync(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'cli.ts'), ...args], { cwd: ROOT, timeout: 20000 });
 }
