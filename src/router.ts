@@ -356,16 +356,19 @@ export class Router implements BusHost {
 
   // ---- multi-node state (BusHost) -----------------------------------------------------------
 
-  /** The latest non-stale SAs of this node's own clients, for a node that joined the bus. */
-  localState(): Envelope[] {
-    const out: Envelope[] = [];
+  /**
+   * The latest non-stale SAs of this node's own clients, for a node that joined the bus. Lazy: each
+   * envelope is made when the answer reaches it, from the cache as it is then (a Map iterator skips
+   * entries deleted meanwhile and sees a renewed SA in place), so an answer paced over many
+   * publishes never sends the SA of a client that has left since — after its disconnect notice,
+   * that would put it back on every other node's map.
+   */
+  *localState(): Generator<Envelope, void, undefined> {
     const node = this.bus.nodeId;
-    const now = Date.now();
     for (const e of this.sa.values()) {
-      if (e.node !== node || e.staleMs <= now) continue;
-      out.push({ kind: EnvelopeKind.replay, node, session: e.session, seq: ++this.seq, uid: e.uid, type: e.type, staleMs: e.staleMs === Infinity ? NaN : e.staleMs, callsigns: null, uids: null, frame: e.frame, t0: 0, owner: e.owner });
+      if (e.node !== node || e.staleMs <= Date.now()) continue;
+      yield { kind: EnvelopeKind.replay, node, session: e.session, seq: ++this.seq, uid: e.uid, type: e.type, staleMs: e.staleMs === Infinity ? NaN : e.staleMs, callsigns: null, uids: null, frame: e.frame, t0: 0, owner: e.owner };
     }
-    return out;
   }
 
   /** A node went silent (crashed, cut off) or restarted: its clients are gone for ours — drop and announce. */

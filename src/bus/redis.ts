@@ -156,6 +156,12 @@ export class RedisBus implements Bus {
   private readonly gapped = new Set<string>();
   /** a sync request came while our publisher was not ready: answered once it is */
   private answerOwed = false;
+  /** the sync answer being sent: the rest of our state, read as the answer reaches it */
+  private answering: Iterator<Envelope> | null = null;
+  /** a request came while an answer was under way: one more answer after it */
+  private answerAgain = false;
+  private pumpScheduled = false;
+  private readonly pumpRun = (): void => this.pumpAnswer();
   /** an answer is due (answerSoon): requests until then share it */
   private answerTimer: NodeJS.Timeout | null = null;
   private timer: NodeJS.Timeout | null = null;
@@ -300,9 +306,14 @@ export class RedisBus implements Bus {
     if (this.inflightBytes + buf.length > this.maxInflightBytes) { this.discard(count); return; }
     this.inflightBytes += buf.length;
     this.pub.publish(this.channel, buf).then(
-      () => { this.inflightBytes -= buf.length; this.metrics.busOut.inc(count); },
-      (err: Error) => { this.inflightBytes -= buf.length; this.lastError = err.message; this.discard(count); },
+      () => { this.inflightBytes -= buf.length; this.metrics.busOut.inc(count); this.answerMore(); },
+      (err: Error) => { this.inflightBytes -= buf.length; this.lastError = err.message; this.discard(count); this.answerMore(); },
     );
+  }
+
+  /** A publish was answered: the sync answer under way, if any, may go on (once per tick). */
+  private answerMore(): void {
+    if (this.answering !== null && !this.pumpScheduled) { this.pumpScheduled = true; setImmediate(this.pumpRun); }
   }
 
   /** Keep a batch for when Redis is back; the ring drops its oldest past the byte bound. */
@@ -365,40 +376,73 @@ export class RedisBus implements Bus {
     if (!this.closed) this.answerSync();
   };
 
-  /** Answer a sync request: the latest SAs of our own clients, in batches of maxBatchBytes. */
+  /**
+   * Answer a sync request: the latest SAs of our own clients, in batches of maxBatchBytes, framed
+   * by a start and an end mark. Paced: a few batches in flight at a time, the next as Redis
+   * acknowledges one (pumpAnswer). Handed over all at once, a
+   * state larger than the bound (some 10,000 clients) was cut off — its end mark too, so the asker
+   * never knew it complete and asked again — and a large one crowded out the live events.
+   */
   private answerSync(): void {
     // without a publisher the answer would wait in the ring without its marks (which are not
     // kept): answered whole, with the state of then, once the publisher is ready
     if (!this.pubReady) { this.answerOwed = true; return; }
+    // a request that came during an answer may have missed its start mark: one more, after it
+    if (this.answering !== null) { this.answerAgain = true; return; }
     this.answerOwed = false;
-    const envs = this.host?.localState() ?? [];
-    let batch: Envelope[] = [];
-    let sizes: number[] = [];
-    let bytes = 0;
-    const out = (): void => {
-      if (batch.length === 0) return;
-      this.send(encodeBatch({ type: BatchType.events, node: this.nodeId, epoch: this.epoch, seq: ++this.batchSeq }, batch, sizes), batch.length);
-      batch = [];
-      sizes = [];
-      bytes = 0;
-    };
     // our own pending envelopes go first: batch order is sequence order
     this.flush();
-    // framed by a start and an end mark: a receiver that saw both, and every batch between them,
-    // knows our complete state and drops the clients of ours it still holds that left while it
-    // could not hear their disconnect notice (stateOf)
+    // a receiver that saw both marks, and every batch between them, knows our complete state and
+    // drops the clients of ours it still holds that left while it could not hear their
+    // disconnect notice (stateOf)
     this.send(encodeMark({ type: BatchType.events, node: this.nodeId, epoch: this.epoch, seq: ++this.batchSeq }, 'start'), 0);
-    for (const e of envs) {
-      const size = envelopeSize(e);
-      if (Number.isNaN(size)) continue;
-      batch.push(e);
-      sizes.push(size);
-      bytes += size;
-      if (bytes >= this.maxBatchBytes) out();
+    this.answering = this.host?.localState() ?? [][Symbol.iterator]();
+    this.pumpAnswer();
+  }
+
+  /** Send the next batches of the answer under way, as far as the pacing allows (answerSync). */
+  private pumpAnswer(): void {
+    this.pumpScheduled = false;
+    const it = this.answering;
+    if (it === null) return;
+    if (!this.pubReady || this.closed) {
+      // cut off: the marks of a part answer prove nothing, so it is sent again, whole, when back
+      this.answering = null;
+      this.answerAgain = false;
+      this.answerOwed = !this.closed;
+      return;
     }
-    out();
-    this.send(encodeMark({ type: BatchType.events, node: this.nodeId, epoch: this.epoch, seq: ++this.batchSeq }, 'end'), 0);
-    this.metrics.busSync.answered.inc();
+    // a few batches at a time: our heartbeat and live events queue behind what is in flight, and a
+    // node busy with its clients drains its publisher slowly (measured, 2-3 MB/s with 2,000 clients
+    // in bench/soak/sync.ts: with 16 MiB ahead of it the beat was not acknowledged in time and the
+    // node took Redis for hung)
+    const room = Math.min(this.maxInflightBytes / 2, 4 * this.maxBatchBytes);
+    while (this.inflightBytes < room) {
+      // what our clients sent before this batch is read goes out before it, in order
+      this.flush();
+      const batch: Envelope[] = [];
+      const sizes: number[] = [];
+      let bytes = 0;
+      let done = false;
+      while (bytes < this.maxBatchBytes) {
+        const r = it.next();
+        if (r.done === true) { done = true; break; }
+        const size = envelopeSize(r.value);
+        if (Number.isNaN(size)) continue;
+        batch.push(r.value);
+        sizes.push(size);
+        bytes += size;
+      }
+      if (batch.length > 0) this.send(encodeBatch({ type: BatchType.events, node: this.nodeId, epoch: this.epoch, seq: ++this.batchSeq }, batch, sizes), batch.length);
+      if (done) {
+        this.send(encodeMark({ type: BatchType.events, node: this.nodeId, epoch: this.epoch, seq: ++this.batchSeq }, 'end'), 0);
+        this.metrics.busSync.answered.inc();
+        this.answering = null;
+        if (this.answerAgain) { this.answerAgain = false; this.answerSync(); }
+        return;
+      }
+    }
+    // the rest as publishes are acknowledged (send)
   }
 
   // ---- receive ------------------------------------------------------------------------------
@@ -521,7 +565,11 @@ export class RedisBus implements Bus {
     if (this.answerOwed && !this.closed) this.answerSync();
   };
 
-  private readonly onPubClose = (): void => { this.pubReady = false; this.setUp(); };
+  private readonly onPubClose = (): void => {
+    this.pubReady = false;
+    if (this.answering !== null) this.pumpAnswer(); // given up: answered whole when back
+    this.setUp();
+  };
 
   private readonly onSubReady = (): void => {
     this.sub.subscribe(this.channel).then(

@@ -49,8 +49,9 @@ export type DeliverFn = (env: Envelope) => void;
 
 /** What a multi-node bus needs from the router beyond delivery (the in-process bus ignores it). */
 export interface BusHost {
-  /** the latest SAs of this node's own clients, as envelopes of kind `replay` (a node joined) */
-  localState(): Envelope[];
+  /** the latest SAs of this node's own clients, as envelopes of kind `replay` (a node joined),
+   *  made as they are read: the bus reads them over as many publishes as the answer takes */
+  localState(): Iterator<Envelope>;
   /** a node stopped answering, or restarted: forget (and announce the end of) the clients it owned */
   nodeLost(node: string): void;
   /** a position in the SA cache's history (taken when a node's sync answer starts to arrive) */

@@ -8,6 +8,11 @@ import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
 import { testPki, type SharedPki } from '../helpers/pki.ts';
 import { spawnServer, metricValue, type SpawnedServer } from '../helpers/server.ts';
+import { RedisBus } from '../../src/bus/redis.ts';
+import { Router } from '../../src/router.ts';
+import { FlushScheduler } from '../../src/session.ts';
+import { Metrics } from '../../src/ops/metrics.ts';
+import { createLogger } from '../../src/ops/log.ts';
 import { TestRedis } from '../helpers/redis.ts';
 import { CotClient, sa, sleep } from '../helpers/client.ts';
 import { BatchType, decodeBatch, decodeHeader, encodeBatch, encodeMark, markOf } from '../../src/bus/codec.ts';
@@ -141,6 +146,120 @@ describe('e2e: Redis bus under a large sync answer', function () {
       mon.disconnect();
       p2.disconnect();
       await n.stop('SIGKILL');
+      await r.stop();
+    }
+  });
+  it('an answer many times the in-flight bound goes out whole, paced, and read as it goes: a client that left meanwhile is not in it, a renewed SA is', async () => {
+    // in-process, to hold the answer at a known point: the real RedisBus and Router of a node on a
+    // real redis-server, with an in-flight bound of 64 KiB (32 MiB in production: some 10,000
+    // clients' SAs), watched by a plain subscriber as another node would be
+    const r = await TestRedis.start();
+    const metrics = new Metrics({ defaultMetrics: false });
+    const log = createLogger('silent');
+    const BOUND = 64 * 1024;
+    const bus = new RedisBus({ url: r.url, nodeId: 'answerer', metrics, log, maxInflightBytes: BOUND, maxBatchBytes: 4096, heartbeatMs: 60_000 });
+    const router = new Router(bus, new FlushScheduler(metrics), metrics, log, { announce: false });
+    const mon = new Redis(r.url);
+    const metric = async (name: string, labels: Record<string, string> = {}): Promise<number> => metricValue(await metrics.registry.metrics(), name, labels);
+    const t = new Date().toISOString();
+    const staleMs = Date.now() + 3_600_000;
+    const stale = new Date(staleMs).toISOString();
+    const frame = (uid: string, remarks = ''): Buffer => Buffer.from(`<event version="2.0" uid="${uid}" type="a-f-G-U-C" time="${t}" start="${t}" stale="${stale}" how="m-g"><point lat="1" lon="2" hae="0" ce="9" le="9"/><detail><contact endpoint="*:-1:stcp" callsign="${uid}"/><remarks>${remarks}</remarks></detail></event>`);
+    const env = (kind: EnvelopeKind, i: number, f: Buffer): Envelope => ({ kind, node: 'answerer', session: i + 1, seq: 0, uid: `u-${i}`, type: 'a-f-G-U-C', staleMs, callsigns: null, uids: null, frame: f, t0: 0 });
+    const seen: Array<{ mark: string | null; envs: Envelope[]; bytes: number }> = [];
+    mon.on('messageBuffer', (_ch: Buffer, msg: Buffer) => {
+      const h = decodeHeader(msg);
+      if (h.node !== 'answerer' || h.type !== BatchType.events) return;
+      seen.push({ mark: h.count === 0 ? markOf(msg, h) : null, envs: h.count === 0 ? [] : decodeBatch(msg).envelopes, bytes: msg.length });
+    });
+    try {
+      await mon.subscribe('cotstream:v1');
+      await bus.start(router.deliver, router);
+      assert.equal(bus.isUp(), true);
+      // 3,000 clients' SAs (about 1 MB: 16 times the bound), cached as this node's own; published
+      // live a few at a time, under the bound
+      const N = 3000;
+      for (let i = 0; i < N; i += 50) {
+        for (let j = i; j < i + 50; j++) bus.publish(env(EnvelopeKind.sa, j, frame(`u-${j}`)));
+        await sleep(2);
+      }
+      await sleep(300);
+      assert.equal(await metric('cot_sa_cache_entries'), N);
+      const errors0 = await metric('cot_bus_publish_errors_total');
+      seen.length = 0;
+
+      // a sync request is answered (here called at once, as answerSoon's timer does): the first
+      // part goes out now, the rest as Redis acknowledges it
+      (bus as unknown as { answerSync(): void }).answerSync();
+      // meanwhile the last 50 clients leave, and one renews its SA
+      const LEFT = 50;
+      for (let i = N - LEFT; i < N; i++) bus.publish(env(EnvelopeKind.gone, i, Buffer.from(`<event uid="u-${i}" type="t-x-d-d"/>`)));
+      const renewed = frame('u-2000', 'renewed');
+      bus.publish(env(EnvelopeKind.sa, 2000, renewed));
+
+      const t0 = Date.now();
+      while (!seen.some((x) => x.mark === 'end')) {
+        assert.ok(Date.now() - t0 < 10_000, `no end mark within 10 s (${seen.length} batches seen)`);
+        await sleep(20);
+      }
+      const start = seen.findIndex((x) => x.mark === 'start');
+      const end = seen.findIndex((x) => x.mark === 'end');
+      assert.ok(start >= 0 && start < end, 'framed by a start and an end mark');
+      const replays = seen.slice(start, end).flatMap((x) => x.envs.filter((e) => e.kind === EnvelopeKind.replay));
+      const uids = replays.map((e) => e.uid);
+      assert.equal(new Set(uids).size, uids.length, 'each SA once');
+      assert.equal(uids.length, N - LEFT, 'every client still connected, none of those that left');
+      assert.deepEqual(uids.filter((u) => Number(u.slice(2)) >= N - LEFT), []);
+      assert.ok(replays.find((e) => e.uid === 'u-2000')!.frame.equals(renewed), 'the SA as it is when the answer reaches it');
+      const answerBytes = seen.slice(start, end + 1).reduce((a, x) => a + x.bytes, 0);
+      assert.ok(answerBytes > 8 * BOUND, `the answer (${answerBytes} B) is many times the in-flight bound`);
+      assert.equal(await metric('cot_bus_publish_errors_total'), errors0, 'nothing discarded');
+      assert.equal(await metric('cot_bus_sync_total', { event: 'answered' }), 1);
+      // the live notices went out too (the disconnects, and the renewed SA)
+      const live = seen.flatMap((x) => x.envs.filter((e) => e.kind !== EnvelopeKind.replay));
+      assert.equal(live.filter((e) => e.kind === EnvelopeKind.gone).length, LEFT);
+      assert.equal(live.filter((e) => e.kind === EnvelopeKind.sa).length, 1);
+      console.log(`      ${(answerBytes / 1024).toFixed(0)} KiB answer in ${end - start + 1} publishes, ${Date.now() - t0} ms, at a ${BOUND / 1024}-KiB bound`);
+
+      // a request during an answer gets one more, after it (not interleaved with it); an answer
+      // cut off by a lost publisher connection is sent again, whole, once it is back
+      const answers = async (want: number): Promise<Array<{ mark: string | null; envs: Envelope[] }>> => {
+        const t1 = Date.now();
+        while (seen.filter((x) => x.mark === 'end').length < want) {
+          assert.ok(Date.now() - t1 < 10_000, `${want} end marks not seen within 10 s`);
+          await sleep(20);
+        }
+        return seen.filter((x) => x.mark !== null || x.envs.some((e) => e.kind === EnvelopeKind.replay));
+      };
+      const complete = (part: Array<{ mark: string | null; envs: Envelope[] }>): void => {
+        assert.equal(part[0].mark, 'start');
+        assert.equal(part[part.length - 1].mark, 'end');
+        assert.equal(part.slice(1, -1).filter((x) => x.mark !== null).length, 0, 'nothing else between the marks');
+        assert.equal(part.flatMap((x) => x.envs).length, N - LEFT);
+      };
+      seen.length = 0;
+      const answerSync = (bus as unknown as { answerSync(): void }).answerSync.bind(bus);
+      answerSync();
+      answerSync();
+      const two = await answers(2);
+      const mid = two.findIndex((x) => x.mark === 'end') + 1;
+      complete(two.slice(0, mid));
+      complete(two.slice(mid));
+      assert.equal(await metric('cot_bus_sync_total', { event: 'answered' }), 3);
+
+      seen.length = 0;
+      answerSync();
+      (bus as unknown as { pub: { stream: { destroy(): void } } }).pub.stream.destroy();
+      const again = await answers(1);
+      const last = again.map((x) => x.mark).lastIndexOf('start');
+      assert.ok(last > 0, `the cut answer, then a new one (marks: ${again.map((x) => x.mark).filter((m) => m !== null).join(' ')})`);
+      assert.equal(again.slice(0, last).filter((x) => x.mark === 'end').length, 0, 'the cut answer has no end mark');
+      complete(again.slice(last));
+      assert.equal(await metric('cot_bus_sync_total', { event: 'answered' }), 4);
+    } finally {
+      mon.disconnect();
+      router.close();
+      await bus.close();
       await r.stop();
     }
   });
