@@ -6,8 +6,8 @@ import type { Command } from 'commander';
 import { initPki, issueClient, issueServer, defaultHosts, DEFAULTS } from './ca.ts';
 import { canonicalSerial } from '../auth/serial.ts';
 import { action, caKeyOption, caOption, certOption, certsDirOption, collectList, crlOption, keyOption, parsePositiveInt, resolveCrl, resolvePkiPaths, stdio, table, type CommandIO, type PkiFileFlags } from './options.ts';
-import { readRevocationFile } from '../auth/revocation-file.ts';
-import { signedCopyFor } from './paths.ts';
+import { parseRevocationFile, readRevocationFile } from '../auth/revocation-file.ts';
+import { pkiPaths, signedCopyFor } from './paths.ts';
 
 export function registerCertsCommands(program: Command, io: CommandIO = stdio): void {
   const certs = program.command('certs').description('create and inspect the PKI: CA, server and client certificates');
@@ -140,7 +140,7 @@ export function registerCertsCommands(program: Command, io: CommandIO = stdio): 
 
   const show = certs
     .command('show')
-    .description('list the CA, server and client certificates with serial, expiry and status (valid, EXPIRED, or REVOKED per the revocation list)')
+    .description('list the CA, server and client certificates with serial, expiry and status (valid, EXPIRED, or REVOKED per the revocation list or the cluster list kept from Redis)')
     .addOption(certsDirOption())
     .addOption(caOption())
     .addOption(certOption())
@@ -156,6 +156,17 @@ export function registerCertsCommands(program: Command, io: CommandIO = stdio): 
         revoked = readRevocationFile(crl, signedCopyFor(crl, p.dir)).entries; // as the server reads it
       } catch (err) {
         crlNote = `warning: revocation list ${crl} unreadable (${(err as Error).message}): revoked status not shown\n`;
+      }
+      // and the cluster's list the nodes here took from Redis (`revoke --redis`): enforced as well
+      const kept = pkiPaths(p.dir).crlCluster;
+      if (fs.existsSync(kept)) {
+        try {
+          for (const [serial, e] of parseRevocationFile(fs.readFileSync(kept)).entries) {
+            if (!revoked.has(serial)) revoked.set(serial, { reason: `${e.reason}, cluster list` });
+          }
+        } catch (err) {
+          crlNote += `warning: ${kept} unreadable (${(err as Error).message}): the cluster's revocations not shown\n`;
+        }
       }
       const rows: string[][] = [['file', 'subject', 'serial', 'not after', 'status']];
       const label = (file: string) => (file.startsWith(p.dir + path.sep) ? path.relative(p.dir, file) : file);

@@ -122,6 +122,13 @@ describe('e2e: revocation across a Redis cluster', function () {
     const listed = (await runCli(['crl', 'list', '--certs-dir', bDir])).stdout;
     assert.match(listed, /crl\.json: no revocation list/);
     assert.match(listed, new RegExp(`crl-cluster\\.pem: the cluster's list[^\\n]*\\n.*\\n${pki.clients.alpha!.serial}\\s+key_compromise`));
+    // and certs show, with alpha's certificate on that machine, says the server refuses it
+    fs.mkdirSync(path.join(bDir, 'clients'), { recursive: true });
+    fs.copyFileSync(pki.clients.alpha!.cert, path.join(bDir, 'clients', 'alpha.pem'));
+    fs.copyFileSync(pki.clients.charlie!.cert, path.join(bDir, 'clients', 'charlie.pem'));
+    const shown = (await runCli(['certs', 'show', '--certs-dir', bDir])).stdout;
+    assert.match(shown, new RegExp(`clients/alpha\\.pem\\s+CN=alpha.*${pki.clients.alpha!.serial}.*REVOKED \\(key_compromise, cluster list\\)`));
+    assert.match(shown, /clients\/charlie\.pem\s+CN=charlie.*valid/);
 
     // Redis gone and node b restarted meanwhile: it starts on what it kept and still refuses alpha
     await redis.kill();
