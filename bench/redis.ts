@@ -139,23 +139,13 @@ async function measureLoad(load: Load): Promise<{ text: string; ratio: number; r
       try { results.push(await measure('control: memory, 2 nodes, no bus', nodes, 0, load)); } finally { await Promise.all(nodes.map((n) => n.stop())); }
     }
   }
-  const sum = (v: Variant, f: (r: Measure) => number) => results.filter((r) => r.variant === v).reduce((a, r) => a + f(r), 0);
-  const avg = (v: Variant) => sum(v, (r) => r.deliveries) / sum(v, (r) => r.serverCpu);
+  const avg = (v: Variant) => {
+    const m = results.filter((r) => r.variant === v);
+    return m.reduce((a, r) => a + r.deliveries, 0) / m.reduce((a, r) => a + r.serverCpu, 0);
+  };
   const mem = avg('memory, 1 node');
   const red = avg('redis, 2 nodes');
   const ctl = control ? avg('control: memory, 2 nodes, no bus') : NaN;
-  // What the bus itself adds, against the control (same processes, same split, no bus): the
-  // cross-node deliveries, and the CPU it took to publish, carry and fan them out
-  const hop = (): string => {
-    const R: Variant = 'redis, 2 nodes';
-    const C: Variant = 'control: memory, 2 nodes, no bus';
-    const dDel = sum(R, (r) => r.deliveries) - sum(C, (r) => r.deliveries);
-    const dCpu = sum(R, (r) => r.serverCpu) - sum(C, (r) => r.serverCpu);
-    if (!(dCpu > 0)) return `The deliveries that crossed Redis took no measurable CPU beyond the control's.\n`;
-    return `The deliveries that crossed Redis (${fmt(dDel)} more than the control's) took ${fmt(dCpu, 2)} more CPU-seconds: ` +
-      `${fmt(dDel / dCpu)} per CPU-second, ${fmt((dDel / dCpu / mem) * 100)}% of the single node's overall rate. ` +
-      `They mostly ride in TLS writes the control makes anyway (deliveries per write syscall, above): this is the price of the hop and its fan-out, not of a delivery from scratch.\n`;
-  };
   const rows = [['variant', 'deliveries', 'server CPU s', 'deliveries / server CPU-s', 'vs memory', 'deliveries / write syscall', 'node wakeups / 1,000 deliveries', 'redis-server CPU s', 'deliv/s', 'loss', 'dupes', 'echoes', 'p99 ms']];
   for (const r of results) {
     rows.push([r.variant, fmt(r.deliveries), fmt(r.serverCpu, 2), fmt(r.perCpuSec), `${fmt((r.perCpuSec / mem) * 100)}%`, fmt(r.perWrite, 2), fmt(r.wakeupsPerK, 1), r.redisCpu ? fmt(r.redisCpu, 2) : '-',
@@ -168,8 +158,7 @@ async function measureLoad(load: Load): Promise<{ text: string; ratio: number; r
     `(${fmt(red)} vs ${fmt(mem)}; target >= 80%).\n` +
     (control ? `\nControl: the same two processes and client split with no bus (each client then gets only its own node's events, ` +
       `so its loss column is expected) manage ${fmt(ctl)} deliveries per CPU-second = ${fmt((ctl / mem) * 100)}% of the single node: ` +
-      `that part of the gap is the split into two processes, not Redis. Two nodes on Redis = ${fmt((red / ctl) * 100)}% of the control.\n` +
-      hop() : '') + '\n';
+      `that part of the gap is the split into two processes, not Redis. Two nodes on Redis = ${fmt((red / ctl) * 100)}% of the control.\n` : '') + '\n';
   return { text, ratio: red / mem, results };
 }
 
