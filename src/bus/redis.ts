@@ -379,9 +379,9 @@ export class RedisBus implements Bus {
   /**
    * Answer a sync request: the latest SAs of our own clients, in batches of maxBatchBytes, framed
    * by a start and an end mark. Paced: a few batches in flight at a time, the next as Redis
-   * acknowledges one (pumpAnswer). Handed over all at once, a
-   * state larger than the bound (some 10,000 clients) was cut off — its end mark too, so the asker
-   * never knew it complete and asked again — and a large one crowded out the live events.
+   * acknowledges one (pumpAnswer). Handed over all at once, a state larger than the in-flight bound
+   * (some 8,000 clients) was cut off — its end mark too, so the asker never knew it complete and
+   * asked again — and a large one crowded out the live events.
    */
   private answerSync(): void {
     // without a publisher the answer would wait in the ring without its marks (which are not

@@ -149,10 +149,11 @@ describe('e2e: Redis bus under a large sync answer', function () {
       await r.stop();
     }
   });
+
   it('an answer many times the in-flight bound goes out whole, paced, and read as it goes: a client that left meanwhile is not in it, a renewed SA is', async () => {
     // in-process, to hold the answer at a known point: the real RedisBus and Router of a node on a
-    // real redis-server, with an in-flight bound of 64 KiB (32 MiB in production: some 10,000
-    // clients' SAs), watched by a plain subscriber as another node would be
+    // real redis-server, with an in-flight bound of 64 KiB (32 MiB in production: some 8,000
+    // clients' 4-KB SAs), watched by a plain subscriber as another node would be
     const r = await TestRedis.start();
     const metrics = new Metrics({ defaultMetrics: false });
     const log = createLogger('silent');
