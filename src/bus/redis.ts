@@ -37,7 +37,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { Redis, ReplyError, type RedisOptions } from 'ioredis';
-import { BatchType, CodecError, markOf, decodeBatch, decodeHeader, encodeMark, encodeBatch, envelopeSize } from './codec.ts';
+import { BatchType, CodecError, type BatchHeader, markOf, decodeBatch, decodeHeader, encodeMark, encodeBatch, envelopeSize } from './codec.ts';
 import { fetchCrl, offerCrl, type CrlShare } from './crl-share.ts';
 import { EnvelopeKind, type Bus, type BusHost, type DeliverFn, type Envelope } from './types.ts';
 import type { Metrics } from '../ops/metrics.ts';
@@ -289,12 +289,17 @@ export class RedisBus implements Bus {
     else if (!this.scheduled) { this.scheduled = true; setImmediate(this.flushRun); }
   }
 
+  /** The header of our next batch: every batch we publish takes the next sequence number. */
+  private header(type: BatchType = BatchType.events): BatchHeader {
+    return { type, node: this.nodeId, epoch: this.epoch, seq: ++this.batchSeq };
+  }
+
   /** Encode this tick's envelopes as one batch and hand it to Redis (or hold it while down). */
   flush(): void {
     this.scheduled = false;
     const n = this.pending.length;
     if (n === 0) return;
-    const buf = encodeBatch({ type: BatchType.events, node: this.nodeId, epoch: this.epoch, seq: ++this.batchSeq }, this.pending, this.pendingSizes);
+    const buf = encodeBatch(this.header(), this.pending, this.pendingSizes);
     this.pending = [];
     this.pendingSizes = [];
     this.pendingBytes = 0;
@@ -348,7 +353,7 @@ export class RedisBus implements Bus {
   private control(type: BatchType): void {
     if (!this.pubReady) return;
     if (type === BatchType.sync) this.metrics.busSync.asked.inc();
-    const buf = encodeBatch({ type, node: this.nodeId, epoch: this.epoch, seq: ++this.batchSeq }, []);
+    const buf = encodeBatch(this.header(type), []);
     const sentAt = this.beatSentAt;
     this.pub.publish(this.channel, buf).then(() => {
       if (type === BatchType.heartbeat) this.beatAckedFor = sentAt;
@@ -395,7 +400,7 @@ export class RedisBus implements Bus {
     // a receiver that saw both marks, and every batch between them, knows our complete state and
     // drops the clients of ours it still holds that left while it could not hear their
     // disconnect notice (stateOf)
-    this.send(encodeMark({ type: BatchType.events, node: this.nodeId, epoch: this.epoch, seq: ++this.batchSeq }, 'start'), 0);
+    this.send(encodeMark(this.header(), 'start'), 0);
     this.answering = this.host?.localState() ?? [][Symbol.iterator]();
     this.pumpAnswer();
   }
@@ -433,9 +438,9 @@ export class RedisBus implements Bus {
         sizes.push(size);
         bytes += size;
       }
-      if (batch.length > 0) this.send(encodeBatch({ type: BatchType.events, node: this.nodeId, epoch: this.epoch, seq: ++this.batchSeq }, batch, sizes), batch.length);
+      if (batch.length > 0) this.send(encodeBatch(this.header(), batch, sizes), batch.length);
       if (done) {
-        this.send(encodeMark({ type: BatchType.events, node: this.nodeId, epoch: this.epoch, seq: ++this.batchSeq }, 'end'), 0);
+        this.send(encodeMark(this.header(), 'end'), 0);
         this.metrics.busSync.answered.inc();
         this.answering = null;
         if (this.answerAgain) { this.answerAgain = false; this.answerSync(); }
@@ -699,7 +704,7 @@ export class RedisBus implements Bus {
     // what our clients said last (their disconnect notices included) still goes out, then our
     // goodbye: the other nodes forget us at once instead of judging us lost 3 beats later
     this.flush();
-    if (this.pubReady) this.send(encodeMark({ type: BatchType.events, node: this.nodeId, epoch: this.epoch, seq: ++this.batchSeq }, 'leaving'), 0);
+    if (this.pubReady) this.send(encodeMark(this.header(), 'leaving'), 0);
     this.closed = true;
     if (this.timer) { clearInterval(this.timer); this.timer = null; }
     if (this.answerTimer) { clearTimeout(this.answerTimer); this.answerTimer = null; }
