@@ -5,7 +5,7 @@ import { X509Certificate } from 'node:crypto';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { canonicalSerial } from './serial.ts';
 import { REVOKE_REASONS } from './crl-x509.ts';
-import { DEFAULT_CRL_DAYS, parseRevocationFile, pemToDer, readRevocationFile, writeRevocation, type RevokedEntry, type RevocationData } from './revocation-file.ts';
+import { DEFAULT_CRL_DAYS, pemToDer, readClusterList, readRevocationFile, writeRevocation, type RevokedEntry, type RevocationData } from './revocation-file.ts';
 import { pkiPaths, signedCopyFor, type PkiPaths } from '../pki/paths.ts';
 import { action, caKeyOption, caOption, certsDirOption, crlOption, parsePositiveInt, redisOptions, resolveCertsDir, resolveCrl, resolvePkiPaths, resolveRedis, stdio, table, type CommandIO } from '../pki/options.ts';
 import { pushCrl } from '../bus/crl-share.ts';
@@ -96,16 +96,10 @@ export function registerRevocationCommands(program: Command, io: CommandIO = std
         io.out(head + '\n' + entriesTable(l, subjects));
       }
       // what the nodes on this machine took from the cluster's Redis (`revoke --redis`), enforced too
-      const kept = pkiPaths(certsDir).crlCluster;
-      if (!fs.existsSync(kept)) return;
-      let c: RevocationData;
-      try {
-        c = parseRevocationFile(fs.readFileSync(kept));
-      } catch (err) {
-        io.err(`warning: ${kept}: ${(err as Error).message}\n`);
-        return;
-      }
-      io.out(`\n${kept}: the cluster's list (from Redis, enforced as well)  signed: ${c.lastUpdate?.toISOString() ?? '?'}\n` + entriesTable(c, subjects));
+      const kept = readClusterList(certsDir);
+      if (kept === null) return;
+      if ('error' in kept) { io.err(`warning: ${kept.file}: ${kept.error}\n`); return; }
+      io.out(`\n${kept.file}: the cluster's list (from Redis, enforced as well)  signed: ${kept.list.lastUpdate?.toISOString() ?? '?'}\n` + entriesTable(kept.list, subjects));
     }),
   );
 

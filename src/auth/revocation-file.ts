@@ -11,6 +11,7 @@ import { canonicalSerial } from './serial.ts';
 import { parseRawJson, RawNumber, type RawJson } from './json-raw.ts';
 import { isPemCrl, parseDerCrl, parsePemCrls, reasonName, signCrl, REASONS, type ParsedCrl } from './crl-x509.ts';
 import { writeFileAtomic, PUBLIC_MODE } from '../pki/files.ts';
+import { pkiPaths } from '../pki/paths.ts';
 
 export interface RevokedEntry {
   serial: string;
@@ -151,6 +152,21 @@ export function readRevocationFile(file: string, signedCopy?: string): Revocatio
     return parseRevocationFile(raw);
   } catch (err) {
     throw new Error(`${file} is not a valid revocation list (${(err as Error).message}); fix or move it first`);
+  }
+}
+
+/**
+ * The cluster's list that the nodes on this machine kept from Redis (`revoke --redis`:
+ * `<certs-dir>/crl-cluster.pem`), enforced beside their own; null when there is none. For the
+ * commands that show what a node refuses (the node verified its signature before keeping it).
+ */
+export function readClusterList(certsDir: string): { file: string; list: RevocationData } | { file: string; error: string } | null {
+  const file = pkiPaths(certsDir).crlCluster;
+  if (!fs.existsSync(file)) return null;
+  try {
+    return { file, list: parseRevocationFile(fs.readFileSync(file)) };
+  } catch (err) {
+    return { file, error: (err as Error).message };
   }
 }
 

@@ -6,8 +6,8 @@ import type { Command } from 'commander';
 import { initPki, issueClient, issueServer, defaultHosts, DEFAULTS } from './ca.ts';
 import { canonicalSerial } from '../auth/serial.ts';
 import { action, caKeyOption, caOption, certOption, certsDirOption, collectList, crlOption, keyOption, parsePositiveInt, resolveCrl, resolvePkiPaths, stdio, table, type CommandIO, type PkiFileFlags } from './options.ts';
-import { parseRevocationFile, readRevocationFile } from '../auth/revocation-file.ts';
-import { pkiPaths, signedCopyFor } from './paths.ts';
+import { readClusterList, readRevocationFile } from '../auth/revocation-file.ts';
+import { signedCopyFor } from './paths.ts';
 
 export function registerCertsCommands(program: Command, io: CommandIO = stdio): void {
   const certs = program.command('certs').description('create and inspect the PKI: CA, server and client certificates');
@@ -158,15 +158,10 @@ export function registerCertsCommands(program: Command, io: CommandIO = stdio): 
         crlNote = `warning: revocation list ${crl} unreadable (${(err as Error).message}): revoked status not shown\n`;
       }
       // and the cluster's list the nodes here took from Redis (`revoke --redis`): enforced as well
-      const kept = pkiPaths(p.dir).crlCluster;
-      if (fs.existsSync(kept)) {
-        try {
-          for (const [serial, e] of parseRevocationFile(fs.readFileSync(kept)).entries) {
-            if (!revoked.has(serial)) revoked.set(serial, { reason: `${e.reason}, cluster list` });
-          }
-        } catch (err) {
-          crlNote += `warning: ${kept} unreadable (${(err as Error).message}): the cluster's revocations not shown\n`;
-        }
+      const kept = readClusterList(p.dir);
+      if (kept !== null && 'error' in kept) crlNote += `warning: ${kept.file} unreadable (${kept.error}): the cluster's revocations not shown\n`;
+      else if (kept !== null) {
+        for (const [serial, e] of kept.list.entries) if (!revoked.has(serial)) revoked.set(serial, { reason: `${e.reason}, cluster list` });
       }
       const rows: string[][] = [['file', 'subject', 'serial', 'not after', 'status']];
       const label = (file: string) => (file.startsWith(p.dir + path.sep) ? path.relative(p.dir, file) : file);
