@@ -3,7 +3,7 @@
 // local sessions, never back to the sender. The latest-SA cache lives here too.
 import { performance } from 'node:perf_hooks';
 import { eventTimeMs, type CotHeader } from '../protocol/scan.ts';
-import { pong, disconnectNotice, protocolSupport } from '../protocol/control.ts';
+import { pong, disconnectNotice } from '../protocol/control.ts';
 import { streamable } from '../protocol/xml.ts';
 import { onProtocolRequest } from './negotiate.ts';
 import { EnvelopeKind, type Bus, type BusHost, type Envelope } from './bus/types.ts';
@@ -106,8 +106,7 @@ export class Router implements BusHost {
       if (e.staleMs <= now) { this.sa.delete(e.uid); continue; }
       frames.push(e.frame);
     }
-    if (this.opts.announce) frames.push(protocolSupport(now));
-    s.replay(frames);
+    s.replay(frames, this.opts.announce);
   }
 
   onClose(s: Session, reason: string): void {

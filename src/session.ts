@@ -4,6 +4,7 @@ import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import { Framer, type FramerSink, type FrameRejectReason } from '../protocol/framer.ts';
 import { scan, type CotHeader } from '../protocol/scan.ts';
+import { protocolSupport } from '../protocol/control.ts';
 import { ProtoFramer } from '../protocol/protoframer.ts';
 import type { Envelope } from './bus/types.ts';
 import { envelopeProto, frameProto, setInbound, UNCONVERTIBLE } from './wire.ts';
@@ -171,6 +172,8 @@ const READ_TURN_BYTES = 64 * 1024;
  */
 const REPLAY_WINDOW_MIN = 64 * 1024;
 const REPLAY_WINDOW_MAX = 256 * 1024;
+/** stands in the replay for the t-x-takp-v announcement that ends it (replay()) */
+const ANNOUNCEMENT = Buffer.alloc(0);
 /** a valid SA keeps a silent client connected at most this long (a stale time years ahead must
  *  not keep a dead connection forever); ATAK's longest by default is 375 s */
 const MAX_SA_HOLD_MS = 15 * 60_000;
@@ -193,8 +196,6 @@ export class Session implements FramerSink {
   bytesIn = 0;
   bytesOut = 0;
   dropped = 0;
-  /** the router may attach per-session state here */
-  wantsAnnouncement = true;
   /** callsign changes so far (the router logs only the first few) */
   renames = 0;
   /** the router logged this client's first uid conflict */
@@ -526,8 +527,11 @@ export class Session implements FramerSink {
    * held a copy each (measured: 1,000 clients with 2-KB SAs, 1.2 GB). Live events that come
    * meanwhile wait behind it in order, under the bound.
    */
-  replay(frames: Buffer[]): void {
-    if (this.closed || frames.length === 0) return;
+  replay(frames: Buffer[], announce: boolean): void {
+    if (this.closed) return;
+    // built when its turn comes, not now: a replay paced over a slow link can outlast its 60-s stale
+    if (announce) frames.push(ANNOUNCEMENT);
+    if (frames.length === 0) return;
     this.replayQ = frames;
     this.replayAt = 0;
     this.pumpReplay();
@@ -538,7 +542,8 @@ export class Session implements FramerSink {
     // above the stream's high-water mark (16 KiB), so a stop here is always followed by 'drain'
     const bound = Math.max(Math.min(this.limits.maxSendBuffer, REPLAY_WINDOW_MAX), REPLAY_WINDOW_MIN);
     while (this.replayAt < q.length && this.socket.writableLength + this.queuedBytes < bound) {
-      const f = q[this.replayAt++];
+      let f = q[this.replayAt++];
+      if (f === ANNOUNCEMENT) f = protocolSupport();
       // a client that switched to TAK protocol during its replay gets the rest in protobuf
       const b = this.protobuf ? frameProto(f) : f;
       if (b.length > 0) this.enqueue(b);
