@@ -3,7 +3,8 @@
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import { Framer, type FramerSink, type FrameRejectReason } from '../protocol/framer.ts';
-import { scan, type CotHeader } from '../protocol/scan.ts';
+import { scan, ScanReason, type CotHeader } from '../protocol/scan.ts';
+import { declaredEncoding, isWestern, windows1252ToUtf8 } from '../protocol/charset.ts';
 import { protocolSupport } from '../protocol/control.ts';
 import { ProtoFramer } from '../protocol/protoframer.ts';
 import type { Envelope } from './bus/types.ts';
@@ -215,6 +216,12 @@ export class Session implements FramerSink {
   private skippedAtSwitch = 0;
   private chunkLen = 0;
   private inXmlPush = false;
+  /** the chunk the XML framer is reading (null between chunks): where a declaration before a
+   *  frame that is not UTF-8 is looked for (westernFrame) */
+  private chunk: Buffer | null = null;
+  /** the stream's last declaration seen named ISO-8859-1 / windows-1252 */
+  private western = false;
+  private westernLogged = false;
   private readonly queue: Buffer[] = [];
   private queuedBytes = 0;
   /** the replay still to be queued (replay()), and live events held behind it */
@@ -305,7 +312,9 @@ export class Session implements FramerSink {
         const skippedBefore = this.framer.skippedBytes;
         this.chunkLen = chunk.length;
         this.inXmlPush = true;
+        this.chunk = chunk;
         this.framer.push(chunk);
+        this.chunk = null;
         this.inXmlPush = false;
         if (this.switchAt < 0) {
           junk = this.framer.skippedBytes - skippedBefore;
@@ -379,6 +388,7 @@ export class Session implements FramerSink {
    */
   private streamFailed(err: unknown): void {
     this.inXmlPush = false;
+    this.chunk = null;
     this.switchAt = -1;
     this.metrics.drop.malformed.inc();
     this.dropped++;
@@ -418,7 +428,11 @@ export class Session implements FramerSink {
     if (this.closed || this.switchAt >= 0) return; // switchAt: XML framer reading protobuf bytes
     this.eventsIn++;
     this.chunkEvents++;
-    const h = scan(frame);
+    let h = scan(frame);
+    if (!h.ok && h.reason === ScanReason.utf8 && this.protoFramer === null) {
+      const utf8 = this.westernFrame(frame);
+      if (utf8 !== null) { frame = utf8; h = scan(utf8); }
+    }
     if (!h.ok) {
       this.metrics.drop.malformed.inc();
       this.dropped++;
@@ -442,6 +456,25 @@ export class Session implements FramerSink {
     } finally {
       if (pf !== null) setInbound(0, null, null);
     }
+  }
+
+  /**
+   * A frame that is not UTF-8, in UTF-8 when the client declared it ISO-8859-1 or windows-1252:
+   * in the XML declaration right before it in the same read, or, when none is there (a frame
+   * spread over reads), in the last one seen so far on this stream. null: refused as invalid UTF-8.
+   */
+  private westernFrame(frame: Buffer): Buffer | null {
+    const c = this.chunk;
+    if (c !== null && frame.buffer === c.buffer && frame.byteOffset >= c.byteOffset && frame.byteOffset + frame.length <= c.byteOffset + c.length) {
+      const label = declaredEncoding(c, frame.byteOffset - c.byteOffset);
+      if (label !== undefined) this.western = isWestern(label);
+    }
+    if (!this.western) return null;
+    if (!this.westernLogged) {
+      this.westernLogged = true;
+      this.log.info({ audit: 'encoding', encoding: 'windows-1252' }, 'client sends events declared ISO-8859-1 / windows-1252: converted to UTF-8 for the other clients');
+    }
+    return windows1252ToUtf8(frame);
   }
 
   /** FramerSink: a frame discarded by the framer (oversize, DOCTYPE …). */

@@ -187,6 +187,29 @@ describe('e2e: fidelity — real captures through every kind of receiver', funct
     assert.equal(await A.metric('cot_events_dropped_total', { reason: 'unconvertible' }), unconvertible0);
   });
 
+  it('events declared ISO-8859-1 / windows-1252 (older CoT writers) reach every receiver in UTF-8; the same bytes declared UTF-8 are refused', async () => {
+    const rx = await receivers();
+    const tx = await xmlClient(A, 'fid-sender-latin1');
+    const ev = (uid: string, callsign: string, remarks: string) =>
+      `<event version="2.0" uid="${uid}" type="a-f-G-U-C" time="${NOW}" start="${NOW}" stale="${LATER}" how="h-e"><point lat="48.85" lon="2.35" hae="35.0" ce="9.9" le="9.9"/><detail><contact callsign="${callsign}" endpoint="*:-1:stcp"/><remarks>${remarks}</remarks></detail></event>`;
+    const malformed0 = await A.metric('cot_events_dropped_total', { reason: 'malformed' });
+    // as such writers send it: the declaration and the event in one write (one TLS record)
+    const first = ev('u-latin1', 'José', 'Café à 5 € — «Zoë»');
+    tx.sock.write(Buffer.concat([Buffer.from(`<?xml version="1.0" encoding="ISO-8859-1"?>\n`), Buffer.from(first, 'latin1').map((c, i) => first.charCodeAt(i) === 0x20ac ? 0x80 : first.charCodeAt(i) === 0x2014 ? 0x97 : c)]));
+    await check(rx, first, { proto: true });
+    // the next one cut across TLS records: the stream's declaration still holds
+    const second = ev('u-latin1-2', 'Jürgen', 'Straße');
+    await sendSplit(tx, Buffer.concat([Buffer.from(`<?xml version='1.0' encoding='windows-1252'?>`), Buffer.from(second, 'latin1')]), 3);
+    await check(rx, second, { proto: true });
+    // declared UTF-8, the same kind of bytes are what they look like: not UTF-8
+    tx.sock.write(Buffer.concat([Buffer.from(`<?xml version="1.0" encoding="UTF-8"?>`), Buffer.from(ev('u-notutf8', 'Noël', 'x'), 'latin1')]));
+    const deadline = Date.now() + 5000;
+    while (await A.metric('cot_events_dropped_total', { reason: 'malformed' }) === malformed0 && Date.now() < deadline) await sleep(20);
+    assert.equal(await A.metric('cot_events_dropped_total', { reason: 'malformed' }), malformed0 + 1, 'refused as invalid UTF-8');
+    await sleep(200);
+    assert.ok(!rx.xa.frames.some((f) => f.includes('u-notutf8')));
+  });
+
   it('the reverse: every sample sent as protobuf (mapped as ATAK maps it) reaches XML, node-tak and protobuf clients with its meaning', async () => {
     const rx = await receivers();
     const tx = await protoClient(A, 'fid-sender-pb');
