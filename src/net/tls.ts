@@ -125,11 +125,27 @@ export function classifyHandshakeError(err: Error & { code?: string }, authoriza
   const code = err.code ?? '';
   const msg = err.message ?? '';
   if (code === 'ERR_TLS_HANDSHAKE_TIMEOUT') return 'timeout';
+  // an alert received: the client refused the handshake (ERR_SSL_TLSV1_ALERT_UNKNOWN_CA is a device
+  // that does not trust our certificate), nothing wrong with its own certificate
+  if (/ALERT/i.test(code) || /\balert\b/i.test(msg)) return 'error';
   if (/PEER_DID_NOT_RETURN_A_CERTIFICATE|CERTIFICATE_REQUIRED|peer did not return a certificate/i.test(code + msg)) return 'no_cert';
   if (/CERTIFICATE_VERIFY_FAILED|certificate verify failed|UNKNOWN_CA|BAD_CERTIFICATE|UNSUPPORTED_CERTIFICATE|CERTIFICATE_EXPIRED|CERT_REVOKED|certificate revoked/i.test(code + msg)) {
     return /revoked/i.test(code + msg) ? 'revoked' : 'bad_cert';
   }
   return 'error';
+}
+
+/**
+ * The log message of a handshake that failed for no reason of ours ('error'): most often the
+ * client gave up on it, and the likeliest cause in the field is a device whose truststore does not
+ * hold the CA of our certificate (a wrong data package). Java/OpenSSL clients say so with an
+ * alert; Node's close without one.
+ */
+export function failureText(err: Error & { code?: string }): string {
+  const s = `${err.code ?? ''} ${err.message ?? ''}`;
+  if (/alert/i.test(s)) return 'TLS handshake failed: the client refused it with a TLS alert (err); "unknown ca", "bad certificate" or "certificate unknown" mean it does not trust this server\'s certificate: check the truststore in its data package';
+  if (/ECONNRESET|EPIPE|ECONNABORTED|socket hang up|disconnected before secure/i.test(s)) return 'TLS handshake not completed: the client closed the connection (a device that does not trust this server\'s certificate may do this: check the truststore in its data package)';
+  return 'TLS handshake failed';
 }
 
 const LIMIT_TEXT: Record<LimitHit, string> = {
@@ -205,7 +221,7 @@ export function createTlsListener(o: ListenerOptions, limiter: ConnectionLimiter
     const result = classifyHandshakeError(err, authz);
     metrics.handshake[result].inc();
     if (limitedLog.allow()) {
-      log.warn({ audit: 'refused', reason: result, remote: raw?.[remoteKey] ?? remoteOf(sock), code: authz ?? err.code, err: err.message }, 'TLS handshake refused');
+      log.warn({ audit: 'refused', reason: result, remote: raw?.[remoteKey] ?? remoteOf(sock), code: authz ?? err.code, err: err.message }, result === 'error' ? failureText(err) : 'TLS handshake refused');
     }
     sock.destroy();
   });

@@ -8,7 +8,7 @@ import path from 'node:path';
 import net from 'node:net';
 import tls from 'node:tls';
 import { X509Certificate } from 'node:crypto';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { makePki, testPki, type TestPki, type SharedPki } from '../helpers/pki.ts';
 import { spawnServer, startTestServer, ROOT, type TestServer } from '../helpers/server.ts';
 import { CotClient, sa, chat, sleep } from '../helpers/client.ts';
@@ -207,6 +207,53 @@ describe('ops: audit episodes and log level (in-process)', function () {
     assert.equal(line.cn, 'alpha');
     assert.match(String(line.serial), /^[0-9a-f]+$/);
     assert.equal(logs.filter((l) => l.audit === 'accepted').length, 0);
+  });
+
+  it('a device that does not trust the server, and one that hangs up mid-handshake: each logged as what it is, not as a refusal', async () => {
+    srv = await startTestServer(pki.dir);
+    const creds = await pki.client('alpha');
+    const errors0 = await srv.metric('cot_handshakes_total', { result: 'error' });
+    // a device whose truststore holds another CA: it refuses our certificate (a TLS alert)
+    const foreign = await makePki(['x']);
+    try {
+      // OpenSSL's client says why, with an alert (as ATAK's and Java's do)
+      // (a child process: the server runs in this one)
+      const out = await new Promise<string>((resolve) => {
+        const p = spawn('openssl', ['s_client', '-connect', `127.0.0.1:${srv!.port}`, '-servername', 'localhost', '-CAfile', foreign.paths.ca,
+          '-cert', creds.cert, '-key', creds.key, '-verify_return_error'], { stdio: ['ignore', 'pipe', 'pipe'] });
+        let text = '';
+        p.stdout.on('data', (d: Buffer) => { text += d; });
+        p.stderr.on('data', (d: Buffer) => { text += d; });
+        p.on('close', () => resolve(text));
+      });
+      assert.match(out, /verify error|certificate verify failed/i, 'openssl refused our certificate');
+      await until(() => srv!.logs.filter((l) => l.audit === 'refused').length >= 1, 5000, 'its line');
+      // Node's client closes without one
+      await new Promise<void>((resolve) => {
+        const s = tls.connect({ host: '127.0.0.1', port: srv!.port, servername: 'localhost', ca: fs.readFileSync(foreign.paths.ca), cert: fs.readFileSync(creds.cert), key: fs.readFileSync(creds.key) });
+        s.on('error', () => resolve());
+        s.on('secureConnect', () => assert.fail('trusted a server certificate of another CA'));
+      });
+    } finally {
+      foreign.cleanup();
+    }
+    // TCP connected, a ClientHello started, then gone
+    const raw = net.connect(srv.port, '127.0.0.1');
+    await new Promise<void>((r, j) => { raw.once('connect', () => r()); raw.once('error', j); });
+    raw.write(Buffer.from([0x16, 0x03, 0x01, 0x00, 0xf0, 0x01]));
+    await sleep(50);
+    raw.resetAndDestroy();
+    await until(() => srv!.logs.filter((l) => l.audit === 'refused').length >= 3, 5000, 'three lines');
+    const [alert, ...lines] = srv.logs.filter((l) => l.audit === 'refused');
+    assert.equal(alert.reason, 'error');
+    assert.match(String(alert.err), /alert unknown ca/);
+    assert.match(String(alert.msg), /^TLS handshake failed: the client refused it with a TLS alert .*truststore/);
+    assert.deepEqual(lines.map((l) => l.reason), ['error', 'error']);
+    for (const l of lines) {
+      assert.match(String(l.msg), /^TLS handshake not completed: the client closed the connection .*truststore/, JSON.stringify(l));
+      assert.match(String(l.remote), /^127\.0\.0\.1:\d+$/);
+    }
+    assert.equal(await srv.metric('cot_handshakes_total', { result: 'error' }), errors0 + 3, 'counted as handshake errors');
   });
 
   it('rate limiting is logged once per episode while every dropped event is counted', async () => {
