@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The `cotstream` command: run the server, manage the PKI and the revocation list.
 import { Command, CommanderError, Option } from 'commander';
+import { SERVER_VERSION } from '../protocol/control.ts';
 import { pathToFileURL } from 'node:url';
 import { OPTIONS, buildConfig, unknownEnv, ConfigError } from './config.ts';
 import { createLogger, settleLog } from './ops/log.ts';
@@ -13,7 +14,9 @@ export function buildProgram(): Command {
   const program = new Command('cotstream')
     .description('TAK streaming CoT server: mutual TLS on 8089, routing, Redis scale-out, Prometheus metrics')
     .showHelpAfterError()
-    .configureHelp({ showGlobalOptions: true });
+    .configureHelp({ showGlobalOptions: true })
+    // the version TAK clients are told (t-x-takp-v serverVersion), so an operator can match the two
+    .version(SERVER_VERSION.replace(/^cotstream-/, ''), '-V, --version', 'print the version');
 
   const start = program
     .command('start')

@@ -169,7 +169,7 @@ export function buildConfig(flags: Record<string, unknown>, env: NodeJS.ProcessE
   if (Buffer.byteLength(cfg.nodeId) > 255) throw new ConfigError('--node-id: at most 255 bytes');
   try {
     parseAllowList(cfg.metricsAllow); // refuse a bad allowlist before anything listens
-    parseAllowList(cfg.proxyProtocol, '--proxy-protocol');
+    parseAllowList(cfg.proxyProtocol, '--proxy-protocol (COTSTREAM_PROXY_PROTOCOL)');
   } catch (err) {
     throw new ConfigError((err as Error).message);
   }
@@ -177,7 +177,7 @@ export function buildConfig(flags: Record<string, unknown>, env: NodeJS.ProcessE
 }
 
 /** COTSTREAM_ variables read elsewhere than the OPTIONS table (the CLI, the certs commands). */
-const OTHER_ENV = ['COTSTREAM_CONFIG', 'COTSTREAM_CLI_MAIN', 'COTSTREAM_CA_KEY'];
+const OTHER_ENV = ['COTSTREAM_CONFIG', 'COTSTREAM_CLI_MAIN', 'COTSTREAM_CA_KEY', 'COTSTREAM_P12_PASSWORD'];
 
 /**
  * COTSTREAM_* variables nobody reads, each with the known name it most likely meant. A config

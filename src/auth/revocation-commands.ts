@@ -7,6 +7,7 @@ import { canonicalSerial } from './serial.ts';
 import { REVOKE_REASONS } from './crl-x509.ts';
 import { DEFAULT_CRL_DAYS, pemToDer, readClusterList, readRevocationFile, writeRevocation, type RevokedEntry, type RevocationData } from './revocation-file.ts';
 import { pkiPaths, signedCopyFor, type PkiPaths } from '../pki/paths.ts';
+import { ConfigError } from '../config.ts';
 import { action, caKeyOption, caOption, certsDirOption, crlOption, parsePositiveInt, redisOptions, resolveCertsDir, resolveCrl, resolvePkiPaths, resolveRedis, stdio, table, type CommandIO } from '../pki/options.ts';
 import { pushCrl } from '../bus/crl-share.ts';
 import { DEFAULT_CHANNEL } from '../bus/redis.ts';
@@ -132,7 +133,9 @@ function save(list: RevocationData, crl: string, p: PkiPaths, days: number | und
   return writeRevocation({
     crlPath: crl,
     format: list.format,
-    crlPemPath: p.crlPem,
+    // only the default list has <certs-dir>/crl.pem as its signed copy: written from another list
+    // it would replace the copy the server falls back on when crl.json is lost (signedCopyFor)
+    crlPemPath: signedCopyFor(crl, p.dir),
     caCertPem,
     caKeyPem: read(p.caKey),
     issuer: list.issuer ?? (caCertPem ? new X509Certificate(caCertPem).subject.replace(/\n/g, ', ') : undefined),
@@ -191,7 +194,7 @@ function resolveTarget(target: string, p: PkiPaths, io: CommandIO): { serial: st
     try {
       cert = new X509Certificate(fs.readFileSync(target));
     } catch (err) {
-      throw new Error(`${target} is not a certificate: ${(err as Error).message}`);
+      throw new ConfigError(`${target} is not a certificate: ${(err as Error).message}`);
     }
     const ca = p.ca;
     if (fs.existsSync(ca) && !cert.checkIssued(new X509Certificate(fs.readFileSync(ca)))) {
@@ -203,9 +206,14 @@ function resolveTarget(target: string, p: PkiPaths, io: CommandIO): { serial: st
   try {
     serial = canonicalSerial(target);
   } catch {
-    throw new Error(`${JSON.stringify(target)} is neither a certificate file nor a hex serial number`);
+    if (/[/\\]|\.(pem|crt|cer|der)$/i.test(target)) throw new ConfigError(`${target}: no such certificate file`);
+    throw new ConfigError(`${JSON.stringify(target)} is neither a certificate file nor a hex serial number`);
   }
-  return { serial, subject: clientSubjects(p.dir).get(serial) };
+  const subject = clientSubjects(p.dir).get(serial);
+  // a serial may belong to a certificate whose file is gone: revoked all the same, but a typo
+  // would leave the device meant connected, so say so
+  if (subject === undefined) io.err(`warning: no certificate in ${p.clientsDir} has serial ${serial}: revoking it anyway (check it is the one meant)\n`);
+  return { serial, subject };
 }
 
 /** Subjects of the client certificates we issued, by serial, so a bare serial still shows a name. */

@@ -211,8 +211,8 @@ export interface WriteInput {
   /** The --crl file; keeps its format (an FTS PEM file stays a PEM CRL). */
   crlPath: string;
   format: RevocationFormat;
-  /** Where the signed PEM CRL goes as well (certs/crl.pem). */
-  crlPemPath: string;
+  /** Where the signed PEM CRL goes as well (certs/crl.pem, for the default list only). */
+  crlPemPath?: string;
   caCertPem?: string;
   caKeyPem?: string;
   issuer?: string;
@@ -249,7 +249,6 @@ export function writeRevocation(w: WriteInput): WriteResult {
   } else unsigned = 'no CA certificate and key to sign with';
 
   if (w.format !== 'json' && !pem) throw new Error(`${w.crlPath} is an X.509 CRL and cannot be rewritten: ${unsigned}`);
-  const same = path.resolve(w.crlPath) === path.resolve(w.crlPemPath);
   if (w.format === 'json') {
     writeFileAtomic(w.crlPath, toJson({ issuer: w.issuer, lastUpdate: now, nextUpdate, entries }), PUBLIC_MODE);
   } else if (w.format === 'pem') {
@@ -258,9 +257,10 @@ export function writeRevocation(w: WriteInput): WriteResult {
     writeFileAtomic(w.crlPath, pemToDer(pem!), PUBLIC_MODE);
   }
   written.push(w.crlPath);
-  if (pem && !same) {
-    writeFileAtomic(w.crlPemPath, pem, PUBLIC_MODE);
-    written.push(w.crlPemPath);
+  const copy = w.crlPemPath;
+  if (pem && copy !== undefined && path.resolve(w.crlPath) !== path.resolve(copy)) {
+    writeFileAtomic(copy, pem, PUBLIC_MODE);
+    written.push(copy);
   }
   return { written, unsigned, nextUpdate, pem };
 }

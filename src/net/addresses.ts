@@ -4,7 +4,7 @@ import { BlockList, isIPv4, isIPv6 } from 'node:net';
 
 /** Parse "10.0.0.0/8, 192.168.1.7, 2001:db8::/32"; '' gives null (no list). `what` names the
  *  setting in errors. */
-export function parseAllowList(spec: string, what = 'COTSTREAM_METRICS_ALLOW'): BlockList | null {
+export function parseAllowList(spec: string, what = '--metrics-allow (COTSTREAM_METRICS_ALLOW)'): BlockList | null {
   if (!spec.trim()) return null;
   const list = new BlockList();
   for (const raw of spec.split(',').map((s) => s.trim()).filter(Boolean)) {

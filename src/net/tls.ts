@@ -234,7 +234,9 @@ export function createTlsListener(o: ListenerOptions, limiter: ConnectionLimiter
     metrics.handshake[result].inc();
     if (limitedLog.allow()) {
       const err = sock.authorizationError as unknown;
-      const code = typeof err === 'string' ? err : (err as Error | null)?.message ?? '';
+      // without a certificate OpenSSL still reports one (UNABLE_TO_GET_ISSUER_CERT): not shown, it
+      // would send the operator looking for an issuer problem
+      const code = id.serial === '' ? undefined : typeof err === 'string' ? err : (err as Error | null)?.message ?? '';
       const issuer = id.serial === '' ? undefined : issuerCn(sock);
       log.warn({ audit: 'refused', reason: result, cn: id.cn || undefined, serial: id.serial || undefined, issuer, remote: id.remote, code },
         result === 'no_cert' ? 'TLS client refused: no client certificate' : `TLS client refused: certificate not valid for this server (${code})`);

@@ -13,6 +13,7 @@ import { assertNoneExist, writeFileAtomic, PUBLIC_MODE, SECRET_MODE } from './fi
 import { buildDataPackage } from './package.ts';
 import { truststoreP12 } from './truststore.ts';
 import { canonicalSerial } from '../auth/serial.ts';
+import { ConfigError } from '../config.ts';
 
 const generateKeyPairAsync = promisify(generateKeyPair);
 
@@ -102,12 +103,12 @@ export function randomPassword(length = 20): string {
 }
 
 function checkBits(bits: number): number {
-  if (!Number.isInteger(bits) || bits < 2048 || bits > 8192) throw new Error(`--bits must be an integer from 2048 to 8192 (got ${bits})`);
+  if (!Number.isInteger(bits) || bits < 2048 || bits > 8192) throw new ConfigError(`--bits must be an integer from 2048 to 8192 (got ${bits})`);
   return bits;
 }
 
 function checkDays(days: number, what: string): number {
-  if (!Number.isInteger(days) || days < 1 || days > 36500) throw new Error(`${what} must be a whole number of days from 1 to 36500 (got ${days})`);
+  if (!Number.isInteger(days) || days < 1 || days > 36500) throw new ConfigError(`${what} must be a whole number of days from 1 to 36500 (got ${days})`);
   return days;
 }
 
@@ -147,10 +148,10 @@ function altNames(hosts: string[]): { type: number; value?: string; ip?: string 
 
 function validHostList(hosts: string[]): string[] {
   const out = [...new Set(hosts.map((h) => h.trim()).filter(Boolean))];
-  if (!out.length) throw new Error('at least one host name or IP address is needed for the server certificate');
+  if (!out.length) throw new ConfigError('at least one host name or IP address is needed for the server certificate');
   for (const h of out) {
     if (!net.isIP(h) && !/^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$/.test(h)) {
-      throw new Error(`not a host name or IP address: ${JSON.stringify(h)}`);
+      throw new ConfigError(`not a host name or IP address: ${JSON.stringify(h)}`);
     }
   }
   return out;
@@ -277,12 +278,18 @@ function p12(key: forge.pki.rsa.PrivateKey, certs: forge.pki.Certificate[], pass
   return Buffer.from(forge.asn1.toDer(asn1).getBytes(), 'binary');
 }
 
+/** Passwords every TAK guide and tool ships with (lower case): refused for a client's .p12. */
+const WELL_KNOWN_PASSWORDS = new Set(['atakatak', 'changeit', 'changeme', 'password', 'supersecret', 'takserver', 'cotstream', '123456', '1234567', '12345678', '123456789', 'qwerty', 'letmein']);
+
 /** A client certificate signed by the CA: PEM cert + key, a PKCS#12 for ATAK, optionally a data package. */
 export async function issueClient(o: ClientOptions): Promise<ClientResult> {
   if (!CLIENT_NAME.test(o.name)) {
-    throw new Error(`client name ${JSON.stringify(o.name)} must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit`);
+    throw new ConfigError(`client name ${JSON.stringify(o.name)} must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit`);
   }
-  if (o.password !== undefined && o.password.length < 6) throw new Error('--password must be at least 6 characters (Android keystores refuse shorter)');
+  if (o.password !== undefined && o.password.length < 6) throw new ConfigError('--password must be at least 6 characters (Android keystores refuse shorter)');
+  if (o.password !== undefined && WELL_KNOWN_PASSWORDS.has(o.password.toLowerCase())) {
+    throw new ConfigError(`--password ${JSON.stringify(o.password)} is a well-known default (TAK Server, FreeTAKServer, Java keystores): anyone who gets the .p12 opens it with it; choose another, or leave --password out for a random one`);
+  }
   const p = pkiPaths(o.certsDir);
   const outDir = path.resolve(o.outDir ?? p.clientsDir);
   const days = checkDays(o.days ?? DEFAULTS.days, '--days');

@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { X509Certificate } from 'node:crypto';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { initPki, issueClient, issueServer, defaultHosts, DEFAULTS } from './ca.ts';
 import { canonicalSerial } from '../auth/serial.ts';
 import { action, caKeyOption, caOption, certOption, certsDirOption, collectList, crlOption, keyOption, parsePositiveInt, resolveCrl, resolvePkiPaths, stdio, table, type CommandIO, type PkiFileFlags } from './options.ts';
@@ -93,10 +93,11 @@ export function registerCertsCommands(program: Command, io: CommandIO = stdio): 
     .addOption(caOption())
     .addOption(caKeyOption())
     .option('--out <dir>', 'output directory (default: <certs-dir>/clients)')
-    .option('--password <pw>', 'password of NAME.p12 and the truststore (default: a random one, printed once; stored nowhere but inside the data package)')
+    .addOption(new Option('--password <pw>', 'password of NAME.p12 and the truststore (default: a random one, printed once; stored nowhere but inside the data package); the variable keeps it out of `ps` and shell history').env('COTSTREAM_P12_PASSWORD'))
     .option('--package', 'also write NAME-truststore.p12 (CA certificate only) and the data package NAME.zip', false)
     .option('--host <host>', 'server address written into the data package (default: this machine\'s first non-loopback IPv4 address)')
-    .option('--port <port>', `server TLS port written into the data package (default: ${DEFAULTS.port})`, parsePositiveInt('--port'))
+    // the server's own variable: a package made where the server runs on another port dials that one
+    .addOption(new Option('--port <port>', `server TLS port written into the data package (default: ${DEFAULTS.port})`).env('COTSTREAM_PORT').argParser(parsePositiveInt('--port')))
     .option('--bits <n>', `RSA key size (default: ${DEFAULTS.bits})`, parsePositiveInt('--bits'))
     .option('--days <n>', `validity in days (default: ${DEFAULTS.days})`, parsePositiveInt('--days'))
     .option('--force', 'overwrite existing files of this client', false);

@@ -3,7 +3,7 @@
 import path from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { pkiPaths, type PkiPaths } from './paths.ts';
-import { OPTIONS } from '../config.ts';
+import { ConfigError, OPTIONS } from '../config.ts';
 
 /** `cotstream start`'s OPTIONS entry for an option: one list of variables and defaults for both */
 const optionOf = (key: string) => OPTIONS.find((o) => o.key === key)!;
@@ -145,7 +145,8 @@ export function action<A extends unknown[]>(cmd: Command, fn: (...args: A) => Pr
       // a command that failed at its work was used correctly: the message alone, not the help
       // (which would bury the one line that matters under twenty)
       cmd.showHelpAfterError(false);
-      cmd.error(`error: ${(err as Error).message}`, { exitCode: 1 });
+      // a bad value (a name, a password, a serial) is a usage error: exit 2, as for a bad option
+      cmd.error(`error: ${(err as Error).message}`, { exitCode: err instanceof ConfigError ? 2 : 1 });
     }
   };
 }

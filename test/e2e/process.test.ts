@@ -1,7 +1,7 @@
 // The real `cotstream start` process: starts, serves, stops cleanly on SIGTERM/SIGINT, refuses bad setups.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makePki, testPki, type SharedPki } from '../helpers/pki.ts';
@@ -195,10 +195,27 @@ describe('e2e: cotstream start as a process', function () {
       assert.equal(exists.status, 1, exists.stderr);
       assert.equal(exists.stderr.trim().split('\n').length, 1, `one line, not the help after it:\n${exists.stderr}`);
       assert.match(exists.stderr, /^error: refusing to overwrite/);
+      // a bad value given to a command is a usage error too: 2, one line saying which
+      for (const [args, said] of [
+        [['certs', 'client', 'bad/name', '--certs-dir', dir], /client name "bad\/name" must be/],
+        [['certs', 'client', 'xray', '--certs-dir', dir, '--password', 'AtakAtak'], /is a well-known default/],
+        [['certs', 'init', '--certs-dir', dir, '--bits', '1000', '--force'], /--bits must be an integer from 2048/],
+        [['revoke', 'zzzz', '--certs-dir', dir], /"zzzz" is neither a certificate file nor a hex serial/],
+      ] as Array<[string[], RegExp]>) {
+        const r = run(args);
+        assert.equal(r.status, 2, `${args.join(' ')}: exit ${r.status}\n${r.stderr}`);
+        assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+        assert.match(r.stderr, said);
+      }
+      assert.ok(!existsSync(join(dir, 'clients', 'xray.p12')), 'nothing written for a refused password');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
     assert.match(run(['start', '--help']).stdout, /Exit status: 0 .* 1 .* 2 a usage or configuration error/s);
+    // the version, as TAK clients are told it (t-x-takp-v serverVersion) and package.json says
+    const v = run(['--version']);
+    assert.equal(v.status, 0);
+    assert.equal(v.stdout.trim(), JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version);
   });
 
   it('takes option values from --config (camelCase keys) under env and flags', async () => {

@@ -126,6 +126,7 @@ describe('ops: audit log of a real process', function () {
     const noCert = refused.find((l) => l.reason === 'no_cert')!;
     assert.ok(noCert, JSON.stringify(refused));
     assert.match(String(noCert.remote), /^127\.0\.0\.1:\d+$/);
+    assert.equal(noCert.code, undefined, 'no verification code for a certificate that was never sent');
     const revoked = refused.find((l) => l.reason === 'revoked')!;
     assert.ok(revoked, JSON.stringify(refused));
     assert.equal(revoked.cn, 'charlie');

@@ -97,14 +97,14 @@ describe('ops: /metrics access control, /healthz, /readyz', function () {
     assert.ok(list.check('::1', 'ipv6'));
     assert.ok(!list.check('2001:db9::1', 'ipv6'));
     assert.equal(parseAllowList('  '), null);
-    assert.throws(() => parseAllowList('10.0.0.0/33'), /COTSTREAM_METRICS_ALLOW: bad prefix in "10.0.0.0\/33"/);
+    assert.throws(() => parseAllowList('10.0.0.0/33'), /--metrics-allow \(COTSTREAM_METRICS_ALLOW\): bad prefix in "10.0.0.0\/33"/);
     assert.throws(() => parseAllowList('metrics.example.com'), /"metrics\.example\.com" is not an IP address or CIDR/);
   });
 
   it('a bad allowlist is a configuration error: the real process exits 2 before listening', async () => {
     const err = await spawnServer(['--certs-dir', pki.dir], { COTSTREAM_METRICS_ALLOW: '10.0.0.0/40' }).then(() => null, (e: Error) => e);
     assert.ok(err);
-    assert.match(err.message, /server exited \(2\) before listening: cotstream: COTSTREAM_METRICS_ALLOW: bad prefix in "10\.0\.0\.0\/40"/);
+    assert.match(err.message, /server exited \(2\) before listening: cotstream: --metrics-allow \(COTSTREAM_METRICS_ALLOW\): bad prefix in "10\.0\.0\.0\/40"/);
     assert.throws(() => buildConfig({ metricsAllow: 'not-an-ip' }, {}), /"not-an-ip" is not an IP address or CIDR/);
   });
 

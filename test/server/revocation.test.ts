@@ -312,6 +312,22 @@ describe('revoke / crl commands', function () {
     assert.equal(fs.readFileSync(bad, 'utf8'), '{"revoked": [');
   });
 
+  it('a list other than the default leaves <certs-dir>/crl.pem alone (the default list\'s signed copy); a serial or file that is not ours is said so', async () => {
+    await cli(['crl', 'refresh', '--certs-dir', pki.dir]);
+    const before = fs.readFileSync(pki.paths.crlPem, 'utf8');
+    const other = path.join(pki.dir, 'other.json');
+    const out = await cli(['revoke', pki.clients.charlie!.cert, '--certs-dir', pki.dir, '--crl', other]);
+    assert.match(out, new RegExp(`wrote ${other.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\(`));
+    assert.doesNotMatch(out, /crl\.pem/);
+    assert.equal(fs.readFileSync(pki.paths.crlPem, 'utf8'), before, 'the default list\'s signed copy untouched');
+    await cli(['crl', 'refresh', '--certs-dir', pki.dir, '--crl', other]);
+    assert.equal(fs.readFileSync(pki.paths.crlPem, 'utf8'), before, 'by crl refresh too');
+    // a typo in a serial: revoked (the certificate file may be gone), with a warning
+    assert.match(await cli(['revoke', 'deadbeef', '--certs-dir', pki.dir, '--crl', other]), /warning: no certificate in .*clients has serial deadbeef: revoking it anyway/);
+    assert.doesNotMatch(await cli(['revoke', pki.clients.charlie!.serial, '--certs-dir', pki.dir, '--crl', other]), /warning/);
+    await assert.rejects(cli(['revoke', path.join(pki.dir, 'clients', 'nobody.pem'), '--certs-dir', pki.dir, '--crl', other]), /nobody\.pem: no such certificate file/);
+  });
+
   it('an FTS PEM list stays a PEM CRL when revoked into (FTS_CRLDIR), keeping its entries', async () => {
     const fts = path.join(pki.dir, 'FTS_CRL.json');
     fs.writeFileSync(fts, opensslCrl(pki, ['abcdef']));
