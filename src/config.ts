@@ -1,6 +1,6 @@
 // One validated, frozen Config from flags + environment + optional JSON config file.
 // The option table below is the single source for `cotstream start --help`, env names and defaults.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { hostname } from 'node:os';
@@ -23,7 +23,7 @@ export interface OptionSpec {
 export interface RawOptions {
   host: string; port: number; tcpPort: number; metricsHost: string; metricsPort: number;
   certsDir: string; ca: string; cert: string; key: string; crl: string;
-  handshakeTimeout: number; idleTimeout: number; redis: string; redisCa: string; busHeartbeat: number; maxFrameBytes: number;
+  handshakeTimeout: number; idleTimeout: number; redis: string; redisCa: string; redisCert: string; redisKey: string; busHeartbeat: number; maxFrameBytes: number;
   logLevel: string; logBuffer: number; maxClients: number; maxClientsPerIp: number; maxSendBuffer: number;
   slowConsumerTimeout: number; writeCoalesce: number; rateEvents: number; rateBurst: number; rateBytes: number;
   nodeId: string; metricsToken: string; metricsAllow: string; proxyProtocol: string; announce: boolean;
@@ -44,6 +44,8 @@ export const OPTIONS: OptionSpec[] = [
   { key: 'idleTimeout', flag: '--idle-timeout <ms>', env: ['COTSTREAM_IDLE_TIMEOUT_MS'], kind: 'ms', def: 120000, help: 'close a client after this long without a byte received, once its latest SA is stale (held at most 15 min); 0 = off' },
   { key: 'redis', flag: '--redis <url>', env: ['COTSTREAM_REDIS_URL'], kind: 'string', def: '', help: 'redis:// or rediss:// URL for scale-out; empty = in-process bus' },
   { key: 'redisCa', flag: '--redis-ca <file>', env: ['COTSTREAM_REDIS_CA'], kind: 'string', def: '', help: 'CA certificate(s) that sign the rediss:// server certificate; empty = the system CAs', path: true },
+  { key: 'redisCert', flag: '--redis-cert <file>', env: ['COTSTREAM_REDIS_CERT'], kind: 'string', def: '', help: 'our client certificate for a rediss:// server that asks for one (Redis\'s tls-auth-clients, on by default); with --redis-key', path: true },
+  { key: 'redisKey', flag: '--redis-key <file>', env: ['COTSTREAM_REDIS_KEY'], kind: 'string', def: '', help: 'the private key of --redis-cert', path: true },
   { key: 'busHeartbeat', flag: '--bus-heartbeat <ms>', env: ['COTSTREAM_BUS_HEARTBEAT_MS'], kind: 'ms', def: 5000, help: 'Redis bus liveness beat; a node silent for 3 beats is gone and its clients are announced disconnected; our own beat not back through Redis by the next one means Redis hangs (node unready, reconnects)' },
   { key: 'maxFrameBytes', flag: '--max-frame-bytes <n>', env: ['COTSTREAM_MAX_FRAME_BYTES'], kind: 'bytes', def: 1048576, help: 'largest accepted CoT event; larger ones are discarded and counted' },
   { key: 'logLevel', flag: '--log-level <level>', env: ['COTSTREAM_LOG_LEVEL'], kind: 'string', def: 'info', help: 'fatal|error|warn|info|debug|trace|silent (debug logs every event)' },
@@ -165,6 +167,12 @@ export function buildConfig(flags: Record<string, unknown>, env: NodeJS.ProcessE
   // Node's TLS server treats 0 as "not set" and waits its own 120 s: there is no "off" to offer
   if (cfg.handshakeTimeout < 1) throw new ConfigError('--handshake-timeout: must be at least 1 ms (Node has no "off": 0 would mean its own 120 s)');
   if (cfg.redisCa) cfg.redisCa = resolve(cfg.redisCa);
+  if (!cfg.redisCert !== !cfg.redisKey) throw new ConfigError('--redis-cert and --redis-key go together (a client certificate for Redis needs its key)');
+  if (cfg.redisCert) { cfg.redisCert = resolve(cfg.redisCert); cfg.redisKey = resolve(cfg.redisKey); }
+  // read by the bus as it connects: a missing one is said here, by its flag, not as a bare ENOENT
+  for (const [flag, f] of [['--redis-ca', cfg.redisCa], ['--redis-cert', cfg.redisCert], ['--redis-key', cfg.redisKey]]) {
+    if (f && !existsSync(f)) throw new ConfigError(`${flag}: ${f} does not exist`);
+  }
   if (cfg.busHeartbeat < 100) throw new ConfigError('--bus-heartbeat: must be at least 100 ms');
   if (Buffer.byteLength(cfg.nodeId) > 255) throw new ConfigError('--node-id: at most 255 bytes');
   try {

@@ -79,7 +79,7 @@ export class CotServer {
     this.refusedLog = new LogLimiter(log);
     this.flusher = new FlushScheduler(this.metrics, cfg.writeCoalesce);
     this.bus = cfg.redis
-      ? new RedisBus({ url: cfg.redis, nodeId: cfg.nodeId, tlsCa: cfg.redisCa, heartbeatMs: cfg.busHeartbeat, metrics: this.metrics, log })
+      ? new RedisBus({ url: cfg.redis, nodeId: cfg.nodeId, tls: { ca: cfg.redisCa, cert: cfg.redisCert, key: cfg.redisKey }, heartbeatMs: cfg.busHeartbeat, metrics: this.metrics, log })
       : new MemoryBus(cfg.nodeId, this.metrics);
     this.router = new Router(this.bus, this.flusher, this.metrics, log, { announce: cfg.announce });
     this.fdLimit = openFileLimit();

@@ -21,6 +21,8 @@ interface CommonOpts {
   caKey?: string;
   redis?: string;
   redisCa?: string;
+  redisCert?: string;
+  redisKey?: string;
 }
 
 function crlDaysOption(): Option {
@@ -54,6 +56,7 @@ export function registerRevocationCommands(program: Command, io: CommandIO = std
       const p = resolvePkiPaths(o);
       const certsDir = p.dir;
       const crl = resolveCrl(o.crl, certsDir);
+      resolveRedis(o); // a bad --redis-* combination is refused before the list is touched
       const { serial, subject } = resolveTarget(target, p, io);
       const r = withLock(crl, () => {
         const list = readList(crl, signedCopyFor(crl, certsDir), io);
@@ -117,6 +120,7 @@ export function registerRevocationCommands(program: Command, io: CommandIO = std
     action(refresh, async (o: CommonOpts) => {
       const p = resolvePkiPaths(o);
       const crl = resolveCrl(o.crl, p.dir);
+      resolveRedis(o);
       const r = withLock(crl, () => {
         const w = save(readList(crl, signedCopyFor(crl, p.dir), io), crl, p, o.crlDays);
         io.out(report(w));
@@ -166,7 +170,7 @@ async function share(r: { pem?: string; unsigned?: string }, o: CommonOpts, io: 
   if (!r.pem) throw new Error(`nothing sent to ${where}: only a CA-signed list is shared (${r.unsigned ?? 'none written'})`);
   let pushed: boolean;
   try {
-    pushed = await pushCrl(redis.url, redis.ca, DEFAULT_CHANNEL, pemToDer(r.pem));
+    pushed = await pushCrl(redis.url, redis.tls, DEFAULT_CHANNEL, pemToDer(r.pem));
   } catch (err) {
     throw new Error(`the list is written, but not sent to ${where}: ${(err as Error).message} (\`cotstream crl refresh --redis URL\` sends it again)`);
   }

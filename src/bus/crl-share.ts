@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { BatchType, encodeBatch } from './codec.ts';
-import { redisOptions } from './redis.ts';
+import { redisOptions, type RedisTlsFiles } from './redis.ts';
 import { parseDerCrl } from '../auth/crl-x509.ts';
 
 /** What the bus needs of the node's cluster list (ClusterCrl). */
@@ -44,10 +44,10 @@ export async function fetchCrl(redis: Redis, channel: string): Promise<Buffer | 
  * `revoke --redis` / `crl refresh --redis`: push a freshly signed list, once, failing fast (a
  * command, not a node: no reconnecting in the background). False when Redis holds a newer one.
  */
-export async function pushCrl(url: string, tlsCa: string, channel: string, der: Buffer): Promise<boolean> {
+export async function pushCrl(url: string, tls: RedisTlsFiles, channel: string, der: Buffer): Promise<boolean> {
   // ordered by the this_update it was signed with (whole seconds), as the nodes order it
   const at = parseDerCrl(der).thisUpdate.getTime();
-  const r = new Redis(url, { ...redisOptions(url, 'pub', 'cli', tlsCa), connectionName: 'cotstream:cli', retryStrategy: () => null });
+  const r = new Redis(url, { ...redisOptions(url, 'pub', 'cli', tls), connectionName: 'cotstream:cli', retryStrategy: () => null });
   // ioredis rejects with "Connection is closed."; the error event says why (ECONNREFUSED, NOAUTH…)
   let cause: Error | undefined;
   r.on('error', (err: Error) => { cause ??= err; });

@@ -53,8 +53,8 @@ export interface RedisBusOptions {
   nodeId: string;
   metrics: Metrics;
   log: Logger;
-  /** PEM file with the CA(s) of a rediss:// server ('' = system CAs) */
-  tlsCa?: string;
+  /** TLS files of a rediss:// connection */
+  tls?: RedisTlsFiles;
   channel?: string;
   /** liveness beat; a peer silent for 3 beats is lost */
   heartbeatMs?: number;
@@ -70,8 +70,12 @@ export interface RedisBusOptions {
   startWaitMs?: number;
 }
 
+/** PEM files of a rediss:// connection ('' = none): the server's CA(s) ('' = the system CAs), and
+ *  our own certificate and key for a Redis that asks for one (tls-auth-clients, its default) */
+export interface RedisTlsFiles { ca?: string; cert?: string; key?: string }
+
 /** The ioredis options of one of our two connections (exported for tests). */
-export function redisOptions(url: string, role: 'pub' | 'sub', nodeId: string, tlsCa = ''): RedisOptions {
+export function redisOptions(url: string, role: 'pub' | 'sub', nodeId: string, tls: RedisTlsFiles = {}): RedisOptions {
   const opts: RedisOptions = {
     connectionName: `cotstream:${nodeId}:${role}`,
     lazyConnect: true,
@@ -87,13 +91,17 @@ export function redisOptions(url: string, role: 'pub' | 'sub', nodeId: string, t
   };
   if (url.startsWith('rediss://')) {
     // verified TLS always (Node's default); a private CA comes from --redis-ca
-    opts.tls = tlsCa ? { ca: readFileSync(tlsCa), rejectUnauthorized: true } : { rejectUnauthorized: true };
+    opts.tls = { rejectUnauthorized: true };
+    if (tls.ca) opts.tls.ca = readFileSync(tls.ca);
+    if (tls.cert) opts.tls.cert = readFileSync(tls.cert);
+    if (tls.key) opts.tls.key = readFileSync(tls.key);
   }
   return opts;
 }
 
 interface Held { buf: Buffer; count: number; at: number }
-interface Peer { epoch: number; seq: number; lastSeen: number }
+/** firstSeen: when this run of the node was first heard (ms) */
+interface Peer { epoch: number; seq: number; lastSeen: number; firstSeen: number }
 
 export class RedisBus implements Bus {
   readonly kind = 'redis' as const;
@@ -195,8 +203,8 @@ export class RedisBus implements Bus {
     this.startWaitMs = o.startWaitMs ?? 3000;
     this.redisUrl = redactUrl(o.url);
     if (Buffer.byteLength(this.nodeId) > 255) throw new Error('node id longer than 255 bytes');
-    this.pub = new Redis(o.url, redisOptions(o.url, 'pub', o.nodeId, o.tlsCa));
-    this.sub = new Redis(o.url, redisOptions(o.url, 'sub', o.nodeId, o.tlsCa));
+    this.pub = new Redis(o.url, redisOptions(o.url, 'pub', o.nodeId, o.tls));
+    this.sub = new Redis(o.url, redisOptions(o.url, 'sub', o.nodeId, o.tls));
     // errors are remembered, not logged: state changes are logged once each (see setUp)
     this.pub.on('error', this.onError);
     this.sub.on('error', this.onError);
@@ -361,6 +369,13 @@ export class RedisBus implements Bus {
       // Redis's own answer to a beat (an ACL refusing PUBLISH) is not a hang: see beat()
       if (type === BatchType.heartbeat && err instanceof ReplyError) this.beatRefused = err.message;
       this.lastError = err.message;
+      // refused: down now, not a beat later (a node was ready for two beats after its very first
+      // publish, the sync request, was refused); beat() tells when Redis accepts us again
+      if (err instanceof ReplyError && !this.refused) {
+        this.refused = true;
+        this.lastError = `Redis refused our ${type === BatchType.heartbeat ? 'heartbeat' : 'sync request'}: ${err.message}`;
+        this.setUp();
+      }
     });
   }
 
@@ -491,8 +506,14 @@ export class RedisBus implements Bus {
         } else {
           this.log.info({ audit: 'bus', peer: h.node }, 'node joined the bus');
         }
-        p = { epoch: h.epoch, seq: h.seq - 1, lastSeen: now };
+        p = { epoch: h.epoch, seq: h.seq - 1, lastSeen: now, firstSeen: now };
         this.peers.set(h.node, p);
+        // Heard from its first batch on, we have everything this run published. Heard later, what
+        // it published before may hold SAs we never got (a stationary device stays off our map
+        // until its next report, ATAK: 180 s): when both nodes came up while Redis was away, our
+        // sync request went out before its subscriber was there, and nothing else would ever ask
+        // it. Asked for as for a gap, unless its answer to someone comes first (beat()).
+        if (h.seq !== 1) this.gapped.add(h.node);
       }
       p.lastSeen = now;
       if (h.seq <= p.seq && p.seq - h.seq < 0x80000000) return; // a duplicate (u32 sequence, wraps)
@@ -671,7 +692,7 @@ export class RedisBus implements Bus {
     this.beatRefused = '';
     this.control(BatchType.heartbeat);
     if (!this.up) return; // silence heard while we are deaf proves nothing
-    if (this.gapped.size > 0) { this.gapped.clear(); this.control(BatchType.sync); }
+    if (this.gapped.size > 0 && this.mustAsk(now)) { this.gapped.clear(); this.control(BatchType.sync); }
     const deadline = now - 3 * this.heartbeatMs;
     for (const [node, p] of this.peers) {
       if (p.lastSeen >= deadline) continue;
@@ -686,6 +707,22 @@ export class RedisBus implements Bus {
     // map must not grow for ever)
     for (const [node, l] of this.lost) if (now - l.at > 3_600_000) this.lost.delete(node);
   };
+
+  /**
+   * Whether a node we lack state of (gapped) needs our sync request: not while its answer is
+   * arriving (complete, it repairs; cut, the gap puts it back), nor within a beat of first hearing
+   * it (a joining node's own request is answered by then: asking again made a busy node send its
+   * whole state twice).
+   */
+  private mustAsk(now: number): boolean {
+    for (const node of this.gapped) {
+      const p = this.peers.get(node);
+      if (p === undefined) { this.gapped.delete(node); continue; } // lost or left: nothing to ask
+      if (this.answerStart.has(node) || now - p.firstSeen < this.heartbeatMs) continue;
+      return true;
+    }
+    return false;
+  }
 
   /** Our heartbeat did not come back: Redis hangs or the network drops everything. */
   private stalled(ms: number): void {

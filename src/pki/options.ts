@@ -4,6 +4,7 @@ import path from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { pkiPaths, type PkiPaths } from './paths.ts';
 import { ConfigError, OPTIONS } from '../config.ts';
+import type { RedisTlsFiles } from '../bus/redis.ts';
 
 /** `cotstream start`'s OPTIONS entry for an option: one list of variables and defaults for both */
 const optionOf = (key: string) => OPTIONS.find((o) => o.key === key)!;
@@ -19,6 +20,8 @@ export const ENV = {
   key: envOf('key'),
   redis: envOf('redis'),
   redisCa: envOf('redisCa'),
+  redisCert: envOf('redisCert'),
+  redisKey: envOf('redisKey'),
 };
 
 const DEFAULT_CERTS_DIR = String(optionOf('certsDir').def);
@@ -54,13 +57,20 @@ export function redisOptions(): Option[] {
   return [
     new Option('--redis <url>', `the Redis of a scale-out cluster: the signed list goes there too, and every node enforces it within a second (env ${ENV.redis.join(', alias ')}; default: none)`),
     new Option('--redis-ca <file>', `CA certificate(s) of a rediss:// server (env ${ENV.redisCa.join(', alias ')}; default: the system CAs)`),
+    new Option('--redis-cert <file>', `our client certificate, for a rediss:// server that asks for one (env ${ENV.redisCert.join(', alias ')}; default: none)`),
+    new Option('--redis-key <file>', `the key of --redis-cert (env ${ENV.redisKey.join(', alias ')}; default: none)`),
   ];
 }
 
-/** Flag, else environment ('' when neither). */
-export function resolveRedis(o: { redis?: string; redisCa?: string }, env: NodeJS.ProcessEnv = process.env): { url: string; ca: string } {
-  const ca = o.redisCa ?? fromEnv(ENV.redisCa, env);
-  return { url: o.redis ?? fromEnv(ENV.redis, env) ?? '', ca: ca ? path.resolve(ca) : '' };
+/** Flag, else environment ('' when neither); paths absolute. */
+export function resolveRedis(o: { redis?: string; redisCa?: string; redisCert?: string; redisKey?: string }, env: NodeJS.ProcessEnv = process.env): { url: string; tls: RedisTlsFiles } {
+  const file = (flag: string | undefined, names: readonly string[]): string => {
+    const f = flag ?? fromEnv(names, env);
+    return f ? path.resolve(f) : '';
+  };
+  const tls = { ca: file(o.redisCa, ENV.redisCa), cert: file(o.redisCert, ENV.redisCert), key: file(o.redisKey, ENV.redisKey) };
+  if (!tls.cert !== !tls.key) throw new ConfigError('--redis-cert and --redis-key go together (a client certificate for Redis needs its key)');
+  return { url: o.redis ?? fromEnv(ENV.redis, env) ?? '', tls };
 }
 
 export function crlOption(): Option {

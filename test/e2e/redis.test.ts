@@ -10,6 +10,10 @@ import { CotClient, sa, chat, ping, sleep, until } from '../helpers/client.ts';
 import { TakClient } from '../helpers/takclient.ts';
 import { Redis } from 'ioredis';
 import { BatchType, encodeBatch } from '../../src/bus/codec.ts';
+import { registerRevocationCommands } from '../../src/auth/revocation-commands.ts';
+import { runCommands } from '../helpers/cli.ts';
+
+const runCli = (args: string[]): Promise<string> => runCommands(registerRevocationCommands, args);
 
 
 const count = (c: CotClient, needle: string): number => c.frames.filter((f) => f.includes(needle)).length;
@@ -556,6 +560,24 @@ describe('e2e: Redis outage', function () {
     }
   });
 
+  it('a node that starts while Redis refuses PUBLISH is unready at once (its sync request refused), not a beat or two later', async () => {
+    const r = await TestRedis.start();
+    const admin = new Redis(r.url);
+    try {
+      await admin.call('ACL', 'SETUSER', 'default', '-publish');
+      // 5-s beats, as by default: judged by the beat after a refused one, it stayed ready ~10 s
+      const N = await cl.node(r.url, 'acl-start', ['--bus-heartbeat', '5000']);
+      await until(async () => (await readyzStatus(N)) === 503, 2000, '/readyz 503 within 2 s of listening');
+      assert.equal(busLines(N, 'down').length, 1);
+      assert.match(String(busLines(N, 'down')[0].err), /refused our sync request: NOPERM/);
+      assert.equal(await spawnedMetric(N, 'cot_bus_up'), 0);
+      await N.stop('SIGKILL');
+    } finally {
+      admin.disconnect();
+      await r.stop();
+    }
+  });
+
   it('Redis refusing PUBLISH (an ACL): down with that error, once, no reconnect loop; allowed again: up by itself', async () => {
     const r = await TestRedis.start();
     const admin = new Redis(r.url);
@@ -635,6 +657,44 @@ describe('e2e: Redis outage', function () {
     fresh.close();
   });
 
+  it('two nodes that start while Redis is away, each with a stationary device: once Redis is there, each device sees the other, though the first node asked before the second could hear', async () => {
+    const port = await freePort();
+    const relayPort = await freePort();
+    // A dials Redis itself; B through a relay opened later: A's sync request is gone before B
+    // is subscribed, as when two nodes' retries find a returning Redis a second apart
+    const [A, B] = await Promise.all([cl.node(`redis://127.0.0.1:${port}`, 'cold-a'), cl.node(`redis://127.0.0.1:${relayPort}`, 'cold-b')]);
+    const alpha = await cl.client(A, 'alpha');
+    const bravo = await cl.client(B, 'bravo');
+    alpha.send(sa('uid-cold-alpha', 'COLDA', { staleSec: 86400 }));
+    bravo.send(sa('uid-cold-bravo', 'COLDB', { staleSec: 86400 }));
+    await sleep(6000); // past the 5 s for which a node keeps publishes for Redis's return
+    const late = await TestRedis.startOn(port);
+    const relay = net.createServer((a) => {
+      const b = net.connect(port, '127.0.0.1');
+      a.pipe(b).pipe(a);
+      a.on('error', () => b.destroy());
+      b.on('error', () => a.destroy());
+    });
+    try {
+      await until(async () => (await readyzStatus(A)) === 200, 8000, 'A up');
+      await until(() => A.lines.some((l) => l.audit === 'bus' && l.state === 'up'), 5000, 'A subscribed');
+      await sleep(500);
+      await new Promise<void>((r) => relay.listen(relayPort, '127.0.0.1', r));
+      await until(async () => (await readyzStatus(B)) === 200, 8000, 'B up');
+      // B asked and A answered; before, nobody ever asked B (it was not there when A asked)
+      await bravo.waitFor(() => count(bravo, 'uid="uid-cold-alpha"') === 1, 5000, "alpha's SA at bravo");
+      await alpha.waitFor(() => count(alpha, 'uid="uid-cold-bravo"') === 1, 15000, "bravo's SA at alpha, without bravo reporting again");
+      const nb = await cl.client(A, 'newcomer');
+      await nb.waitFor((f) => f.some((x) => x.includes('t-x-takp-v')), 5000, 'announcement');
+      assert.equal(count(nb, 'uid="uid-cold-bravo"'), 1, "bravo's SA replayed to a newcomer on A");
+      assert.equal(count(alpha, 'uid="uid-cold-bravo"'), 1, 'shown once');
+    } finally {
+      relay.close();
+      await Promise.all([A.stop('SIGKILL'), B.stop('SIGKILL')]);
+      await late.stop();
+    }
+  });
+
   it('Redis unreachable at start: the node serves local clients, 503, one error; it joins once Redis appears', async () => {
     const port = await freePort();
     const C = await cl.node(`redis://127.0.0.1:${port}`, 'late-c');
@@ -711,6 +771,28 @@ describe('e2e: Redis with a password, and over TLS (rediss://)', function () {
     assert.equal(await readyzStatus(U), 503);
     await until(() => busLines(U, 'down').length > 0, 3000, 'the error line');
     assert.match(String(busLines(U, 'down')[0]?.err), /certificate/i);
+  });
+
+  it('rediss:// to a Redis that asks for client certificates (its default): --redis-cert/--redis-key; without them, unready with one error', async () => {
+    const p = await pkiPaths(pki);
+    const r = await TestRedis.start({ tls: { ...p, authClients: true } });
+    servers.push(r);
+    const own = await pki.client('redis-node'); // a client certificate of the CA Redis trusts
+    const withCert = ['--redis-ca', p.ca, '--redis-cert', own.cert, '--redis-key', own.key];
+    const [X, Y] = await Promise.all([cl.node(r.url, 'mtls-x', withCert), cl.node(r.url, 'mtls-y', withCert)]);
+    assert.equal(await readyzStatus(X), 200);
+    await crossNode(X, Y);
+    const U = await cl.node(r.url, 'mtls-u', ['--redis-ca', p.ca]);
+    assert.equal(await readyzStatus(U), 503);
+    await until(() => busLines(U, 'down').length > 0, 3000, 'the error line');
+    await sleep(1500);
+    assert.equal(busLines(U, 'down').length, 1, 'one error line');
+    // the CLI's push takes the same files
+    const out = await runCli(['crl', 'refresh', '--certs-dir', pki.dir, '--redis', r.url, ...withCert]);
+    assert.match(out, /sent to rediss:\/\/127\.0\.0\.1:\d+: every node/);
+    await until(() => X.lines.some((l) => l.audit === 'revocation' && l.source === 'cluster'), 5000, 'the list in force on X');
+    // half a pair is refused before anything is written
+    await assert.rejects(runCli(['crl', 'refresh', '--certs-dir', pki.dir, '--redis', r.url, '--redis-cert', own.cert]), /--redis-cert and --redis-key go together/);
   });
 });
 

@@ -9,8 +9,9 @@ import { freePort } from './net.ts';
 
 export interface TestRedisOptions {
   password?: string;
-  /** TLS only (no plaintext port): server certificate, key and the CA clients verify it with */
-  tls?: { cert: string; key: string; ca: string };
+  /** TLS only (no plaintext port): server certificate, key and the CA clients verify it with;
+   *  authClients: clients must present a certificate of that CA (Redis's own default) */
+  tls?: { cert: string; key: string; ca: string; authClients?: boolean };
 }
 
 export { freePort };
@@ -50,7 +51,7 @@ export class TestRedis {
     const a = ['--save', '', '--appendonly', 'no', '--dir', this.dir, '--bind', '127.0.0.1', '--protected-mode', 'no'];
     if (this.opts.tls) {
       a.unshift('--port', '0', '--tls-port', String(this.port), '--tls-cert-file', this.opts.tls.cert,
-        '--tls-key-file', this.opts.tls.key, '--tls-ca-cert-file', this.opts.tls.ca, '--tls-auth-clients', 'no');
+        '--tls-key-file', this.opts.tls.key, '--tls-ca-cert-file', this.opts.tls.ca, '--tls-auth-clients', this.opts.tls.authClients ? 'yes' : 'no');
     } else {
       a.unshift('--port', String(this.port));
     }

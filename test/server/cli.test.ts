@@ -58,18 +58,28 @@ describe('cli: the README documents every start option', function () {
   });
 });
 
+describe('config: the Redis TLS files', () => {
+  it('a missing one is named by its flag; a certificate without its key is refused', () => {
+    assert.throws(() => buildConfig({ redis: 'rediss://127.0.0.1:6380', redisCa: '/nonexistent/ca.pem' }, {}), /--redis-ca: \/nonexistent\/ca\.pem does not exist/);
+    assert.throws(() => buildConfig({}, { COTSTREAM_REDIS_CERT: '/nonexistent/c.pem', COTSTREAM_REDIS_KEY: '/nonexistent/c.key' }), /--redis-cert: .* does not exist/);
+    assert.throws(() => buildConfig({ redisCert: '/nonexistent/c.pem' }, {}), /--redis-cert and --redis-key go together/);
+  });
+});
+
 describe('config: relative paths', function () {
   it('in a config file they are taken from the file\'s directory; as flags, from the working directory', () => {
     const dir = mkdtempSync(join(tmpdir(), 'cotstream-cfg-'));
     try {
       const file = join(dir, 'etc', 'cotstream.json');
       mkdirSync(join(dir, 'etc'));
-      writeFileSync(file, JSON.stringify({ certsDir: 'pki', crl: '../lists/crl.json', redisCa: '/abs/ca.pem', cert: 'server.pem' }));
+      const absCa = join(dir, 'ca.pem'); // an absolute path stays as it is (the file must exist: checked at start)
+      writeFileSync(absCa, '');
+      writeFileSync(file, JSON.stringify({ certsDir: 'pki', crl: '../lists/crl.json', redisCa: absCa, cert: 'server.pem' }));
       const cfg = buildConfig({}, {}, file);
       assert.equal(cfg.certsDir, join(dir, 'etc', 'pki'));
       assert.equal(cfg.crl, join(dir, 'lists', 'crl.json'));
       assert.equal(cfg.cert, join(dir, 'etc', 'server.pem'));
-      assert.equal(cfg.redisCa, '/abs/ca.pem');
+      assert.equal(cfg.redisCa, absCa);
       assert.equal(cfg.key, join(dir, 'etc', 'pki', 'server.key')); // the default follows certsDir
       // a flag wins over the file and is taken from the working directory
       const byFlag = buildConfig({ certsDir: 'pki' }, {}, file);
