@@ -34,6 +34,10 @@ export function onProtocolRequest(s: Session, frame: Buffer, h: CotHeader, annou
   }
   s.send(protocolResponse(h.uid, ok));
   if (ok) s.useProtobuf();
-  s.log.info({ audit: 'protocol', requested: version ?? null, accepted: ok, format: ok ? 'protobuf' : 'xml' },
-    ok ? 'client switched to TAK protocol v1 (protobuf)' : 'client asked for an unsupported TAK protocol version: stays on XML');
+  // a switch happens once; a refusal is logged the first time only (a client repeating it would
+  // write a line per request), with the version as asked, clipped (it is the client's text)
+  if (!ok && s.protocolRefusals++ > 0) return;
+  const requested = version === undefined ? null : version.length > 32 ? `${version.slice(0, 32)}…` : version;
+  s.log.info({ audit: 'protocol', requested, accepted: ok, format: ok ? 'protobuf' : 'xml' },
+    ok ? 'client switched to TAK protocol v1 (protobuf)' : 'client asked for an unsupported TAK protocol version: stays on XML (further refusals are not logged)');
 }

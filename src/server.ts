@@ -113,12 +113,12 @@ export class CotServer {
     await this.bus.start(this.router.deliver, this.router);
 
     this.tls = createTlsListener(
-      { host: cfg.host, port: cfg.port, key, cert, ca, handshakeTimeout: cfg.handshakeTimeout, maxClients: this.fds.clients, maxClientsPerIp: cfg.maxClientsPerIp, proxyFrom: parseAllowList(cfg.proxyProtocol, '--proxy-protocol') },
+      { host: cfg.host, port: cfg.port, key, cert, ca, handshakeTimeout: cfg.handshakeTimeout, maxClients: this.fds.clients, maxClientsPerIp: cfg.maxClientsPerIp, proxyFrom: parseAllowList(cfg.proxyProtocol, '--proxy-protocol'), refusedLog: this.refusedLog },
       this.limiter, this.metrics, this.log, { onSecure: (sock) => this.onSecure(sock) },
     );
     this.tlsPort = await listen(this.tls, cfg.port, cfg.host);
     if (cfg.tcpPort >= 0) {
-      this.tcp = createTcpListener(this.limiter, this.metrics, this.log, (sock) => this.onPlain(sock));
+      this.tcp = createTcpListener(this.limiter, this.metrics, this.log, (sock) => this.onPlain(sock), this.refusedLog);
       this.tcpPort = await listen(this.tcp, cfg.tcpPort, cfg.host);
       this.log.warn({ audit: 'plaintext', port: this.tcpPort }, `PLAINTEXT CoT listener on ${hostPort(cfg.host, this.tcpPort)}: anyone who reaches it can read and inject events without a certificate`);
     }

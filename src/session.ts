@@ -199,6 +199,8 @@ export class Session implements FramerSink {
   dropped = 0;
   /** callsign changes so far (the router logs only the first few) */
   renames = 0;
+  /** t-x-takp-q requests of this client that were refused (only the first is logged) */
+  protocolRefusals = 0;
   /** the router logged this client's first uid conflict */
   loggedConflict = false;
   /** the router's stamp while it collects the recipients of one directed event */

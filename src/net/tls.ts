@@ -20,6 +20,8 @@ export interface ListenerOptions {
   maxClientsPerIp: number;
   /** load balancers whose connections start with a PROXY protocol header (null: none) */
   proxyFrom: BlockList | null;
+  /** the limit on refusal lines, shared with the server's other refusals (one 20 lines/s in all) */
+  refusedLog?: LogLimiter;
 }
 
 /** Which limit refused a connection. */
@@ -176,7 +178,7 @@ function issuerCn(sock: tls.TLSSocket): string {
  * the load balancers (the limits then apply to the client address it names).
  */
 export function createTlsListener(o: ListenerOptions, limiter: ConnectionLimiter, metrics: Metrics, log: Logger, hooks: TlsListenerHooks): net.Server {
-  const limitedLog = new LogLimiter(log);
+  const limitedLog = o.refusedLog ?? new LogLimiter(log);
   const server = tls.createServer({
     key: o.key,
     cert: o.cert,
@@ -275,8 +277,7 @@ export function setListenerCredentials(listener: net.Server, creds: { key: Buffe
 }
 
 /** Opt-in plaintext CoT listener: no authentication at all, for legacy devices on trusted networks. */
-export function createTcpListener(limiter: ConnectionLimiter, metrics: Metrics, log: Logger, onSocket: (sock: net.Socket) => void): net.Server {
-  const limitedLog = new LogLimiter(log);
+export function createTcpListener(limiter: ConnectionLimiter, metrics: Metrics, log: Logger, onSocket: (sock: net.Socket) => void, limitedLog = new LogLimiter(log)): net.Server {
   return net.createServer((sock) => {
     sock.setNoDelay(true);
     const ip = sock.remoteAddress ?? '?';

@@ -24,6 +24,7 @@ export function createLogger(level: string, dest?: NodeJS.WritableStream, stdout
       base: { svc: 'cotstream' },
       timestamp: pino.stdTimeFunctions.isoTime,
       redact: { paths: ['password', '*.password', 'token', '*.token', 'key', '*.key', 'authorization', '*.authorization'], censor: '[redacted]' },
+      formatters: { log: clipFields },
     },
     out,
   );
@@ -42,6 +43,25 @@ export function createLogger(level: string, dest?: NodeJS.WritableStream, stdout
     });
   }
   return log;
+}
+
+/** the longest string field a log line carries (an error's stack fits; a client's text is clipped) */
+export const MAX_LOG_FIELD = 2048;
+
+/**
+ * Strings a client chose (uid, callsign, type, a version) reach audit lines: at full length a
+ * 1-MB callsign made a 1-MB line, the log grew as fast as the client uploaded, and line-based
+ * shippers choke on such lines. Each top-level string field is clipped, saying by how much.
+ */
+function clipFields(o: Record<string, unknown>): Record<string, unknown> {
+  let out = o;
+  for (const k in o) {
+    const v = o[k];
+    if (typeof v !== 'string' || v.length <= MAX_LOG_FIELD) continue;
+    if (out === o) out = { ...o }; // the caller's object stays as it was
+    out[k] = `${v.slice(0, MAX_LOG_FIELD)}…[${v.length - MAX_LOG_FIELD} more characters]`;
+  }
+  return out;
 }
 
 /**
@@ -67,17 +87,26 @@ export class LogLimiter {
   private windowStart = 0;
   private count = 0;
   private suppressed = 0;
+  /** reports the window's count when it ends, whether or not another line comes after it */
+  private timer: NodeJS.Timeout | null = null;
+  private readonly report = (): void => {
+    this.timer = null;
+    if (this.suppressed > 0) this.log.warn({ audit: 'suppressed', count: this.suppressed }, 'log lines suppressed by rate limit');
+    this.suppressed = 0;
+  };
   constructor(private readonly log: Logger, private readonly perSecond = 20) {}
   allow(): boolean {
     const now = Date.now();
     if (now - this.windowStart >= 1000) {
-      if (this.suppressed > 0) this.log.warn({ audit: 'suppressed', count: this.suppressed }, 'log lines suppressed by rate limit');
+      if (this.timer !== null) { clearTimeout(this.timer); this.report(); }
       this.windowStart = now;
       this.count = 0;
-      this.suppressed = 0;
     }
     if (this.count < this.perSecond) { this.count++; return true; }
-    this.suppressed++;
+    if (this.suppressed++ === 0) {
+      this.timer = setTimeout(this.report, Math.max(0, this.windowStart + 1000 - now));
+      this.timer.unref();
+    }
     return false;
   }
 }

@@ -138,6 +138,17 @@ describe('e2e: TAK Protocol v1 (protobuf) negotiation and delivery', function ()
     await x.waitFor((f) => f.some((s) => s.includes('uid="uid-xml-still"')));
   });
 
+  it('a client repeating an unsupported request gets every answer, but one log line; its version is clipped there', async () => {
+    const p = await tak('charlie');
+    await p.waitFor((f) => f.some((x) => x.includes('t-x-takp-v')), 5000, 'announcement');
+    const long = 'v'.repeat(5000);
+    for (let i = 0; i < 50; i++) p.sock.write(takRequest(`rq-${i}`, i === 0 ? long : '2'));
+    await p.waitFor((f) => f.filter((x) => x.includes('t-x-takp-r') && x.includes('status="false"')).length === 50, 8000, 'fifty refusals');
+    const lines = srv.logs.filter((l) => l.audit === 'protocol' && l.cn === 'charlie');
+    assert.equal(lines.length, 1, 'one line, not one per request');
+    assert.equal(lines[0]!.requested, `${'v'.repeat(32)}…`);
+  });
+
   it('a client that never answers the announcement stays on XML', async () => {
     const quiet = await xml('alpha');
     const x = await xml('bravo');

@@ -14,6 +14,8 @@ import { spawnServer, startTestServer, ROOT, type TestServer } from '../helpers/
 import { CotClient, sa, chat, sleep } from '../helpers/client.ts';
 import { freePort } from '../helpers/net.ts';
 import { canonicalSerial } from '../../src/auth/serial.ts';
+import { Writable } from 'node:stream';
+import { createLogger, LogLimiter, MAX_LOG_FIELD } from '../../src/ops/log.ts';
 
 type Line = Record<string, unknown>;
 const TOKEN = 'audit-test-metrics-token-7d1e';
@@ -322,5 +324,35 @@ describe('ops: audit episodes and log level (in-process)', function () {
     await b2.waitFor((f) => f.filter((x) => x.includes('info ')).length === 3);
     assert.equal(srv.logs.filter((l) => l.msg === 'event').length, 0);
     assert.ok(srv.logs.every((l) => (l.level as number) >= 30));
+  });
+});
+
+describe('ops: log lines stay bounded', () => {
+  const capture = () => {
+    const lines: Line[] = [];
+    const dest = new Writable({ write(chunk: Buffer, _e, cb) { for (const l of chunk.toString().split('\n')) if (l) lines.push(JSON.parse(l)); cb(); } });
+    return { log: createLogger('info', dest), lines };
+  };
+
+  it('a string field a client chose (a 1-MB callsign) is clipped, saying by how much; the caller\'s object is left alone', async () => {
+    const { log, lines } = capture();
+    const fields = { audit: 'identified', uid: 'u'.repeat(1_000_000), callsign: 'short' };
+    log.info(fields, 'client identified');
+    await sleep(20);
+    assert.equal(lines.length, 1);
+    assert.equal(lines[0]!.uid, `${'u'.repeat(MAX_LOG_FIELD)}…[${1_000_000 - MAX_LOG_FIELD} more characters]`);
+    assert.equal(lines[0]!.callsign, 'short');
+    assert.equal(fields.uid.length, 1_000_000);
+  });
+
+  it('refusal lines: 20 a second, and the count of the rest is reported when the second ends, not only at the next refusal', async () => {
+    const { log, lines } = capture();
+    const limited = new LogLimiter(log);
+    let allowed = 0;
+    for (let i = 0; i < 25; i++) if (limited.allow()) allowed++;
+    assert.equal(allowed, 20);
+    await sleep(1200); // nothing more is refused
+    assert.deepEqual(lines.filter((l) => l.audit === 'suppressed').map((l) => l.count), [5]);
+    assert.ok(limited.allow(), 'a new second');
   });
 });
