@@ -15,7 +15,6 @@ import { runCommands } from '../helpers/cli.ts';
 
 const runCli = (args: string[]): Promise<string> => runCommands(registerRevocationCommands, args);
 
-
 const count = (c: CotClient, needle: string): number => c.frames.filter((f) => f.includes(needle)).length;
 const rssOf = (pid: number): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
 const busLines = (s: SpawnedServer, state: string) => s.lines.filter((l) => l.audit === 'bus' && l.state === state);

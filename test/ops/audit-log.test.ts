@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import net from 'node:net';
 import tls from 'node:tls';
+import { Writable } from 'node:stream';
 import { X509Certificate } from 'node:crypto';
 import { execFileSync, spawn } from 'node:child_process';
 import { makePki, testPki, type TestPki, type SharedPki } from '../helpers/pki.ts';
@@ -14,7 +15,6 @@ import { spawnServer, startTestServer, ROOT, type TestServer } from '../helpers/
 import { CotClient, sa, chat, sleep } from '../helpers/client.ts';
 import { freePort } from '../helpers/net.ts';
 import { canonicalSerial } from '../../src/auth/serial.ts';
-import { Writable } from 'node:stream';
 import { createLogger, LogLimiter, MAX_LOG_FIELD } from '../../src/ops/log.ts';
 
 type Line = Record<string, unknown>;
@@ -212,15 +212,15 @@ describe('ops: audit episodes and log level (in-process)', function () {
     assert.equal(logs.filter((l) => l.audit === 'accepted').length, 0);
   });
 
-  it('a device that does not trust the server, and one that hangs up mid-handshake: each logged as what it is, not as a refusal', async () => {
+  it('a device that does not trust the server, and one that hangs up mid-handshake: counted as error (not bad_cert), each line saying what happened', async () => {
     srv = await startTestServer(pki.dir);
     const creds = await pki.client('alpha');
     const errors0 = await srv.metric('cot_handshakes_total', { result: 'error' });
     // a device whose truststore holds another CA: it refuses our certificate (a TLS alert)
     const foreign = await makePki(['x']);
     try {
-      // OpenSSL's client says why, with an alert (as ATAK's and Java's do)
-      // (a child process: the server runs in this one)
+      // OpenSSL's client says why, with an alert (as Java's and ATAK's do); a child process, as
+      // the server runs in this one
       const out = await new Promise<string>((resolve) => {
         const p = spawn('openssl', ['s_client', '-connect', `127.0.0.1:${srv!.port}`, '-servername', 'localhost', '-CAfile', foreign.paths.ca,
           '-cert', creds.cert, '-key', creds.key, '-verify_return_error'], { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -70,7 +70,7 @@ describe('server: SA replay', function () {
     router.close();
   });
 
-  it('with no SAs cached the announcement leaves alone; with --no-announce nothing is sent', async () => {
+  it('with no SAs cached the announcement is sent alone; with --no-announce nothing is sent', async () => {
     const m = new Metrics({ defaultMetrics: false });
     const a = memSession(new FlushScheduler(m, 0), m, undefined, undefined, new Valve());
     const b = memSession(new FlushScheduler(m, 0), m, undefined, undefined, new Valve());
