@@ -73,6 +73,11 @@ const UNITS: Record<string, number> = { '': 1, k: 1024, kb: 1024, kib: 1024, m: 
 
 export class ConfigError extends Error {}
 
+/** `start` and the commands that push to Redis: a client certificate for Redis needs its key */
+export function checkRedisClientPair(cert: string, key: string): void {
+  if (!cert !== !key) throw new ConfigError('--redis-cert and --redis-key go together (a client certificate for Redis needs its key)');
+}
+
 function parseValue(spec: OptionSpec, raw: unknown, source: string): string | number | boolean {
   if (spec.kind === 'bool') {
     if (typeof raw === 'boolean') return raw;
@@ -167,7 +172,7 @@ export function buildConfig(flags: Record<string, unknown>, env: NodeJS.ProcessE
   // Node's TLS server treats 0 as "not set" and waits its own 120 s: there is no "off" to offer
   if (cfg.handshakeTimeout < 1) throw new ConfigError('--handshake-timeout: must be at least 1 ms (Node has no "off": 0 would mean its own 120 s)');
   if (cfg.redisCa) cfg.redisCa = resolve(cfg.redisCa);
-  if (!cfg.redisCert !== !cfg.redisKey) throw new ConfigError('--redis-cert and --redis-key go together (a client certificate for Redis needs its key)');
+  checkRedisClientPair(cfg.redisCert, cfg.redisKey);
   if (cfg.redisCert) { cfg.redisCert = resolve(cfg.redisCert); cfg.redisKey = resolve(cfg.redisKey); }
   // read by the bus as it connects: a missing one is said here, by its flag, not as a bare ENOENT
   for (const [flag, f] of [['--redis-ca', cfg.redisCa], ['--redis-cert', cfg.redisCert], ['--redis-key', cfg.redisKey]]) {

@@ -56,7 +56,7 @@ export function registerRevocationCommands(program: Command, io: CommandIO = std
       const p = resolvePkiPaths(o);
       const certsDir = p.dir;
       const crl = resolveCrl(o.crl, certsDir);
-      resolveRedis(o); // a bad --redis-* combination is refused before the list is touched
+      const redis = resolveRedis(o); // a bad --redis-* combination is refused before the list is touched
       const { serial, subject } = resolveTarget(target, p, io);
       const r = withLock(crl, () => {
         const list = readList(crl, signedCopyFor(crl, certsDir), io);
@@ -74,7 +74,7 @@ export function registerRevocationCommands(program: Command, io: CommandIO = std
         io.out(report(r));
         return r;
       });
-      await share(r, o, io);
+      await share(r, redis, io);
     }),
   );
 
@@ -120,13 +120,13 @@ export function registerRevocationCommands(program: Command, io: CommandIO = std
     action(refresh, async (o: CommonOpts) => {
       const p = resolvePkiPaths(o);
       const crl = resolveCrl(o.crl, p.dir);
-      resolveRedis(o);
+      const redis = resolveRedis(o);
       const r = withLock(crl, () => {
         const w = save(readList(crl, signedCopyFor(crl, p.dir), io), crl, p, o.crlDays);
         io.out(report(w));
         return w;
       });
-      await share(r, o, io);
+      await share(r, redis, io);
     }),
   );
 }
@@ -163,8 +163,7 @@ function readList(crl: string, crlPem: string | undefined, io: CommandIO): Revoc
 }
 
 /** With --redis (or COTSTREAM_REDIS_URL): the signed list to the cluster, which every node enforces. */
-async function share(r: { pem?: string; unsigned?: string }, o: CommonOpts, io: CommandIO): Promise<void> {
-  const redis = resolveRedis(o);
+async function share(r: { pem?: string; unsigned?: string }, redis: ReturnType<typeof resolveRedis>, io: CommandIO): Promise<void> {
   if (!redis.url) return;
   const where = redactUrl(redis.url);
   if (!r.pem) throw new Error(`nothing sent to ${where}: only a CA-signed list is shared (${r.unsigned ?? 'none written'})`);

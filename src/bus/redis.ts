@@ -369,7 +369,7 @@ export class RedisBus implements Bus {
       // Redis's own answer to a beat (an ACL refusing PUBLISH) is not a hang: see beat()
       if (type === BatchType.heartbeat && err instanceof ReplyError) this.beatRefused = err.message;
       this.lastError = err.message;
-      // refused: down now, not a beat later (a node was ready for two beats after its very first
+      // refused: down now, one error line (a node stayed ready for two beats after its very first
       // publish, the sync request, was refused); beat() tells when Redis accepts us again
       if (err instanceof ReplyError && !this.refused) {
         this.refused = true;
@@ -676,13 +676,11 @@ export class RedisBus implements Bus {
       // Behind only if Redis also acknowledged the beat: a publisher whose connection died alone
       // (a NAT or firewall that forgot it, a proxy) hears nothing back while the subscriber goes on
       // delivering the other nodes — taken for "behind", the node stayed ready while every event of
-      // its clients vanished.
-      if (this.beatRefused === '') {
-        if (this.heardAt <= this.beatSentAt || this.beatAckedFor !== this.beatSentAt) { this.stalled(now - this.beatSentAt); return; }
-      } else if (!this.refused) {
-        this.refused = true;
-        this.lastError = `Redis refused our heartbeat: ${this.beatRefused}`;
-        this.setUp(); // down, one error line; beats go on and tell when Redis accepts them again
+      // its clients vanished. A beat Redis refused is no hang either: control() took the node down
+      // when the refusal came, and beats go on to tell when Redis accepts them again.
+      if (this.beatRefused === '' && (this.heardAt <= this.beatSentAt || this.beatAckedFor !== this.beatSentAt)) {
+        this.stalled(now - this.beatSentAt);
+        return;
       }
     } else if (this.refused) {
       this.refused = false;

@@ -3,7 +3,7 @@
 import path from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { pkiPaths, type PkiPaths } from './paths.ts';
-import { ConfigError, OPTIONS } from '../config.ts';
+import { checkRedisClientPair, ConfigError, OPTIONS } from '../config.ts';
 import type { RedisTlsFiles } from '../bus/redis.ts';
 
 /** `cotstream start`'s OPTIONS entry for an option: one list of variables and defaults for both */
@@ -69,7 +69,7 @@ export function resolveRedis(o: { redis?: string; redisCa?: string; redisCert?: 
     return f ? path.resolve(f) : '';
   };
   const tls = { ca: file(o.redisCa, ENV.redisCa), cert: file(o.redisCert, ENV.redisCert), key: file(o.redisKey, ENV.redisKey) };
-  if (!tls.cert !== !tls.key) throw new ConfigError('--redis-cert and --redis-key go together (a client certificate for Redis needs its key)');
+  checkRedisClientPair(tls.cert, tls.key);
   return { url: o.redis ?? fromEnv(ENV.redis, env) ?? '', tls };
 }
 

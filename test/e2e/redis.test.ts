@@ -4,17 +4,12 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { testPki, type SharedPki } from '../helpers/pki.ts';
-import { spawnServer, readyzStatus, spawnedMetric, type SpawnedServer } from '../helpers/server.ts';
+import { spawnServer, readyzStatus, spawnedMetric, runCli, type SpawnedServer } from '../helpers/server.ts';
 import { TestRedis, freePort } from '../helpers/redis.ts';
 import { CotClient, sa, chat, ping, sleep, until } from '../helpers/client.ts';
 import { TakClient } from '../helpers/takclient.ts';
 import { Redis } from 'ioredis';
 import { BatchType, encodeBatch } from '../../src/bus/codec.ts';
-import { registerRevocationCommands } from '../../src/auth/revocation-commands.ts';
-import { runCommands } from '../helpers/cli.ts';
-
-const runCli = (args: string[]): Promise<string> => runCommands(registerRevocationCommands, args);
-
 const count = (c: CotClient, needle: string): number => c.frames.filter((f) => f.includes(needle)).length;
 const rssOf = (pid: number): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
 const busLines = (s: SpawnedServer, state: string) => s.lines.filter((l) => l.audit === 'bus' && l.state === state);
@@ -787,7 +782,7 @@ describe('e2e: Redis with a password, and over TLS (rediss://)', function () {
     await sleep(1500);
     assert.equal(busLines(U, 'down').length, 1, 'one error line');
     // the CLI's push takes the same files
-    const out = await runCli(['crl', 'refresh', '--certs-dir', pki.dir, '--redis', r.url, ...withCert]);
+    const { stdout: out } = await runCli(['crl', 'refresh', '--certs-dir', pki.dir, '--redis', r.url, ...withCert]);
     assert.match(out, /sent to rediss:\/\/127\.0\.0\.1:\d+: every node/);
     await until(() => X.lines.some((l) => l.audit === 'revocation' && l.source === 'cluster'), 5000, 'the list in force on X');
     // half a pair is refused before anything is written

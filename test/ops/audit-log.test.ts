@@ -7,7 +7,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import net from 'node:net';
 import tls from 'node:tls';
-import { Writable } from 'node:stream';
 import { X509Certificate } from 'node:crypto';
 import { execFileSync, spawn } from 'node:child_process';
 import { makePki, testPki, type TestPki, type SharedPki } from '../helpers/pki.ts';
@@ -15,7 +14,8 @@ import { spawnServer, startTestServer, ROOT, type TestServer } from '../helpers/
 import { CotClient, sa, chat, sleep } from '../helpers/client.ts';
 import { freePort } from '../helpers/net.ts';
 import { canonicalSerial } from '../../src/auth/serial.ts';
-import { createLogger, LogLimiter, MAX_LOG_FIELD } from '../../src/ops/log.ts';
+import { LogLimiter, MAX_LOG_FIELD } from '../../src/ops/log.ts';
+import { capturedLogger } from '../helpers/session.ts';
 
 type Line = Record<string, unknown>;
 const TOKEN = 'audit-test-metrics-token-7d1e';
@@ -328,14 +328,8 @@ describe('ops: audit episodes and log level (in-process)', function () {
 });
 
 describe('ops: log lines stay bounded', () => {
-  const capture = () => {
-    const lines: Line[] = [];
-    const dest = new Writable({ write(chunk: Buffer, _e, cb) { for (const l of chunk.toString().split('\n')) if (l) lines.push(JSON.parse(l)); cb(); } });
-    return { log: createLogger('info', dest), lines };
-  };
-
   it('a string field a client chose (a 1-MB callsign) is clipped, saying by how much; the caller\'s object is left alone', async () => {
-    const { log, lines } = capture();
+    const { log, lines } = capturedLogger();
     const fields = { audit: 'identified', uid: 'u'.repeat(1_000_000), callsign: 'short' };
     log.info(fields, 'client identified');
     await sleep(20);
@@ -346,7 +340,7 @@ describe('ops: log lines stay bounded', () => {
   });
 
   it('refusal lines: 20 a second, and the count of the rest is reported when the second ends, not only at the next refusal', async () => {
-    const { log, lines } = capture();
+    const { log, lines } = capturedLogger();
     const limited = new LogLimiter(log);
     let allowed = 0;
     for (let i = 0; i < 25; i++) if (limited.allow()) allowed++;
