@@ -13,7 +13,7 @@
 // Byte accounting as in the XML framer: framedBytes (whole messages that produced a frame),
 // ignoredBytes (messages without a CotEvent), skippedBytes (everything else), plus `buffered`.
 import type { FramerSink } from './framer.ts';
-import { decodeTakMessage, TAK_MAGIC, TakProtoError } from './takproto.ts';
+import { decodeTakMessage, decodedPointFinite, TAK_MAGIC, TakProtoError } from './takproto.ts';
 
 const MAGIC = 0, LENGTH = 1, BODY = 2, SKIP = 3, DEAD = 4;
 const KEEP_ACC_MAX = 65536;
@@ -28,6 +28,9 @@ export class ProtoFramer {
   fatal: string | null = null;
   /** during sink.frame(): the TakMessage that frame was decoded from (valid only during the call) */
   current: Buffer | null = null;
+  /** during sink.frame(): `current` may go out to protobuf clients as it came (its point is all
+   *  finite numbers, so the frame would encode to protobuf at all) */
+  currentAsIs = false;
 
   private readonly sink: FramerSink;
   private readonly max: number;
@@ -149,6 +152,7 @@ export class ProtoFramer {
     if (xml === null) { this.ignoredBytes += bytes; return; }
     this.framedBytes += bytes;
     this.current = msg;
+    this.currentAsIs = decodedPointFinite();
     this.sink.frame(xml);
     this.current = null;
   }

@@ -833,6 +833,17 @@ export function decodeTakMessage(msg: Buffer): Buffer | null {
 }
 const EMPTY = Buffer.alloc(0);
 
+// Whether the point of the last decoded message was all finite numbers. One that is not (NaN,
+// ±Infinity) decodes to XML that no protobuf encoding may come from (Unconvertible): such a
+// message must not be forwarded as it came either, or protobuf clients on the sender's node would
+// get what those on every other node are refused.
+let pointFinite = true;
+
+/** After decodeTakMessage: the decoded point's lat, lon, hae, ce and le were all finite. */
+export function decodedPointFinite(): boolean {
+  return pointFinite;
+}
+
 function decodeEvent(s: number, end: number): Buffer {
   rp = s;
   let type = '', access = '', qos = '', opex = '', uid = '', how = '';
@@ -876,6 +887,7 @@ function decodeEvent(s: number, end: number): Buffer {
       default: skipField(w, end);
     }
   }
+  pointFinite = Number.isFinite(lat) && Number.isFinite(lon) && Number.isFinite(hae) && Number.isFinite(ce) && Number.isFinite(le);
   let head = `<event version="2.0" uid="${escapeAttr(uid)}" type="${escapeAttr(type)}"`;
   if (access) head += ` access="${escapeAttr(access)}"`;
   if (qos) head += ` qos="${escapeAttr(qos)}"`;

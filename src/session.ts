@@ -445,7 +445,7 @@ export class Session implements FramerSink {
     // the byte budget counts what came over the wire (a protobuf message, not its XML)
     if (!this.takeTokens(pf !== null && pf.current !== null ? pf.current.length : frame.length)) return;
     // decoded from protobuf: while it is routed, the message it came from may be forwarded as is
-    if (pf !== null) setInbound(this.id, frame, pf.current);
+    if (pf !== null) setInbound(this.id, frame, pf.currentAsIs ? pf.current : null);
     try {
       this.host.onFrame(this, frame, h, this.t0);
     } catch (err) {

@@ -12,7 +12,7 @@ import { startTestServer, type TestServer } from '../helpers/server.ts';
 import { TestRedis } from '../helpers/redis.ts';
 import { CotClient, sa, sleep } from '../helpers/client.ts';
 import { TakClient } from '../helpers/takclient.ts';
-import { atakToXml, streamFrame } from '../helpers/pbjs.ts';
+import { atakToXml, streamFrame, upstream } from '../helpers/pbjs.ts';
 import { encodeTakMessage } from '../../protocol/takproto.ts';
 import { normCot } from '../helpers/cotnorm.ts';
 import { loadSamples } from '../helpers/samples.ts';
@@ -264,6 +264,24 @@ describe('e2e: fidelity — real captures through every kind of receiver', funct
     const counted = await A.metric('cot_events_dropped_total', { reason: 'unconvertible' }) + await B.metric('cot_events_dropped_total', { reason: 'unconvertible' });
     assert.equal(counted - before, 4, 'two events, two protobuf clients');
     assert.ok(A.logs.some((l) => l.msg?.toString().includes('TAK protocol cannot carry it')), 'logged');
+  });
+
+  it('the same from a protobuf sender (lat NaN, lon Infinity): no protobuf client gets it, on its node or another', async () => {
+    const rx = await receivers();
+    const tx = await protoClient(A, 'fid-sender-pb-nan');
+    const before = await A.metric('cot_events_dropped_total', { reason: 'unconvertible' }) + await B.metric('cot_events_dropped_total', { reason: 'unconvertible' });
+    const ms = Date.now();
+    const msg = upstream.encode(upstream.fromObject({
+      cotEvent: { type: 'b-m-p-s-m', uid: 'u-pb-nan', how: 'h-e', sendTime: ms, startTime: ms, staleTime: ms + 3_600_000, lat: NaN, lon: Infinity, hae: -Infinity, ce: 9999999, le: 9999999 },
+    })).finish();
+    tx.sock.write(streamFrame(msg));
+    // XML clients get what the protobuf decodes to, as from an XML sender with such a point
+    for (const c of [rx.xa, rx.xb]) await c.waitFor((f) => f.some((e) => e.includes('u-pb-nan')), 10000, 'the event at an XML client');
+    tx.send(`<event version="2.0" uid="u-pb-after" type="b-m-p-s-m" time="${NOW}" start="${NOW}" stale="${LATER}" how="h-e"><point lat="1" lon="2" hae="3" ce="4" le="5"/><detail/></event>`);
+    for (const c of [rx.pa, rx.pb]) await c.waitFor((f) => f.some((e) => e.includes('u-pb-after')), 10000, 'the next event');
+    for (const c of [rx.pa, rx.pb]) assert.ok(!c.frames.some((e) => e.includes('u-pb-nan')), 'never forwarded as it came');
+    const counted = await A.metric('cot_events_dropped_total', { reason: 'unconvertible' }) + await B.metric('cot_events_dropped_total', { reason: 'unconvertible' });
+    assert.equal(counted - before, 2, 'one event, two protobuf clients');
   });
 });
 
