@@ -38,7 +38,7 @@ export const OPTIONS: OptionSpec[] = [
   { key: 'certsDir', flag: '--certs-dir <dir>', env: ['COTSTREAM_CERTS_DIR', 'FTS_CERTS_PATH'], kind: 'string', def: './certs', help: 'PKI directory (ca.pem, server.pem, server.key, crl.json)', path: true },
   { key: 'ca', flag: '--ca <file>', env: ['COTSTREAM_CA', 'FTS_CADIR'], kind: 'string', help: 'CA certificate that signs client certificates (default <certs-dir>/ca.pem)', path: true },
   { key: 'cert', flag: '--cert <file>', env: ['COTSTREAM_CERT', 'FTS_SERVER_PEMDIR'], kind: 'string', help: 'server certificate (default <certs-dir>/server.pem)', path: true },
-  { key: 'key', flag: '--key <file>', env: ['COTSTREAM_KEY', 'FTS_SERVER_KEYDIR'], kind: 'string', help: 'server private key, mode 0600 (default <certs-dir>/server.key)', path: true },
+  { key: 'key', flag: '--key <file>', env: ['COTSTREAM_KEY', 'FTS_UNENCRYPTED_KEYDIR', 'FTS_SERVER_KEYDIR'], kind: 'string', help: 'server private key, mode 0600 (default <certs-dir>/server.key)', path: true },
   { key: 'crl', flag: '--crl <file>', env: ['COTSTREAM_CRL', 'FTS_CRLDIR'], kind: 'string', help: 'revocation list: our JSON, FreeTAKServer JSON/PEM, PEM or DER CRL (default <certs-dir>/crl.json)', path: true },
   { key: 'handshakeTimeout', flag: '--handshake-timeout <ms>', env: ['COTSTREAM_HANDSHAKE_TIMEOUT_MS'], kind: 'ms', def: 5000, help: 'close connections that have not completed the TLS handshake by then (at least 1 ms)' },
   { key: 'idleTimeout', flag: '--idle-timeout <ms>', env: ['COTSTREAM_IDLE_TIMEOUT_MS'], kind: 'ms', def: 120000, help: 'close a client after this long without a byte received, once its latest SA is stale (held at most 15 min); 0 = off' },

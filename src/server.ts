@@ -1,6 +1,6 @@
 // Composition root: builds the parts from one Config, wires them, owns start and stop.
 import { readFileSync } from 'node:fs';
-import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import type { Server as HttpServer } from 'node:http';
 import type { Server as NetServer, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
@@ -17,7 +17,7 @@ import { FlushScheduler, Session, type SessionLimits } from './session.ts';
 import { ConnectionLimiter, createTlsListener, createTcpListener, listen, setListenerCredentials } from './net/tls.ts';
 import { parseAllowList } from './net/addresses.ts';
 import { fdBudget, openFileLimit, type FdBudget } from './net/fdlimit.ts';
-import { assertKeyPrivate as assertPrivate } from './pki/index.ts';
+import { assertKeyPrivate as assertPrivate, assertNotOthersWritable } from './pki/index.ts';
 import { pkiPaths, signedCopyFor } from './pki/paths.ts';
 import { watchCertificateExpiry } from './pki/expiry.ts';
 import { identityFromSocket, remoteOf, type ClientIdentity } from './auth/identity.ts';
@@ -40,13 +40,39 @@ function readPem(path: string, what: string): Buffer {
   }
 }
 
-/** A private key others can read is refused: that is how keys leak. */
-function assertKeyPrivate(path: string): void {
+/**
+ * The server's certificate, key and CA, checked so that each problem names its file and the fix:
+ * a key others can read (that is how keys leak), trust files others can change, a key that is
+ * passphrase-protected or not the certificate's.
+ */
+function loadCredentials(cfg: Config): { ca: Buffer; cert: Buffer; key: Buffer; x: X509Certificate } {
+  const ca = readPem(cfg.ca, 'CA certificate');
+  const cert = readPem(cfg.cert, 'server certificate');
+  const key = readPem(cfg.key, 'server private key');
   try {
-    assertPrivate(path);
+    assertPrivate(cfg.key);
+    assertNotOthersWritable(cfg.key, 'server private key');
+    assertNotOthersWritable(cfg.ca, 'CA certificate (whom the server trusts)');
+    assertNotOthersWritable(cfg.crl, 'revocation list');
   } catch (err) {
-    throw new StartupError(`refusing to start: ${(err as Error).message}`);
+    throw new StartupError((err as Error).message);
   }
+  let pk: KeyObject;
+  try {
+    pk = createPrivateKey(key);
+  } catch (err) {
+    throw new StartupError(/ENCRYPTED/.test(key.toString('latin1'))
+      ? `the server private key ${cfg.key} is passphrase-protected: cotstream needs it unencrypted, kept safe by its mode 0600 (openssl pkey -in ${cfg.key} -out server-plain.key; FreeTAKServer keeps such a copy, FTS_UNENCRYPTED_KEYDIR)`
+      : `cannot read the server private key ${cfg.key}: ${(err as Error).message}`);
+  }
+  let x: X509Certificate;
+  try {
+    x = new X509Certificate(cert);
+  } catch (err) {
+    throw new StartupError(`cannot read the server certificate ${cfg.cert}: ${(err as Error).message}`);
+  }
+  if (!x.checkPrivateKey(pk)) throw new StartupError(`${cfg.key} is not the key of ${cfg.cert}`);
+  return { ca, cert, key, x };
 }
 
 export class CotServer {
@@ -99,10 +125,13 @@ export class CotServer {
 
   async start(): Promise<void> {
     const cfg = this.cfg;
-    const ca = readPem(cfg.ca, 'CA certificate');
-    const cert = readPem(cfg.cert, 'server certificate');
-    const key = readPem(cfg.key, 'server private key');
-    assertKeyPrivate(cfg.key);
+    let creds: ReturnType<typeof loadCredentials>;
+    try {
+      creds = loadCredentials(cfg);
+    } catch (err) {
+      throw new StartupError(`refusing to start: ${(err as Error).message}`);
+    }
+    const { ca, cert, key } = creds;
     this.log.info({ audit: 'start', config: redactedConfig(cfg), bus: this.bus.kind }, `cotstream starting (bus: ${this.bus.kind})`);
     if (this.fds.clients !== cfg.maxClients) {
       this.log.warn({ audit: 'limits', maxClients: this.fds.clients, configured: cfg.maxClients, openFiles: this.fdLimit },
@@ -209,12 +238,7 @@ export class CotServer {
     const cfg = this.cfg;
     if (!this.tls) return;
     try {
-      const ca = readPem(cfg.ca, 'CA certificate');
-      const cert = readPem(cfg.cert, 'server certificate');
-      const key = readPem(cfg.key, 'server private key');
-      assertKeyPrivate(cfg.key);
-      const x = new X509Certificate(cert);
-      if (!x.checkPrivateKey(createPrivateKey(key))) throw new Error(`${cfg.key} is not the key of ${cfg.cert}`);
+      const { ca, cert, key, x } = loadCredentials(cfg);
       setListenerCredentials(this.tls, { key, cert, ca });
       this.log.info({ audit: 'reload', cert: cfg.cert, serial: canonicalSerial(x.serialNumber), not_after: new Date(x.validTo).toISOString() }, 'server certificate (re)loaded for new connections');
     } catch (err) {

@@ -7,6 +7,7 @@ import { canonicalSerial } from './serial.ts';
 import { REVOKE_REASONS } from './crl-x509.ts';
 import { DEFAULT_CRL_DAYS, pemToDer, readClusterList, readRevocationFile, writeRevocation, type RevokedEntry, type RevocationData } from './revocation-file.ts';
 import { pkiPaths, signedCopyFor, type PkiPaths } from '../pki/paths.ts';
+import { assertKeyPrivate } from '../pki/files.ts';
 import { ConfigError } from '../config.ts';
 import { action, caKeyOption, caOption, certsDirOption, crlOption, parsePositiveInt, redisOptions, resolveCertsDir, resolveCrl, resolvePkiPaths, resolveRedis, stdio, table, type CommandIO } from '../pki/options.ts';
 import { pushCrl } from '../bus/crl-share.ts';
@@ -69,7 +70,7 @@ export function registerRevocationCommands(program: Command, io: CommandIO = std
           if (subject) e.subject = subject;
           list.entries.set(serial, e);
         }
-        const r = save(list, crl, p, o.crlDays);
+        const r = save(list, crl, p, o.crlDays, io);
         if (!existing) io.out(`revoked ${serial}${subject ? ` (${subject})` : ''}, reason ${o.reason}\n`);
         io.out(report(r));
         return r;
@@ -122,7 +123,7 @@ export function registerRevocationCommands(program: Command, io: CommandIO = std
       const crl = resolveCrl(o.crl, p.dir);
       const redis = resolveRedis(o);
       const r = withLock(crl, () => {
-        const w = save(readList(crl, signedCopyFor(crl, p.dir), io), crl, p, o.crlDays);
+        const w = save(readList(crl, signedCopyFor(crl, p.dir), io), crl, p, o.crlDays, io);
         io.out(report(w));
         return w;
       });
@@ -131,8 +132,16 @@ export function registerRevocationCommands(program: Command, io: CommandIO = std
   );
 }
 
-function save(list: RevocationData, crl: string, p: PkiPaths, days: number | undefined) {
+function save(list: RevocationData, crl: string, p: PkiPaths, days: number | undefined, io: CommandIO) {
   const read = (f: string) => (fs.existsSync(f) ? fs.readFileSync(f, 'utf8') : undefined);
+  // a revocation is urgent: it is signed all the same, but the operator hears of the exposed key
+  if (fs.existsSync(p.caKey)) {
+    try {
+      assertKeyPrivate(p.caKey);
+    } catch {
+      io.err(`warning: other users can read the CA key ${p.caKey}: anyone who does can issue certificates your server accepts (fix: chmod 600 ${p.caKey})\n`);
+    }
+  }
   const caCertPem = read(p.ca);
   return writeRevocation({
     crlPath: crl,

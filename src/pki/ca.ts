@@ -5,12 +5,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import net from 'node:net';
-import { generateKeyPair, randomBytes, randomInt } from 'node:crypto';
+import { X509Certificate, generateKeyPair, randomBytes, randomInt } from 'node:crypto';
 import { promisify } from 'node:util';
 import forge from 'node-forge';
 import { pkiPaths, type PkiPaths } from './paths.ts';
-import { assertNoneExist, writeFileAtomic, PUBLIC_MODE, SECRET_MODE } from './files.ts';
-import { buildDataPackage } from './package.ts';
+import { assertKeyPrivate, assertNoneExist, writeFileAtomic, PUBLIC_MODE, SECRET_MODE } from './files.ts';
+import { buildDataPackage, ITAK_LAYOUT } from './package.ts';
 import { truststoreP12 } from './truststore.ts';
 import { canonicalSerial } from '../auth/serial.ts';
 import { ConfigError } from '../config.ts';
@@ -66,14 +66,20 @@ export interface ClientOptions {
 
 export interface ClientResult {
   name: string;
+  /** what the operator should know (the package's address not in the server certificate, …) */
+  warnings: string[];
   cert: string;
   key: string;
   p12: string;
   password: string;
   serial: string;
   package?: string;
+  /** the same for iTAK, which wants every file at the top of the zip */
+  itakPackage?: string;
   /** the server address the data package connects to (HOST:PORT) */
   connect?: string;
+  /** where that address came from: --host, the server certificate's names, or this machine's address */
+  connectFrom?: 'given' | 'certificate' | 'machine';
   truststore?: string;
   truststorePassword?: string;
 }
@@ -94,7 +100,7 @@ export function randomSerialHex(): string {
   }
 }
 
-/** Random password for PKCS#12 files: 20 alphanumerics (~119 bits); ATAK/WinTAK choke on some symbols. */
+/** Random password for PKCS#12 files: 20 characters of 57 (~117 bits); ATAK/WinTAK choke on some symbols. */
 export function randomPassword(length = 20): string {
   const alphabet = 'ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789';
   let out = '';
@@ -133,8 +139,12 @@ function baseCert(pub: forge.pki.PublicKey, days: number): forge.pki.Certificate
   return cert;
 }
 
+/** The CA's key identifier, for the AKI of what it signs: as its own certificate states it (a CA
+ *  made elsewhere may have chosen it another way than the SHA-1 of its key, and a chain is built by
+ *  matching the two), else the SHA-1 of its key. */
 function ski(cert: forge.pki.Certificate): string {
-  return cert.generateSubjectKeyIdentifier().getBytes();
+  const ext = cert.getExtension('subjectKeyIdentifier') as { subjectKeyIdentifier?: string } | undefined;
+  return ext?.subjectKeyIdentifier ? forge.util.hexToBytes(ext.subjectKeyIdentifier) : cert.generateSubjectKeyIdentifier().getBytes();
 }
 
 function sign(cert: forge.pki.Certificate, key: forge.pki.rsa.PrivateKey): void {
@@ -146,15 +156,65 @@ function altNames(hosts: string[]): { type: number; value?: string; ip?: string 
   return hosts.map((h) => (net.isIP(h) ? { type: 7, ip: h } : { type: 2, value: h }));
 }
 
+const HOST_NAME = /^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$/;
+
 function validHostList(hosts: string[]): string[] {
   const out = [...new Set(hosts.map((h) => h.trim()).filter(Boolean))];
   if (!out.length) throw new ConfigError('at least one host name or IP address is needed for the server certificate');
   for (const h of out) {
-    if (!net.isIP(h) && !/^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$/.test(h)) {
-      throw new ConfigError(`not a host name or IP address: ${JSON.stringify(h)}`);
-    }
+    if (!net.isIP(h) && !HOST_NAME.test(h)) throw new ConfigError(`not a host name or IP address: ${JSON.stringify(h)}`);
   }
   return out;
+}
+
+/**
+ * The address a data package dials. ATAK reads its connect string as HOST:PORT:PROTOCOL, split at
+ * every ':', so a port, a scheme or an IPv6 address in the host would be read as something else.
+ */
+function validConnectHost(host: string): string {
+  const h = host.trim();
+  const fix = 'the package\'s --host is a host name or an IPv4 address, without port or scheme (the port is --port)';
+  if (net.isIPv6(h)) throw new ConfigError(`--host ${JSON.stringify(host)}: ATAK's connect string (HOST:PORT:ssl) cannot hold an IPv6 address; give a host name that resolves to it`);
+  if (!h || h.startsWith('*') || (!net.isIPv4(h) && !HOST_NAME.test(h))) throw new ConfigError(`--host ${JSON.stringify(host)}: ${fix}`);
+  return h;
+}
+
+/** The DNS names and IP addresses a certificate's SAN holds (empty when it has none or is unreadable). */
+export function certificateHosts(file: string): string[] {
+  let san: string | undefined;
+  try {
+    san = new X509Certificate(fs.readFileSync(file)).subjectAltName;
+  } catch {
+    return [];
+  }
+  const out: string[] = [];
+  for (const entry of (san ?? '').split(', ')) {
+    const m = /^(DNS|IP Address):(.+)$/.exec(entry);
+    if (m) out.push(m[2]!);
+  }
+  return out;
+}
+
+/** Whether a certificate naming `hosts` is valid for `host` (RFC 6125: a wildcard covers one label). */
+function covers(hosts: string[], host: string): boolean {
+  const h = host.toLowerCase().replace(/\.$/, '');
+  return hosts.some((n) => {
+    const name = n.toLowerCase().replace(/\.$/, '');
+    if (name === h) return true;
+    return name.startsWith('*.') && h.endsWith(name.slice(1)) && !h.slice(0, -name.length + 1).includes('.');
+  });
+}
+
+const LOOPBACK = (h: string) => h === 'localhost' || h.startsWith('127.') || h === '::1';
+
+/** Apple devices (iTAK) refuse a TLS server certificate valid for longer than this. */
+export const APPLE_MAX_SERVER_DAYS = 825;
+
+/** A warning for a server certificate iOS would refuse, or null. */
+export function serverDaysWarning(days: number): string | null {
+  return days > APPLE_MAX_SERVER_DAYS
+    ? `the server certificate is valid for ${days} days: iOS and macOS (iTAK) refuse a TLS server certificate valid for more than ${APPLE_MAX_SERVER_DAYS} days; ATAK and WinTAK accept it`
+    : null;
 }
 
 /** A server certificate for `hosts` (SAN; CN the first name), signed by the CA. */
@@ -191,9 +251,12 @@ export interface ServerOptions {
  * certificate and data package stays valid, unlike `init --force`, which makes a new CA. The old
  * pair is kept as server.pem.old / server.key.old. Needs --force when a server certificate exists.
  */
-export async function issueServer(o: ServerOptions): Promise<PkiPaths & { hosts: string[]; serial: string; notAfter: Date }> {
+export async function issueServer(o: ServerOptions): Promise<PkiPaths & { hosts: string[]; hostsFrom: 'given' | 'previous' | 'default'; serial: string; notAfter: Date }> {
   const p = withFiles(o.certsDir, o.files);
-  const hosts = validHostList(o.hosts?.length ? o.hosts : defaultHosts());
+  // a renewal keeps the names devices dial: those of the certificate it replaces
+  const previous = o.hosts?.length ? [] : certificateHosts(p.cert);
+  const hostsFrom = o.hosts?.length ? 'given' : previous.length ? 'previous' : 'default';
+  const hosts = validHostList(o.hosts?.length ? o.hosts : previous.length ? previous : defaultHosts());
   const days = checkDays(o.days ?? DEFAULTS.days, '--days');
   const bits = checkBits(o.bits ?? DEFAULTS.bits);
   const ca = loadCa(o.certsDir, o.files);
@@ -206,7 +269,7 @@ export async function issueServer(o: ServerOptions): Promise<PkiPaths & { hosts:
   // key first: a crash in between leaves no certificate without its key
   writeFileAtomic(p.key, k.pem, SECRET_MODE);
   writeFileAtomic(p.cert, forge.pki.certificateToPem(server), PUBLIC_MODE);
-  return { ...p, hosts, serial: canonicalSerial(server.serialNumber), notAfter: server.validity.notAfter };
+  return { ...p, hosts, hostsFrom, serial: canonicalSerial(server.serialNumber), notAfter: server.validity.notAfter };
 }
 
 /** Create the CA and the server certificate in certsDir. Never overwrites without force. */
@@ -259,9 +322,26 @@ export function loadCa(certsDir: string, files?: PkiFiles): LoadedCa {
   for (const f of [p.ca, p.caKey]) {
     if (!fs.existsSync(f)) throw new Error(`no CA: ${f} is missing (run \`cotstream certs init --certs-dir ${certsDir}\` first, or point --ca / --ca-key at yours)`);
   }
+  try {
+    assertKeyPrivate(p.caKey);
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
   const pem = fs.readFileSync(p.ca, 'utf8');
-  const cert = forge.pki.certificateFromPem(pem);
-  const key = forge.pki.privateKeyFromPem(fs.readFileSync(p.caKey, 'utf8')) as forge.pki.rsa.PrivateKey;
+  let cert: forge.pki.Certificate;
+  try {
+    cert = forge.pki.certificateFromPem(pem);
+  } catch (err) {
+    throw new ConfigError(`cannot use the CA certificate ${p.ca}: ${(err as Error).message} (cotstream's PKI commands sign with an RSA CA in PEM; the server itself trusts any CA)`);
+  }
+  let key: forge.pki.rsa.PrivateKey;
+  const keyPem = fs.readFileSync(p.caKey, 'utf8');
+  try {
+    key = forge.pki.privateKeyFromPem(keyPem) as forge.pki.rsa.PrivateKey;
+  } catch (err) {
+    const why = /ENCRYPTED/.test(keyPem) ? 'it is passphrase-protected; give an unencrypted copy (openssl pkey -in KEY -out ca-plain.key, mode 0600)' : (err as Error).message;
+    throw new ConfigError(`cannot use the CA key ${p.caKey}: ${why} (an RSA key in PEM is needed)`);
+  }
   // a key from another CA would sign certificates nobody accepts: say so before issuing any
   const pub = cert.publicKey as forge.pki.rsa.PublicKey;
   if (!pub.n || pub.n.compareTo(key.n) !== 0 || pub.e.compareTo(key.e) !== 0) {
@@ -287,11 +367,14 @@ export async function issueClient(o: ClientOptions): Promise<ClientResult> {
     throw new ConfigError(`client name ${JSON.stringify(o.name)} must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit`);
   }
   if (o.password !== undefined && o.password.length < 6) throw new ConfigError('--password must be at least 6 characters (Android keystores refuse shorter)');
+  // the package's preferences file is ASCII, and keystores disagree on how other characters become bytes
+  if (o.password !== undefined && !/^[\x20-\x7e]+$/.test(o.password)) throw new ConfigError('--password must be printable ASCII (letters, digits, punctuation, space)');
   if (o.password !== undefined && WELL_KNOWN_PASSWORDS.has(o.password.toLowerCase())) {
     throw new ConfigError(`--password ${JSON.stringify(o.password)} is a well-known default (TAK Server, FreeTAKServer, Java keystores): anyone who gets the .p12 opens it with it; choose another, or leave --password out for a random one`);
   }
-  const p = pkiPaths(o.certsDir);
+  const p = withFiles(o.certsDir, o.files);
   const outDir = path.resolve(o.outDir ?? p.clientsDir);
+  const givenHost = o.package && o.host !== undefined ? validConnectHost(o.host) : undefined;
   const days = checkDays(o.days ?? DEFAULTS.days, '--days');
   const bits = checkBits(o.bits ?? DEFAULTS.bits);
   const files = {
@@ -300,6 +383,7 @@ export async function issueClient(o: ClientOptions): Promise<ClientResult> {
     p12: path.join(outDir, `${o.name}.p12`),
     truststore: path.join(outDir, `${o.name}-truststore.p12`),
     package: path.join(outDir, `${o.name}.zip`),
+    itakPackage: path.join(outDir, `${o.name}-itak.zip`),
   };
   const ca = loadCa(o.certsDir, o.files);
   assertNoneExist(o.package ? Object.values(files) : [files.cert, files.key, files.p12], o.force);
@@ -336,6 +420,7 @@ export async function issueClient(o: ClientOptions): Promise<ClientResult> {
     p12: files.p12,
     password,
     serial: canonicalSerial(cert.serialNumber),
+    warnings: [],
   };
   if (o.package) {
     // the truststore holds the CA certificate and nothing else: no key, no server certificate.
@@ -343,21 +428,35 @@ export async function issueClient(o: ClientOptions): Promise<ClientResult> {
     const truststorePassword = password;
     const trustDer = truststoreP12(ca.cert, truststorePassword, 'cotstream-ca');
     writeFileAtomic(files.truststore, trustDer, SECRET_MODE);
-    const host = o.host ?? defaultConnectHost();
+    // a phone that checks the server's name must find the address it dials in the certificate
+    const names = certificateHosts(p.cert);
+    const { host, from } = connectHost(givenHost, names);
+    if (names.length && !covers(names, host)) {
+      result.warnings.push(
+        `the server certificate ${p.cert} is not valid for ${host} (it names ${names.join(', ')}): a device that checks the server's name refuses it. ` +
+          `Reissue it with \`cotstream certs server --force --host ${[...names, host].join(',')}\`, or give --host one of its names`,
+      );
+    }
     const port = o.port ?? DEFAULTS.port;
-    const zip = buildDataPackage({
-      name: o.name,
-      host,
-      port,
-      clientP12: p12Der,
-      clientPassword: password,
-      truststoreP12: trustDer,
-      truststorePassword,
-    });
-    writeFileAtomic(files.package, zip, SECRET_MODE);
-    Object.assign(result, { package: files.package, connect: `${host}:${port}`, truststore: files.truststore, truststorePassword });
+    const input = { name: o.name, host, port, clientP12: p12Der, clientPassword: password, truststoreP12: trustDer, truststorePassword };
+    writeFileAtomic(files.package, buildDataPackage(input), SECRET_MODE);
+    writeFileAtomic(files.itakPackage, buildDataPackage({ ...input, layout: ITAK_LAYOUT, zipName: path.basename(files.itakPackage) }), SECRET_MODE);
+    Object.assign(result, { package: files.package, itakPackage: files.itakPackage, connect: `${host}:${port}`, connectFrom: from, truststore: files.truststore, truststorePassword });
   }
   return result;
+}
+
+/**
+ * The address a package dials: --host; else this machine's address when the server certificate
+ * covers it (or there is none to ask); else the certificate's first name that is not loopback (a
+ * server certified for tak.example.org is dialled there).
+ */
+function connectHost(given: string | undefined, names: string[]): { host: string; from: 'given' | 'certificate' | 'machine' } {
+  if (given !== undefined) return { host: given, from: 'given' };
+  const mine = defaultConnectHost();
+  if (!names.length || covers(names, mine)) return { host: mine, from: 'machine' };
+  const named = names.find((n) => !LOOPBACK(n) && !n.startsWith('*') && !net.isIPv6(n));
+  return named ? { host: named, from: 'certificate' } : { host: mine, from: 'machine' };
 }
 
 /** The address a phone most likely reaches this machine at: first non-internal IPv4, else the hostname. */

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import { Option, type Command } from 'commander';
-import { initPki, issueClient, issueServer, defaultHosts, DEFAULTS } from './ca.ts';
+import { initPki, issueClient, issueServer, defaultHosts, serverDaysWarning, DEFAULTS } from './ca.ts';
 import { canonicalSerial } from '../auth/serial.ts';
 import { action, caKeyOption, caOption, certOption, certsDirOption, collectList, crlOption, keyOption, parsePositiveInt, resolveCrl, resolvePkiPaths, stdio, table, type CommandIO, type PkiFileFlags } from './options.ts';
 import { readClusterList, readRevocationFile } from '../auth/revocation-file.ts';
@@ -54,6 +54,8 @@ export function registerCertsCommands(program: Command, io: CommandIO = stdio): 
           `  ${key!.padEnd(w)}server private key (0600)\n` +
           `next: cotstream certs client NAME --package --host <address phones reach>\n`,
       );
+      const late = serverDaysWarning(o.days ?? DEFAULTS.days);
+      if (late) io.err(`warning: ${late}\n`);
     }),
   );
 
@@ -67,7 +69,7 @@ export function registerCertsCommands(program: Command, io: CommandIO = stdio): 
     .addOption(keyOption())
     .option(
       '--host <names>',
-      `host names / IP addresses the certificate is valid for, comma-separated or repeated (default: ${defaultHosts().join(',')})`,
+      `host names / IP addresses the certificate is valid for, comma-separated or repeated (default: those of the certificate it replaces; without one: ${defaultHosts().join(',')})`,
       collectList,
     )
     .option('--bits <n>', `RSA key size (default: ${DEFAULTS.bits})`, parsePositiveInt('--bits'))
@@ -79,23 +81,26 @@ export function registerCertsCommands(program: Command, io: CommandIO = stdio): 
       const r = await issueServer({ certsDir: files.dir, files, hosts: o.host, bits: o.bits, days: o.days, force: o.force });
       io.out(
         `server certificate ${r.cert} (serial ${r.serial}) and key ${r.key} (0600)\n` +
-          `  valid for ${r.hosts.join(', ')} until ${r.notAfter.toISOString()}, signed by ${r.ca}\n` +
+          `  valid for ${r.hosts.join(', ')}${r.hostsFrom === 'previous' ? ' (the names of the certificate it replaces; --host to change them)' : ''} until ${r.notAfter.toISOString()}, signed by ${r.ca}\n` +
           'client certificates and data packages stay valid. Send the server (every node) SIGHUP, or restart it, to use it.\n',
       );
+      const late = serverDaysWarning(o.days ?? DEFAULTS.days);
+      if (late) io.err(`warning: ${late}\n`);
     }),
   );
 
   const client = certs
     .command('client')
-    .description('issue a client certificate: NAME.pem, NAME.key, NAME.p12 (for ATAK), and with --package an ATAK data package NAME.zip')
+    .description('issue a client certificate: NAME.pem, NAME.key, NAME.p12 (for ATAK), and with --package the data packages NAME.zip (ATAK, WinTAK) and NAME-itak.zip (iTAK)')
     .argument('<name>', 'client name, used as certificate CN and file name (letters, digits, . _ -)')
     .addOption(certsDirOption())
     .addOption(caOption())
     .addOption(caKeyOption())
+    .addOption(certOption())
     .option('--out <dir>', 'output directory (default: <certs-dir>/clients)')
     .addOption(new Option('--password <pw>', 'password of NAME.p12 and the truststore (default: a random one, printed once; stored nowhere but inside the data package); the variable keeps it out of `ps` and shell history').env('COTSTREAM_P12_PASSWORD'))
-    .option('--package', 'also write NAME-truststore.p12 (CA certificate only) and the data package NAME.zip', false)
-    .option('--host <host>', 'server address written into the data package (default: this machine\'s first non-loopback IPv4 address)')
+    .option('--package', 'also write NAME-truststore.p12 (CA certificate only) and the data packages NAME.zip (ATAK, WinTAK) and NAME-itak.zip (iTAK)', false)
+    .option('--host <host>', 'server host name or IPv4 address the data packages dial, without port (default: this machine\'s first non-loopback IPv4 address if the server certificate is valid for it, else the certificate\'s first name)')
     // the server's own variable: a package made where the server runs on another port dials that one
     .addOption(new Option('--port <port>', `server TLS port written into the data package (default: ${DEFAULTS.port})`).env('COTSTREAM_PORT').argParser(parsePositiveInt('--port')))
     .option('--bits <n>', `RSA key size (default: ${DEFAULTS.bits})`, parsePositiveInt('--bits'))
@@ -111,7 +116,7 @@ export function registerCertsCommands(program: Command, io: CommandIO = stdio): 
         const files = resolvePkiPaths(o);
         const r = await issueClient({
           certsDir: files.dir,
-          files: { ca: files.ca, caKey: files.caKey },
+          files: { ca: files.ca, caKey: files.caKey, cert: files.cert },
           name,
           outDir: o.out,
           password: o.password,
@@ -128,13 +133,16 @@ export function registerCertsCommands(program: Command, io: CommandIO = stdio): 
         if (r.package) {
           // the address is a guess unless --host named it: say which one the phone will dial
           s += `  ${r.truststore}\n  ${r.package}   <- import this one file in ATAK / WinTAK\n`;
-          s += `data package connects to ${r.connect} (ssl)${o.host ? '' : ': this machine\'s first non-loopback address; --host to choose'}\n`;
+          s += `  ${r.itakPackage}   <- or this one in iTAK\n`;
+          const from = { given: '', machine: ': this machine\'s first non-loopback address; --host to choose', certificate: ': the server certificate\'s name; --host to choose' }[r.connectFrom ?? 'given'];
+          s += `data package connects to ${r.connect} (ssl)${from}\n`;
         }
         if (!o.password) {
           s += `PKCS#12 password${r.truststore ? ' (client and truststore)' : ''}: ${r.password}\n`;
           s += 'It is shown only now.\n';
         }
         io.out(s);
+        for (const w of r.warnings) io.err(`warning: ${w}\n`);
       },
     ),
   );

@@ -41,9 +41,9 @@ export function writeFileAtomic(file: string, data: string | Uint8Array, mode: n
 }
 
 /**
- * Refuse a private key that other users can read or write. Called by the server at start for
- * ca.key/server.key; the error names the file and the fix. (Group access is left to the operator:
- * Debian's ssl-cert group convention relies on it.)
+ * Refuse a private key that other users can read or write: the server's at start and reload, the
+ * CA's when `certs` signs with it; the error names the file and the fix. (Group access is left to
+ * the operator: Debian's ssl-cert group convention relies on it.)
  */
 export function assertKeyPrivate(file: string): void {
   if (process.platform === 'win32') return; // no POSIX modes to check
@@ -57,6 +57,30 @@ export function assertKeyPrivate(file: string): void {
     const mode = (st.mode & 0o777).toString(8).padStart(3, '0');
     throw new Error(
       `private key ${file} is accessible by other users (mode ${mode}); refusing to use it. Fix: chmod 600 ${file}`,
+    );
+  }
+}
+
+/**
+ * Refuse a file that decides whom the server trusts (the CA, the revocation list, the server's
+ * key) when other users can change it, or replace it through its directory: a local user who can
+ * write it chooses who connects. A sticky directory (/tmp) lets nobody replace another's file.
+ * A missing file is not checked (its directory is).
+ */
+export function assertNotOthersWritable(file: string, what: string): void {
+  if (process.platform === 'win32') return;
+  const dir = path.dirname(file);
+  for (const [f, isDir] of [[file, false], [dir, true]] as const) {
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(f);
+    } catch {
+      continue;
+    }
+    if ((st.mode & 0o002) === 0 || (isDir && (st.mode & 0o1000) !== 0)) continue;
+    const mode = (st.mode & 0o777).toString(8).padStart(3, '0');
+    throw new Error(
+      `other users can ${isDir ? `replace the ${what} ${file}: its directory ${f}` : `change the ${what} ${f}: it`} is writable by all (mode ${mode}); refusing to use it. Fix: chmod o-w ${f}`,
     );
   }
 }

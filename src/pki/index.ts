@@ -1,4 +1,4 @@
 export { pkiPaths, type PkiPaths } from './paths.ts';
 export { initPki, issueClient, loadCa, defaultHosts, randomPassword, type InitOptions, type ClientOptions, type ClientResult } from './ca.ts';
-export { assertKeyPrivate, certificateExpiry } from './files.ts';
+export { assertKeyPrivate, assertNotOthersWritable, certificateExpiry } from './files.ts';
 export { registerCertsCommands } from './commands.ts';

@@ -1,6 +1,8 @@
 // ATAK / WinTAK data package ("mission package" v2): one zip that configures the server connection
 // and imports both certificates. Zipped with fflate: no dependencies, synchronous, and it writes
-// the plain deflate/stored entries java.util.zip (ATAK) and .NET (WinTAK) read.
+// the plain deflate/stored entries java.util.zip (ATAK) and .NET (WinTAK) read. iTAK gets the same
+// files in a zip of its own: it looks for them at the top of the zip, not in a folder (TAK Server's
+// layout, certs/, is what ATAK and WinTAK are known to import).
 import { randomUUID } from 'node:crypto';
 import { zipSync, strToU8 } from 'fflate';
 
@@ -13,15 +15,23 @@ export interface DataPackageInput {
   truststoreP12: Uint8Array;
   truststorePassword: string;
   description?: string;
+  /** where the pref and the .p12 files go in the zip: certs/ (ATAK, WinTAK) or the top (iTAK) */
+  layout?: string;
+  /** the zip's file name, as the manifest names the package (default NAME.zip) */
+  zipName?: string;
 }
 
+/** The folder of the pref and .p12 files for ATAK and WinTAK; iTAK's package has none. */
+export const ATAK_LAYOUT = 'certs/';
+export const ITAK_LAYOUT = '';
+
 /** Zip entry names, exported for tests and docs. */
-export function packageEntries(name: string): { manifest: string; pref: string; client: string; truststore: string } {
+export function packageEntries(name: string, layout = ATAK_LAYOUT): { manifest: string; pref: string; client: string; truststore: string } {
   return {
     manifest: 'MANIFEST/manifest.xml',
-    pref: 'certs/cotstream.pref',
-    client: `certs/${name}.p12`,
-    truststore: `certs/truststore-${name}.p12`,
+    pref: `${layout}cotstream.pref`,
+    client: `${layout}${name}.p12`,
+    truststore: `${layout}truststore-${name}.p12`,
   };
 }
 
@@ -30,12 +40,13 @@ export function xmlEscape(s: string): string {
 }
 
 export function buildDataPackage(i: DataPackageInput): Uint8Array {
-  const e = packageEntries(i.name);
+  const layout = i.layout ?? ATAK_LAYOUT;
+  const e = packageEntries(i.name, layout);
   const x = xmlEscape;
   const manifest = `<MissionPackageManifest version="2">
   <Configuration>
     <Parameter name="uid" value="${randomUUID()}"/>
-    <Parameter name="name" value="${x(i.name)}.zip"/>
+    <Parameter name="name" value="${x(i.zipName ?? `${i.name}.zip`)}"/>
     <Parameter name="onReceiveDelete" value="true"/>
   </Configuration>
   <Contents>
@@ -57,9 +68,9 @@ ${str('connectString0', `${i.host}:${i.port}:ssl`)}
   </preference>
   <preference version="1" name="com.atakmap.app_preferences">
     <entry key="displayServerConnectionWidget" class="class java.lang.Boolean">true</entry>
-${str('caLocation', `cert/${e.truststore.slice('certs/'.length)}`)}
+${str('caLocation', `cert/${e.truststore.slice(layout.length)}`)}
 ${str('caPassword', i.truststorePassword)}
-${str('certificateLocation', `cert/${e.client.slice('certs/'.length)}`)}
+${str('certificateLocation', `cert/${e.client.slice(layout.length)}`)}
 ${str('clientPassword', i.clientPassword)}
   </preference>
 </preferences>

@@ -1,6 +1,6 @@
 // The real `cotstream start` process: starts, serves, stops cleanly on SIGTERM/SIGINT, refuses bad setups.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -92,6 +92,53 @@ describe('e2e: cotstream start as a process', function () {
     const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'start', '--certs-dir', dir, '--port', '0', '--metrics-port', 'off'], { cwd: ROOT, encoding: 'utf8', timeout: 20000 });
     assert.equal(r.status, 1);
     assert.match(r.stderr, new RegExp(`${join(dir, 'server.key').replace(/[.]/g, '\\.')}.*chmod 600`));
+  });
+
+  it('refuses to start when others can change whom it trusts (CA certificate, revocation list directory), naming the file', () => {
+    const start = (dir: string, extra: string[] = []) => spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'start', '--certs-dir', dir, '--port', '0', '--metrics-port', 'off', ...extra], { cwd: ROOT, encoding: 'utf8', timeout: 20000 });
+    const dir = mkdtempSync(join(tmpdir(), 'cotstream-trust-'));
+    try {
+      for (const f of ['ca.pem', 'server.pem', 'server.key']) copyFileSync(join(pki.dir, f), join(dir, f));
+      chmodSync(join(dir, 'ca.pem'), 0o666);
+      let r = start(dir);
+      assert.equal(r.status, 1);
+      assert.match(r.stderr, new RegExp(`refusing to start: other users can change the CA certificate .*${join(dir, 'ca.pem').replace(/[.]/g, '\\.')}.*mode 666.*chmod o-w`));
+      chmodSync(join(dir, 'ca.pem'), 0o644);
+      // the list's directory writable by all (not sticky): the list could be swapped for an empty one
+      const open = mkdtempSync(join(tmpdir(), 'cotstream-crldir-'));
+      chmodSync(open, 0o777);
+      r = start(dir, ['--crl', join(open, 'crl.json')]);
+      assert.equal(r.status, 1);
+      assert.match(r.stderr, new RegExp(`other users can replace the revocation list .*its directory ${open.replace(/[.]/g, '\\.')} is writable by all`));
+      rmSync(open, { recursive: true, force: true });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a passphrase-protected server key is named with the fix; FTS_UNENCRYPTED_KEYDIR is read before FTS_SERVER_KEYDIR', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cotstream-fts-'));
+    try {
+      for (const f of ['ca.pem', 'server.pem', 'server.key']) copyFileSync(join(pki.dir, f), join(dir, f));
+      const enc = join(dir, 'server.enc.key');
+      execFileSync('openssl', ['pkey', '-in', join(dir, 'server.key'), '-aes256', '-passout', 'pass:supersecret', '-out', enc]);
+      chmodSync(enc, 0o600);
+      const env = { ...process.env, FTS_SERVER_KEYDIR: enc };
+      const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'start', '--certs-dir', dir, '--port', '0', '--metrics-port', 'off'], { cwd: ROOT, encoding: 'utf8', timeout: 20000, env });
+      assert.equal(r.status, 1);
+      assert.match(r.stderr, new RegExp(`server private key ${enc.replace(/[.]/g, '\\.')} is passphrase-protected.*openssl pkey.*FTS_UNENCRYPTED_KEYDIR`));
+      assert.doesNotMatch(r.stderr, /bad decrypt/);
+      // FreeTAKServer's environment names both; its unencrypted copy is the one used
+      const srv = await spawnServer(['--certs-dir', dir], { FTS_SERVER_KEYDIR: enc, FTS_UNENCRYPTED_KEYDIR: join(dir, 'server.key') });
+      try {
+        const c = await CotClient.connect(srv.port, await pki.client('alpha'));
+        c.close();
+      } finally {
+        assert.equal(await srv.stop(), 0);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('refuses to start without certificates and says how to make them', () => {

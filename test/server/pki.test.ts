@@ -414,3 +414,107 @@ describe('certs commands', function () {
     }
   });
 });
+
+describe('certs: what devices will dial and accept', function () {
+  const dirs: string[] = [];
+  after(() => dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
+  const fresh = async (host: string): Promise<string> => {
+    const dir = tmpDir();
+    dirs.push(dir);
+    await cli(['certs', 'init', '--certs-dir', dir, '--host', host]);
+    return dir;
+  };
+  const prefOf = (zip: string, entry = 'certs/cotstream.pref') => strFromU8(unzipSync(fs.readFileSync(zip))[entry]!);
+  const connectOf = (pref: string) => /connectString0"[^>]*>([^<]+)</.exec(pref)![1]!;
+
+  it('certs server --force without --host keeps the names of the certificate it replaces', async () => {
+    const dir = await fresh('tak.example.org');
+    const out = await cli(['certs', 'server', '--certs-dir', dir, '--force']);
+    assert.match(out, /valid for tak\.example\.org \(the names of the certificate it replaces/);
+    assert.equal(new X509Certificate(fs.readFileSync(path.join(dir, 'server.pem'))).subjectAltName, 'DNS:tak.example.org');
+  });
+
+  it('a package dials a name the server certificate holds, and warns when --host is not one of them', async () => {
+    const dir = await fresh('tak.example.org');
+    const out = await cli(['certs', 'client', 'oscar', '--certs-dir', dir, '--package']);
+    assert.match(out, /data package connects to tak\.example\.org:8089 \(ssl\): the server certificate's name/);
+    assert.doesNotMatch(out, /warning/);
+    assert.equal(connectOf(prefOf(path.join(dir, 'clients', 'oscar.zip'))), 'tak.example.org:8089:ssl');
+    const warned = await cli(['certs', 'client', 'papa', '--certs-dir', dir, '--package', '--host', '10.9.9.9']);
+    assert.match(warned, /warning: the server certificate .*server\.pem is not valid for 10\.9\.9\.9 \(it names tak\.example\.org\).*certs server --force --host tak\.example\.org,10\.9\.9\.9/s);
+    // a wildcard certificate covers one label
+    const wild = await fresh('*.example.org');
+    assert.doesNotMatch(await cli(['certs', 'client', 'quebec', '--certs-dir', wild, '--package', '--host', 'tak.example.org']), /warning/);
+    assert.match(await cli(['certs', 'client', 'romeo', '--certs-dir', wild, '--package', '--host', 'a.b.example.org']), /warning: .*not valid for a\.b\.example\.org/);
+  });
+
+  it('refuses a package --host ATAK would misread (port, scheme, IPv6, empty) before writing anything', async () => {
+    const dir = await fresh('localhost');
+    for (const bad of ['tak.example.org:8089', 'https://tak.example.org', 'fe80::1', '', 'bad host']) {
+      await assert.rejects(cli(['certs', 'client', 'sierra', '--certs-dir', dir, '--package', '--host', bad]), /--host/, bad);
+      assert.ok(!fs.existsSync(path.join(dir, 'clients', 'sierra.pem')), bad);
+    }
+    await assert.rejects(cli(['certs', 'client', 'sierra', '--certs-dir', dir, '--package', '--host', 'fe80::1']), /cannot hold an IPv6 address/);
+  });
+
+  it('writes an iTAK package: the same files at the top of the zip', async () => {
+    const dir = await fresh('tak.example.org');
+    const out = await cli(['certs', 'client', 'tango', '--certs-dir', dir, '--package', '--password', 'tango-pass']);
+    const itak = path.join(dir, 'clients', 'tango-itak.zip');
+    assert.match(out, /tango-itak\.zip\s+<- or this one in iTAK/);
+    assert.equal(mode(itak), 0o600);
+    const files = unzipSync(fs.readFileSync(itak));
+    assert.deepEqual(Object.keys(files).sort(), ['MANIFEST/manifest.xml', 'cotstream.pref', 'tango.p12', 'truststore-tango.p12']);
+    const manifest = strFromU8(files['MANIFEST/manifest.xml']!);
+    assert.match(manifest, /<Parameter name="name" value="tango-itak\.zip"\/>/);
+    for (const e of ['cotstream.pref', 'tango.p12', 'truststore-tango.p12']) assert.ok(manifest.includes(`zipEntry="${e}"`), e);
+    const pref = strFromU8(files['cotstream.pref']!);
+    assert.equal(connectOf(pref), 'tak.example.org:8089:ssl');
+    assert.match(pref, /key="caLocation"[^>]*>cert\/truststore-tango\.p12</);
+    assert.match(pref, /key="certificateLocation"[^>]*>cert\/tango\.p12</);
+    assert.deepEqual(Buffer.from(files['tango.p12']!), fs.readFileSync(path.join(dir, 'clients', 'tango.p12')));
+    // the ATAK package's pref differs only in where its files are
+    assert.equal(prefOf(path.join(dir, 'clients', 'tango.zip')), pref);
+  });
+
+  it('a CA made elsewhere, with a key identifier of its own choosing, chains to what it signs', async () => {
+    const dir = tmpDir();
+    dirs.push(dir);
+    // (a config file: with -addext, openssl would compute the CA's own AKI from its key, not its SKI)
+    fs.writeFileSync(path.join(dir, 'ca.cnf'), [
+      '[req]', 'distinguished_name = dn', 'x509_extensions = v3', 'prompt = no', '[dn]', 'CN = Other CA', '[v3]',
+      'subjectKeyIdentifier = 01:02:03:04:05:06:07:08', 'authorityKeyIdentifier = keyid:always',
+      'basicConstraints = critical,CA:TRUE', 'keyUsage = critical,keyCertSign,cRLSign', '',
+    ].join('\n'));
+    openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', path.join(dir, 'ca.key'), '-out', path.join(dir, 'ca.pem'), '-days', '30', '-config', path.join(dir, 'ca.cnf')]);
+    fs.chmodSync(path.join(dir, 'ca.key'), 0o600);
+    await cli(['certs', 'server', '--certs-dir', dir, '--host', 'localhost']);
+    await cli(['certs', 'client', 'uniform', '--certs-dir', dir]);
+    const ca = new X509Certificate(fs.readFileSync(path.join(dir, 'ca.pem')));
+    for (const f of [path.join(dir, 'server.pem'), path.join(dir, 'clients', 'uniform.pem')]) {
+      assert.match(openssl(['verify', '-CAfile', path.join(dir, 'ca.pem'), f]), /: OK/, f);
+      assert.ok(new X509Certificate(fs.readFileSync(f)).checkIssued(ca), f);
+      assert.match(openssl(['x509', '-in', f, '-noout', '-ext', 'authorityKeyIdentifier']), /01:02:03:04:05:06:07:08/);
+    }
+  });
+
+  it('refuses to sign with a CA key others can read; revoke still revokes, with a warning', async () => {
+    const dir = await fresh('localhost');
+    await cli(['certs', 'client', 'victor', '--certs-dir', dir]);
+    fs.chmodSync(path.join(dir, 'ca.key'), 0o644);
+    await assert.rejects(cli(['certs', 'client', 'whiskey', '--certs-dir', dir]), /ca\.key is accessible by other users \(mode 644\).*chmod 600/s);
+    await assert.rejects(cli(['certs', 'server', '--certs-dir', dir, '--force']), /ca\.key is accessible by other users/);
+    assert.ok(!fs.existsSync(path.join(dir, 'clients', 'whiskey.pem')));
+    const out = await runCommands(registerRevocationCommands, ['revoke', path.join(dir, 'clients', 'victor.pem'), '--certs-dir', dir]);
+    assert.match(out, /warning: other users can read the CA key .*ca\.key: anyone who does can issue certificates your server accepts \(fix: chmod 600 .*ca\.key\)/);
+    assert.match(fs.readFileSync(path.join(dir, 'crl.json'), 'utf8'), new RegExp(canonicalSerial(new X509Certificate(fs.readFileSync(path.join(dir, 'clients', 'victor.pem'))).serialNumber)));
+  });
+
+  it('refuses a password that is not printable ASCII; warns of a server certificate iOS would refuse', async () => {
+    const dir = await fresh('localhost');
+    await assert.rejects(cli(['certs', 'client', 'xray', '--certs-dir', dir, '--package', '--password', 'Pässwörd-1']), /--password must be printable ASCII/);
+    assert.ok(!fs.existsSync(path.join(dir, 'clients', 'xray.pem')));
+    assert.match(await cli(['certs', 'server', '--certs-dir', dir, '--force', '--days', '900']), /warning: the server certificate is valid for 900 days: iOS .* 825 days/);
+    assert.doesNotMatch(await cli(['certs', 'server', '--certs-dir', dir, '--force', '--days', '825']), /warning/);
+  });
+});
