@@ -134,6 +134,7 @@ export function buildConfig(flags: Record<string, unknown>, env: NodeJS.ProcessE
     }
   }
   const out: Record<string, unknown> = {};
+  const sources: Record<string, string> = {};
   for (const spec of OPTIONS) {
     let raw: unknown;
     let source = spec.flag.split(' ')[0];
@@ -153,7 +154,13 @@ export function buildConfig(flags: Record<string, unknown>, env: NodeJS.ProcessE
       else raw = spec.def;
     }
     out[spec.key] = raw === undefined ? undefined : parseValue(spec, raw, source);
+    sources[spec.key] = source;
   }
+  // where a bad value came from: the flag, or the variable / config key that stood in for it
+  const src = (key: string): string => {
+    const flag = OPTIONS.find((o) => o.key === key)!.flag.split(' ')[0]!;
+    return sources[key] === flag ? flag : `${sources[key]} (${flag})`;
+  };
   const certsDir = resolve(String(out.certsDir));
   out.certsDir = certsDir;
   out.ca = resolve(String(out.ca ?? join(certsDir, 'ca.pem')));
@@ -162,15 +169,15 @@ export function buildConfig(flags: Record<string, unknown>, env: NodeJS.ProcessE
   out.crl = resolve(String(out.crl ?? join(certsDir, 'crl.json')));
   if (!out.nodeId) out.nodeId = `${hostname()}-${randomBytes(3).toString('hex')}`;
   const cfg = out as unknown as Config;
-  if (cfg.port < 0) throw new ConfigError('--port: the TLS listener cannot be turned off');
+  if (cfg.port < 0) throw new ConfigError(`${src('port')}: the TLS listener cannot be turned off`);
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(cfg.logLevel)) {
-    throw new ConfigError(`--log-level: unknown level "${cfg.logLevel}"`);
+    throw new ConfigError(`${src('logLevel')}: unknown level "${cfg.logLevel}"`);
   }
-  if (cfg.maxFrameBytes < 1024) throw new ConfigError('--max-frame-bytes: must be at least 1024');
-  if (cfg.redis && !/^rediss?:\/\//.test(cfg.redis)) throw new ConfigError('--redis: expected a redis:// or rediss:// URL');
-  if (cfg.redis && !URL.canParse(cfg.redis)) throw new ConfigError('--redis: not a valid URL (percent-encode special characters of the password)');
+  if (cfg.maxFrameBytes < 1024) throw new ConfigError(`${src('maxFrameBytes')}: must be at least 1024`);
+  if (cfg.redis && !/^rediss?:\/\//.test(cfg.redis)) throw new ConfigError(`${src('redis')}: expected a redis:// or rediss:// URL`);
+  if (cfg.redis && !URL.canParse(cfg.redis)) throw new ConfigError(`${src('redis')}: not a valid URL (percent-encode special characters of the password)`);
   // Node's TLS server treats 0 as "not set" and waits its own 120 s: there is no "off" to offer
-  if (cfg.handshakeTimeout < 1) throw new ConfigError('--handshake-timeout: must be at least 1 ms (Node has no "off": 0 would mean its own 120 s)');
+  if (cfg.handshakeTimeout < 1) throw new ConfigError(`${src('handshakeTimeout')}: must be at least 1 ms (Node has no "off": 0 would mean its own 120 s)`);
   if (cfg.redisCa) cfg.redisCa = resolve(cfg.redisCa);
   checkRedisClientPair(cfg.redisCert, cfg.redisKey);
   if (cfg.redisCert) { cfg.redisCert = resolve(cfg.redisCert); cfg.redisKey = resolve(cfg.redisKey); }
@@ -178,8 +185,8 @@ export function buildConfig(flags: Record<string, unknown>, env: NodeJS.ProcessE
   for (const [flag, f] of [['--redis-ca', cfg.redisCa], ['--redis-cert', cfg.redisCert], ['--redis-key', cfg.redisKey]]) {
     if (f && !existsSync(f)) throw new ConfigError(`${flag}: ${f} does not exist`);
   }
-  if (cfg.busHeartbeat < 100) throw new ConfigError('--bus-heartbeat: must be at least 100 ms');
-  if (Buffer.byteLength(cfg.nodeId) > 255) throw new ConfigError('--node-id: at most 255 bytes');
+  if (cfg.busHeartbeat < 100) throw new ConfigError(`${src('busHeartbeat')}: must be at least 100 ms`);
+  if (Buffer.byteLength(cfg.nodeId) > 255) throw new ConfigError(`${src('nodeId')}: at most 255 bytes`);
   try {
     parseAllowList(cfg.metricsAllow); // refuse a bad allowlist before anything listens
     parseAllowList(cfg.proxyProtocol, '--proxy-protocol (COTSTREAM_PROXY_PROTOCOL)');

@@ -125,7 +125,8 @@ export class Router implements BusHost {
       // A device that already reconnected under the same uid is still online, one that deleted
       // itself has been announced: no delete notice.
       if (!this.byUid.has(uid) && !s.departed) {
-        this.publish(EnvelopeKind.gone, 0, uid, s.saType, NaN, null, null, disconnectNotice(uid, s.saType), performance.now());
+        // t0 NaN: made here, not read from a client, so not a delivery latency
+        this.publish(EnvelopeKind.gone, 0, uid, s.saType, NaN, null, null, disconnectNotice(uid, s.saType), NaN);
       }
     }
   }
@@ -321,7 +322,7 @@ export class Router implements BusHost {
     } else {
       n = this.deliverDirected(env, local);
     }
-    if (n > 0 && local) this.flusher.delivered(env.t0);
+    if (n > 0 && local && env.t0 === env.t0) this.flusher.delivered(env.t0);
   }
 
   /** Recipients named by uid or callsign, each once; a reused scratch list keeps this allocation-free. */

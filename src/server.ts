@@ -139,6 +139,16 @@ export class CotServer {
     }
     this.startRevocation();
     this.stopExpiry = watchCertificateExpiry({ ca: cfg.ca, server: cfg.cert }, this.metrics.certExpiry, this.log, () => this.warnCrlExpired());
+    // up before the bus connects (a Redis that does not answer holds start() for seconds): a
+    // liveness probe gets 200, /readyz 503 until the listener is up
+    if (cfg.metricsPort >= 0) {
+      this.http = await startHttp(
+        { host: cfg.metricsHost, port: cfg.metricsPort, token: cfg.metricsToken, allow: cfg.metricsAllow, ready: () => this.ready(), maxConnections: this.fds.http },
+        this.metrics, this.log,
+      );
+      const addr = this.http.address();
+      this.metricsPort = typeof addr === 'object' && addr ? addr.port : 0;
+    }
     await this.bus.start(this.router.deliver, this.router);
 
     this.tls = createTlsListener(
@@ -152,14 +162,6 @@ export class CotServer {
       this.log.warn({ audit: 'plaintext', port: this.tcpPort }, `PLAINTEXT CoT listener on ${hostPort(cfg.host, this.tcpPort)}: anyone who reaches it can read and inject events without a certificate`);
     }
     this.listening = true;
-    if (cfg.metricsPort >= 0) {
-      this.http = await startHttp(
-        { host: cfg.metricsHost, port: cfg.metricsPort, token: cfg.metricsToken, allow: cfg.metricsAllow, ready: () => this.ready(), maxConnections: this.fds.http },
-        this.metrics, this.log,
-      );
-      const addr = this.http.address();
-      this.metricsPort = typeof addr === 'object' && addr ? addr.port : 0;
-    }
     this.log.info({ audit: 'listening', tls: hostPort(cfg.host, this.tlsPort), metrics: this.http ? hostPort(cfg.metricsHost, this.metricsPort) : 'off' }, `cotstream listening on ${hostPort(cfg.host, this.tlsPort)} (mutual TLS)`);
   }
 
@@ -264,18 +266,18 @@ export class CotServer {
 
   /** Close every live session whose certificate the list now revokes, one audit line each. */
   private dropRevoked(): number {
-    return this.closeWhere((id) => {
+    return this.closeWhere((id, s) => {
       const reason = this.isRevoked(id);
       if (reason === undefined) return false;
-      this.log.warn({ audit: 'revoked', cn: id.cn, serial: id.serial, remote: id.remote, revocationReason: reason }, 'certificate revoked: closing its session');
+      s.log.warn({ audit: 'revoked', revocationReason: reason }, 'certificate revoked: closing its session');
       return true;
     }, 'revoked');
   }
 
   /** Close the sessions of every client that matches (revocation takes effect at once). */
-  closeWhere(pred: (id: ClientIdentity) => boolean, reason: 'revoked'): number {
+  closeWhere(pred: (id: ClientIdentity, s: Session) => boolean, reason: 'revoked'): number {
     let n = 0;
-    for (const s of [...this.router.sessions]) if (pred(s.identity)) { s.close(reason); n++; }
+    for (const s of [...this.router.sessions]) if (pred(s.identity, s)) { s.close(reason); n++; }
     return n;
   }
 

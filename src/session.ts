@@ -482,6 +482,9 @@ export class Session implements FramerSink {
   /** FramerSink: a frame discarded by the framer (oversize, DOCTYPE …). */
   reject(reason: FrameRejectReason, detail: string): void {
     if (this.switchAt >= 0) return;
+    // received, then dropped: as a malformed event the scan refuses is (the drop counts are part of the received)
+    this.eventsIn++;
+    this.chunkEvents++;
     this.dropped++;
     this.metrics.drop[reason].inc();
     this.logOnce(reason, { detail });

@@ -168,6 +168,7 @@ function entriesTable(l: RevocationData, subjects: Map<string, string>): string 
 function readList(crl: string, crlPem: string | undefined, io: CommandIO): RevocationData {
   const l = readRevocationFile(crl, crlPem);
   if (l.restoredFrom) io.err(`warning: ${crl} not found: using the ${l.entries.size} revocation(s) of its signed copy ${l.restoredFrom}, as the server does\n`);
+  for (const w of l.warnings ?? []) io.err(`warning: ${crl}: ${w}\n`);
   return l;
 }
 

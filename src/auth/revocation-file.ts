@@ -31,7 +31,17 @@ export interface RevocationData {
   nextUpdate?: Date;
   /** Canonical serial → entry; first occurrence wins. */
   entries: Map<string, RevokedEntry>;
+  /** what an operator should fix in the file (read all the same) */
+  warnings?: string[];
 }
+
+/**
+ * A JSON string serial of this many decimal digits or more is taken both ways. Strings are hex, but
+ * a hand edit or a script's str(serial) quotes a decimal serial, and read as hex alone that
+ * revocation would let the device in. A hex serial made only of the digits 0-9 is rare at this
+ * length ((10/16)^17 < 0.05%); the other reading revokes a serial no certificate has.
+ */
+const AMBIGUOUS_DIGITS = 17;
 
 /** How far ahead `revoke` / `crl refresh` set next_update. Never enforced by cotstream itself. */
 export const DEFAULT_CRL_DAYS = 90;
@@ -111,6 +121,7 @@ function parseJsonList(text: string): RevocationData {
   } else throw new Error('expected a JSON object with a "revoked" array (or a PEM/DER X.509 CRL)');
 
   const entries = new Map<string, RevokedEntry>();
+  const warnings: string[] = [];
   list.forEach((item, i) => {
     const where = `revoked[${i}]`;
     let entry: RevokedEntry;
@@ -122,6 +133,12 @@ function parseJsonList(text: string): RevocationData {
       entry = { serial: serialOf(item, where), reason: 'unspecified', date: '' };
     }
     if (!entries.has(entry.serial)) entries.set(entry.serial, entry);
+    const raw = isObject(item) ? (item.serial_number ?? item.serialNumber ?? item.serial) : item;
+    if (typeof raw === 'string' && raw.trim().length >= AMBIGUOUS_DIGITS && /^\d+$/.test(raw.trim())) {
+      const decimal = canonicalSerial(BigInt(raw.trim()));
+      if (!entries.has(decimal)) entries.set(decimal, { ...entry, serial: decimal });
+      warnings.push(`${where}: serial_number "${raw.trim()}" is a string of digits: revoked both as hex (how strings are read) and as the decimal number it looks like (hex ${decimal}); write a decimal serial as a bare number, a hex one as a string`);
+    }
   });
   return {
     format: 'json',
@@ -129,6 +146,7 @@ function parseJsonList(text: string): RevocationData {
     lastUpdate: optDate(top.last_update),
     nextUpdate: optDate(top.next_update),
     entries,
+    ...(warnings.length ? { warnings } : {}),
   };
 }
 

@@ -172,6 +172,7 @@ export class RevocationList extends EventEmitter {
     const changed = this.replace(parsed.entries, parsed.nextUpdate);
     this.emit('reload');
     this.log.info({ revoked: this.entries.size, format: parsed.format, next_update: parsed.nextUpdate?.toISOString() }, 'revocation list loaded');
+    for (const w of parsed.warnings ?? []) this.log.warn({}, `revocation list: ${w}`);
     if (this.expired) {
       this.log.warn(
         { next_update: this.next!.toISOString() },

@@ -47,6 +47,8 @@ export const DEFAULT_CHANNEL = 'cotstream:v1';
 /** how long a sync request waits for others to share its answer (a joining node waits 200 ms for
  *  the first one: start()) */
 const ANSWER_COALESCE_MS = 100;
+/** Redis's answers that mean "not you": a wrong password, an unknown user, an ACL */
+const REFUSAL = /^(WRONGPASS|NOAUTH|NOPERM|ERR (AUTH|invalid password|Client sent AUTH))/;
 
 export interface RedisBusOptions {
   url: string;
@@ -148,6 +150,8 @@ export class RedisBus implements Bus {
   private downSince = Date.now();
   private loggedDown = false;
   private lastError = '';
+  /** the refusal (WRONGPASS, NOPERM, …) logged during this outage */
+  private loggedRefusal = '';
   private upWaiters: Array<() => void> = [];
   private lastReplayAt = 0;
 
@@ -230,6 +234,7 @@ export class RedisBus implements Bus {
       this.loggedDown = true;
       this.log.error({ audit: 'bus', state: 'down', redis: this.redisUrl, err: this.lastError || 'timeout' },
         `Redis unreachable at start (${this.lastError || 'no answer'}): serving local clients only, retrying in the background`);
+      if (REFUSAL.test(this.lastError)) this.loggedRefusal = this.lastError;
       return;
     }
     // give the other nodes a moment to answer the sync request: newcomers get their SAs
@@ -582,7 +587,15 @@ export class RedisBus implements Bus {
 
   // ---- connection state ---------------------------------------------------------------------
 
-  private readonly onError = (err: Error): void => { this.lastError = err.message; };
+  private readonly onError = (err: Error): void => {
+    this.lastError = err.message;
+    // Down, a Redis that answers but refuses us (a password or ACL changed while we were away) is
+    // said once: the line of the outage named only how the connection was lost
+    if (this.loggedDown && !this.up && !this.closed && REFUSAL.test(err.message) && this.loggedRefusal !== err.message) {
+      this.loggedRefusal = err.message;
+      this.log.error({ audit: 'bus', state: 'refused', redis: this.redisUrl, err: err.message }, 'Redis answers but refuses this node (password or ACL): still serving local clients only');
+    }
+  };
 
   private readonly onPubReady = (): void => {
     this.pubReady = true;
@@ -627,6 +640,7 @@ export class RedisBus implements Bus {
         this.everUp ? 'Redis bus connected again: cross-node delivery resumed' : 'Redis bus connected');
       this.everUp = true;
       this.loggedDown = false;
+      this.loggedRefusal = '';
       this.discardedSinceUp = 0;
       // peers could not be heard while we were down: give them a fresh deadline
       for (const p of this.peers.values()) p.lastSeen = now;
@@ -641,6 +655,7 @@ export class RedisBus implements Bus {
         this.log.error({ audit: 'bus', state: 'down', redis: this.redisUrl, err: this.lastError || 'connection closed' },
           this.refused ? 'Redis refuses our publishes: serving local clients only, trying again every heartbeat'
             : 'lost the Redis bus: serving local clients only, reconnecting in the background');
+        if (REFUSAL.test(this.lastError)) this.loggedRefusal = this.lastError;
       }
     }
   }

@@ -34,7 +34,8 @@ export interface Envelope {
   uids: string[] | null;
   /** the event as recipients receive it (XML, <marti> removed) */
   frame: Buffer;
-  /** receive time on the origin node (performance.now(); only meaningful on that node) */
+  /** receive time on the origin node (performance.now(); only meaningful on that node); NaN for
+   *  what the server made itself (a disconnect notice), which is no delivery latency */
   t0: number;
   /** kinds sa and replay: the certificate serial of the client that owns `uid` (absent: unknown,
    *  e.g. a plaintext client). A client of another node under another certificate may not speak

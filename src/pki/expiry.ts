@@ -7,7 +7,8 @@ import { certificateExpiry } from './files.ts';
 export const EXPIRY_WARN_DAYS = 30;
 const CHECK_EVERY_MS = 12 * 3600_000;
 
-/** Set the gauge and warn now and periodically; returns a stop function. Unreadable files are logged, not fatal. */
+/** Set the gauge and warn now and periodically; returns a stop function. Unreadable files are logged, not fatal.
+ *  `also` runs with the periodic checks only (what it checks has warned for itself when it loaded). */
 export function watchCertificateExpiry(certs: Record<string, string>, gauge: Gauge<'cert'>, log: Logger, also?: () => void): () => void {
   const check = () => {
     for (const [name, file] of Object.entries(certs)) {
@@ -27,10 +28,9 @@ export function watchCertificateExpiry(certs: Record<string, string>, gauge: Gau
         );
       }
     }
-    also?.();
   };
   check();
-  const t = setInterval(check, CHECK_EVERY_MS);
+  const t = setInterval(() => { check(); also?.(); }, CHECK_EVERY_MS);
   t.unref();
   return () => clearInterval(t);
 }

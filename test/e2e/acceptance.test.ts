@@ -73,11 +73,15 @@ describe('e2e: acceptance (hostile traffic over the wire)', function () {
     const watcher = await connect('hotel');
     for (const c of cases) {
       const before = await drop(c.reason);
+      const receivedBefore = await srv.metric('cot_events_received_total');
       const seenBefore = watcher.frames.length;
       const x = await connect(c.who);
       x.send(c.payload);
       await sleep(1500);
       const dropped = (await drop(c.reason)) - before;
+      // every drop is of an event received: a dropped/received ratio never passes 1
+      const received = (await srv.metric('cot_events_received_total')) - receivedBefore;
+      assert.ok(received >= dropped && received <= (c.reason === 'rate_limit' ? 10000 : c.n), `${c.who}: ${received} received, ${dropped} dropped`);
       // the rate bucket refills (100/s by default) while the 10,000 are read
       assert.ok(Math.abs(dropped - c.n) <= (c.reason === 'rate_limit' ? 500 : 0), `${c.who}: ${dropped} dropped as ${c.reason}, expected about ${c.n}`);
       const lines = srv.logs.filter((l) => l.cn === c.who && (l.audit === 'bad_input' || l.audit === 'rate_limit'));

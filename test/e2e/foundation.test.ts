@@ -162,8 +162,14 @@ describe('e2e: mutual-TLS CoT server', function () {
     assert.equal(await srv.metric('cot_events_received_total'), recv0 + 1);
     assert.ok((await srv.metric('cot_events_delivered_total')) >= deliv0 + 1);
     const sid = srv.logs.find((l) => l.audit === 'accepted' && l.cn === 'alpha' && l.sid !== undefined && !srv.logs.some((c) => c.audit === 'closed' && c.sid === l.sid))!.sid;
+    await sleep(20); // the latency of alpha's SA is recorded after its write
+    const latency0 = await srv.metric('cot_delivery_latency_seconds_count');
     a.close();
     await waitFor(() => srv.logs.some((l) => l.audit === 'closed' && l.sid === sid));
+    // bravo gets alpha's disconnect notice: a delivery, but made by the server, not a client's event
+    await b.waitFor((f) => f.some((x) => x.includes('t-x-d-d') && x.includes('m-alpha')));
+    await sleep(20);
+    assert.equal(await srv.metric('cot_delivery_latency_seconds_count'), latency0, 'the latency histogram counts only events read from clients');
     assert.equal(srv.logs.filter((l) => l.audit === 'accepted' && l.sid === sid).length, 1);
     const closed = srv.logs.filter((l) => l.audit === 'closed' && l.sid === sid);
     assert.equal(closed.length, 1);

@@ -1,6 +1,8 @@
 // The real `cotstream start` process: starts, serves, stops cleanly on SIGTERM/SIGINT, refuses bad setups.
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import http from 'node:http';
+import net from 'node:net';
 import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,7 +10,8 @@ import { makePki, testPki, type SharedPki } from '../helpers/pki.ts';
 import { issueServer } from '../../src/pki/ca.ts';
 import { canonicalSerial } from '../../src/auth/serial.ts';
 import { spawnServer, metricValue, ROOT } from '../helpers/server.ts';
-import { CotClient, sa, ping } from '../helpers/client.ts';
+import { CotClient, sa, ping, sleep } from '../helpers/client.ts';
+import { freePort } from '../helpers/net.ts';
 
 describe('e2e: cotstream start as a process', function () {
   this.timeout(30000);
@@ -138,6 +141,32 @@ describe('e2e: cotstream start as a process', function () {
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('/healthz answers while start() still waits for a Redis that does not answer; /readyz 503 until ready', async () => {
+    // a peer that accepts the connection and never says a word, as a hung Redis
+    const silent = net.createServer(() => undefined);
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const redisPort = (silent.address() as net.AddressInfo).port;
+    const metricsPort = await freePort();
+    const proc = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'start', '--certs-dir', pki.dir, '--host', '127.0.0.1', '--port', '0',
+      '--metrics-host', '127.0.0.1', '--metrics-port', String(metricsPort), '--redis', `redis://127.0.0.1:${redisPort}`], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    proc.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+    const status = (p: string) => new Promise<number>((resolve) => {
+      http.get({ host: '127.0.0.1', port: metricsPort, path: p }, (res) => { res.resume(); resolve(res.statusCode ?? 0); }).on('error', () => resolve(0));
+    });
+    try {
+      let health = 0;
+      const deadline = Date.now() + 15000;
+      while (health !== 200 && Date.now() < deadline) { health = await status('/healthz'); if (health !== 200) await sleep(50); }
+      assert.equal(health, 200, 'liveness answered');
+      assert.ok(!out.includes('"audit":"listening"'), 'answered before start() was done (while it waited for Redis)');
+      assert.equal(await status('/readyz'), 503);
+    } finally {
+      proc.kill('SIGKILL');
+      silent.close();
     }
   });
 
@@ -295,7 +324,8 @@ describe('e2e: cotstream start as a process', function () {
       what: 'COTSTREAM_HANDSHAKE_TIMEOUT_MS=0',
       args: () => [],
       env: () => ({ COTSTREAM_HANDSHAKE_TIMEOUT_MS: '0' }),
-      message: /--handshake-timeout: must be at least 1 ms/,
+      // named as the operator wrote it: the variable, with the flag it stands for
+      message: /COTSTREAM_HANDSHAKE_TIMEOUT_MS \(--handshake-timeout\): must be at least 1 ms/,
     },
     {
       what: 'a misspelt key in the config file (the option would silently keep its default)',

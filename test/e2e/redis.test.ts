@@ -747,6 +747,24 @@ describe('e2e: Redis with a password, and over TLS (rediss://)', function () {
     await sleep(1000);
     assert.equal(busLines(W, 'down').length, 1);
     assert.match(String(busLines(W, 'down')[0].err), /WRONGPASS|invalid|auth/i);
+    assert.equal(busLines(W, 'refused').length, 0, 'the refusal at start is said once, in the down line');
+    // the password changed while X was connected and X lost its connections: the outage line
+    // says only that the connection closed, so the refusal met on reconnecting is said, once
+    const admin = new Redis(r.url);
+    try {
+      await admin.config('SET', 'requirepass', 'rotated-elsewhere');
+      await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
+      await admin.call('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+      await until(() => busLines(X, 'refused').length > 0, 8000, 'the refusal said');
+      assert.match(String(busLines(X, 'refused')[0]!.err), /WRONGPASS|invalid/i);
+      assert.equal(await readyzStatus(X), 503);
+      await sleep(2500); // several reconnects, each refused the same way
+      assert.equal(busLines(X, 'refused').length, 1, 'once per outage');
+      await admin.config('SET', 'requirepass', secret);
+      await until(async () => (await readyzStatus(X)) === 200, 10000, 'back once the password is right again');
+    } finally {
+      admin.disconnect();
+    }
     for (const n of [X, Y, W]) {
       const all = JSON.stringify(n.lines) + n.stderr;
       assert.ok(!all.includes('s3cr3t') && !all.includes('p%40ss'), 'the password appears in the logs');

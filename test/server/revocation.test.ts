@@ -102,6 +102,21 @@ describe('revocation list', function () {
     assert.deepEqual(list.lookup(alpha), { serial: alpha, reason: 'key_compromise', date: '2026-01-02T03:04:05.000Z' });
   });
 
+  it('a decimal serial written as a string (a hand edit, str(serial)) still revokes: long digit strings are read both ways, with a warning', () => {
+    const dec = serialToBigInt(alpha).toString(10);
+    const { list, lines } = load(path.join(dir, 'crl.json'), JSON.stringify({ revoked: [{ serial_number: dec, reason: 'key_compromise' }] }));
+    refusesAlphaOnly(list);
+    assert.equal(list.lookup(alpha)!.reason, 'key_compromise');
+    assert.ok(list.lookup(dec), 'and the hex reading, as strings are read');
+    assert.ok(lines.some((l) => l.level === 40 && /is a string of digits: revoked both as hex .* and as the decimal number/.test(String(l.msg))), 'warned');
+    // a short digit string is hex only: openssl ca's sequential serials ("10" is 0x10, not 0x0a)
+    const { list: short, lines: quiet } = load(path.join(dir, 'crl2.json'), JSON.stringify({ revoked: [{ serial_number: '10' }] }));
+    assert.ok(short.lookup('10'));
+    assert.equal(short.lookup('a'), undefined);
+    assert.equal(short.size, 1);
+    assert.ok(!quiet.some((l) => /string of digits/.test(String(l.msg))));
+  });
+
   it('JSON with colon-hex (upper case, leading zero byte) and plain hex serials', () => {
     const colon = ('00' + (alpha.length % 2 ? '0' : '') + alpha).toUpperCase().match(/../g)!.join(':');
     const { list } = load(path.join(dir, 'crl.json'), JSON.stringify({ revoked: [{ serial_number: colon, reason: 'superseded' }] }));
