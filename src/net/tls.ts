@@ -2,6 +2,7 @@
 // the raw TCP socket before any TLS work; handshake failures are classified, counted and logged.
 import tls from 'node:tls';
 import net, { type BlockList } from 'node:net';
+import { constants as cryptoConstants } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Metrics, HandshakeResult } from '../ops/metrics.ts';
 import { LogLimiter, type Logger } from '../ops/log.ts';
@@ -146,7 +147,7 @@ export function classifyHandshakeError(err: Error & { code?: string }, authoriza
 export function failureText(err: Error & { code?: string }): string {
   const s = `${err.code ?? ''} ${err.message ?? ''}`;
   if (/alert/i.test(s)) return 'TLS handshake failed: the client refused it with a TLS alert (err); "unknown ca", "bad certificate" or "certificate unknown" mean it does not trust this server\'s certificate: check the truststore in its data package';
-  if (/ECONNRESET|EPIPE|ECONNABORTED|socket hang up|disconnected before secure/i.test(s)) return 'TLS handshake not completed: the client closed the connection (a device that does not trust this server\'s certificate may do this: check the truststore in its data package)';
+  if (/ECONNRESET|EPIPE|ECONNABORTED|socket hang up|disconnected before secure/i.test(s)) return 'TLS handshake not completed: the client closed the connection (a device that gave up waiting, e.g. on a busy server; when one device does it every time, it may not trust this server\'s certificate: check the truststore in its data package)';
   return 'TLS handshake failed';
 }
 
@@ -191,8 +192,11 @@ export function createTlsListener(o: ListenerOptions, limiter: ConnectionLimiter
     rejectUnauthorized: false,
     minVersion: 'TLSv1.2',
     handshakeTimeout: o.handshakeTimeout > 0 ? o.handshakeTimeout : undefined,
-    // session tickets would let a revoked client resume without presenting its certificate again
-    sessionTimeout: 0,
+    // No resumption: every connection presents its certificate and has it verified now. A TLS 1.3
+    // ticket (resumable for 2 h) would carry the identity of a certificate that may have expired
+    // since; Node keeps no TLS 1.2 session cache of its own. (sessionTimeout: 0 did not turn
+    // tickets off: Node ignores a falsy value.)
+    secureOptions: cryptoConstants.SSL_OP_NO_TICKET,
   });
   // one close listener for every socket (not a closure per connection: idle connections are many)
   function releaseSlot(this: Tagged): void { limiter.release(this[ipKey]!); }
@@ -223,7 +227,7 @@ export function createTlsListener(o: ListenerOptions, limiter: ConnectionLimiter
     const result = classifyHandshakeError(err, authz);
     metrics.handshake[result].inc();
     if (limitedLog.allow()) {
-      log.warn({ audit: 'refused', reason: result, remote: raw?.[remoteKey] ?? remoteOf(sock), code: authz ?? err.code, err: err.message }, result === 'error' ? failureText(err) : 'TLS handshake refused');
+      log.warn({ audit: 'refused', reason: result, remote: raw?.[remoteKey] ?? remoteOf(sock), code: authz ?? err.code, err: err.message }, result === 'error' ? failureText(err) : result === 'timeout' ? `TLS handshake not completed within --handshake-timeout (${o.handshakeTimeout} ms): connection closed` : 'TLS handshake refused');
     }
     sock.destroy();
   });
@@ -293,10 +297,18 @@ export function createTcpListener(limiter: ConnectionLimiter, metrics: Metrics, 
   });
 }
 
+/**
+ * Connections the kernel holds for us before we accept them. Node's default, 511, overflowed when
+ * 1,500 devices reconnected at once after a restart (the kernel dropped 4,489 SYNs, and devices
+ * waited up to 30 s on SYN backoff while the server was still busy with the first ones). The
+ * kernel caps it at net.core.somaxconn (4096 on current kernels).
+ */
+const LISTEN_BACKLOG = 4096;
+
 export function listen(server: net.Server, port: number, host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, () => {
+    server.listen({ port, host, backlog: LISTEN_BACKLOG }, () => {
       server.off('error', reject);
       resolve((server.address() as net.AddressInfo).port);
     });

@@ -188,6 +188,23 @@ describe('e2e: mutual-TLS CoT server', function () {
     });
     assert.ok(err, 'a TLS 1.1 handshake succeeded');
   });
+
+  it('resumes no session: every connection presents its certificate anew', async () => {
+    const creds = await pki.client('alpha');
+    const connect = (version: tls.SecureVersion, session?: Buffer) => new Promise<{ reused: boolean; session?: Buffer }>((resolve) => {
+      let got: Buffer | undefined;
+      const s = tls.connect({ host: '127.0.0.1', port: srv.port, ca: readFileSync(creds.ca), cert: readFileSync(creds.cert), key: readFileSync(creds.key), servername: 'localhost', minVersion: version, maxVersion: version, session });
+      s.on('session', (b: Buffer) => { got = b; });
+      s.on('error', () => undefined);
+      // the server's first bytes (the announcement) come after any TLS 1.3 ticket
+      s.once('data', () => setTimeout(() => { const reused = s.isSessionReused(); s.destroy(); resolve({ reused, session: got }); }, 200));
+    });
+    for (const version of ['TLSv1.3', 'TLSv1.2'] as const) {
+      const first = await connect(version);
+      if (!first.session) continue; // nothing offered to resume
+      assert.equal((await connect(version, first.session)).reused, false, `${version}: a session was resumed`);
+    }
+  });
 });
 
 async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {
