@@ -9,7 +9,7 @@
 import tls from 'node:tls';
 import { pathToFileURL } from 'node:url';
 import { Command } from 'commander';
-import { benchCreds } from './lib/certs.ts';
+import { serverCreds } from './lib/certs.ts';
 
 const END = Buffer.from('</event>');
 
@@ -76,10 +76,10 @@ async function main(): Promise<void> {
     .description('bare mutual-TLS CoT relay: the ceiling bench/run.ts compares cotstream with')
     .option('--host <addr>', 'address to bind', '127.0.0.1')
     .option('--port <n>', 'TLS port (0: any free port)', '0')
-    .option('--certs-dir <dir>', 'dev PKI with ca.pem, server.pem, server.key', 'certs')
+    .option('--certs-dir <dir>', 'dev PKI with ca.pem, server.pem, server.key (created only when it is the repository\'s own certs/)', 'certs')
     .parse(process.argv)
     .opts();
-  const c = await benchCreds(f.certsDir, 0);
+  const c = await serverCreds(f.certsDir);
   const server = await startRelay({ host: f.host, port: Number(f.port), ca: c.ca, cert: c.cert, key: c.key });
   const addr = server.address() as { port: number };
   // one JSON line, like cotstream's 'listening' audit line, so bench/run.ts reads the port the same way
