@@ -779,7 +779,7 @@ export function buildProgram(): Command {
     .option('--ping <s>', 'every client sends a t-x-c-t ping this often, as ATAK does, so the server\'s --idle-timeout (cotstream: 120 s) does not close the receivers; 0 = never', num('--ping'), 30)
     .option('--server-pid <pid>', 'server process to report CPU % and peak RSS of (Linux /proc)', num('--server-pid'), 0)
     .option('--metrics-url <url>', 'cotstream /metrics URL: report the server-counted drops (events, by reason) and its own latency per step', '')
-    .option('--metrics-token <token>', 'Bearer token for --metrics-url (cotstream --metrics-token; default $COTSTREAM_METRICS_TOKEN: flags show in ps)', process.env.COTSTREAM_METRICS_TOKEN ?? '')
+    .option('--metrics-token <token>', 'Bearer token for --metrics-url (cotstream --metrics-token; default $COTSTREAM_METRICS_TOKEN, better: flags show in ps)')
     .option('--hold <s>', 'seconds to hold the connections before measuring server RSS', num('--hold'), 0.5)
     .option('--start-at <epoch-ms>', 'start the first step at this time (lines up several generator processes)', num('--start-at'), 0)
     .option('--gen-id <n>', 'generator id in the markers (default random; give each process its own)', num('--gen-id'))
@@ -801,7 +801,7 @@ async function main(): Promise<void> {
   const o: LoadOptions = {
     host: f.host, port: f.port, ports: f.ports, certsDir: f.certsDir, certs: Math.max(1, f.certs), clients: f.clients, senders: f.senders,
     ca: f.ca, clientCert: f.clientCert, clientKey: f.clientKey, clientP12: f.clientP12, p12Password: process.env.LOAD_P12_PASSWORD,
-    servername: f.servername, connectTimeout: f.connectTimeout, confirm: f.confirm, ping: f.ping, metricsToken: f.metricsToken, signal: ac.signal,
+    servername: f.servername, connectTimeout: f.connectTimeout, confirm: f.confirm, ping: f.ping, metricsToken: f.metricsToken ?? process.env.COTSTREAM_METRICS_TOKEN ?? '', signal: ac.signal,
     rates: f.rate, duration: f.duration, warmup: f.warmup, settle: f.settle, grace: f.grace, size: f.size, concurrency: Math.max(1, f.concurrency), serverPid: f.serverPid,
     metricsUrl: f.metricsUrl, hold: f.hold, startAt: f.startAt, genId: f.genId ?? randomInt(1, 100_000),
     stopWhenSaturated: f.stopWhenSaturated,
