@@ -67,7 +67,7 @@ test: deps system-deps wasm-check
 	node_modules/.bin/mocha
 
 bench-parser: deps $(WASM)
-	$(TSX) bench/parser.ts
+	$(TSX) bench/parser.ts $(BENCH_ARGS)
 
 # TAK protocol (protobuf) vs XML through the whole per-event path, no sockets (bench/takproto.ts)
 bench-proto: deps $(WASM)

@@ -13,10 +13,14 @@ import { endChunk, nextEnd, nextFrameAt, scan } from '../protocol/scan.ts';
 import { core, M_END, mem32, place, release, scratchAt, STAGE, top } from '../protocol/core.ts';
 import { FrameBuffer } from '../protocol/framebuffer.mjs';
 import { loadSamples } from '../test/helpers/samples.ts';
+import { numericArgs } from './lib/args.ts';
 
 const CHUNK = 16384;
-const args = process.argv.slice(2);
-const SECONDS = Number(args[args.indexOf('--seconds') + 1]) || 2;
+const { seconds: SECONDS } = numericArgs(`Usage: npx tsx bench/parser.ts [--seconds S]   (make bench-parser BENCH_ARGS='--seconds 5')
+
+framer + scan against fast-xml-parser, node-cot and a bare tokenizer on the same ATAK frames, no sockets.
+  --seconds S   CPU seconds per variant and workload, split over 5 interleaved rounds (default 2)
+`, { seconds: 2 });
 const ROUNDS = 5;
 
 interface Workload { name: string; stream: Buffer; chunks: Buffer[]; frames: Buffer[] }

@@ -3,15 +3,22 @@
 // settings as cotstream. It cuts frames with indexOf('</event>') and writes each one to every other
 // socket, batched per tick (one corked write per socket per turn of the event loop). No parsing, no
 // limits, no metrics, no logs: what the platform can do, for bench/run.ts to compare against.
+// Pings (t-x-c-t, which load.ts's clients send every 30 s as ATAK does) are not forwarded, as a TAK
+// server forwards none; nor answered. It sends a new client nothing (load.ts then counts it as
+// connected once it has stayed open --confirm seconds).
 //
 // Also the bare node:tls server of the handshake comparison: with no data flowing it is exactly a
 // mutual-TLS server that accepts and holds connections.
 import tls from 'node:tls';
 import { pathToFileURL } from 'node:url';
 import { Command } from 'commander';
-import { benchCreds } from './lib/certs.ts';
+import { serverCreds } from './lib/certs.ts';
 
 const END = Buffer.from('</event>');
+/** a ping (t-x-c-t): a TAK server answers it and forwards it to no one, so neither does the relay */
+const PING = Buffer.from('"t-x-c-t"');
+/** longer frames are never pings (a bench event is ~600 bytes, a ping ~300): no search in them */
+const PING_MAX = 512;
 
 class Peer {
   rest: Buffer | null = null;
@@ -55,7 +62,8 @@ export function startRelay(o: { host: string; port: number; ca: Buffer; cert: Bu
       let p = 0;
       let i: number;
       while ((i = b.indexOf(END, p)) >= 0) {
-        relay(peer, b.subarray(p, i + END.length));
+        const frame = b.subarray(p, i + END.length);
+        if (frame.length > PING_MAX || frame.indexOf(PING) < 0) relay(peer, frame);
         p = i + END.length;
       }
       peer.rest = p < b.length ? b.subarray(p) : null;
@@ -76,10 +84,10 @@ async function main(): Promise<void> {
     .description('bare mutual-TLS CoT relay: the ceiling bench/run.ts compares cotstream with')
     .option('--host <addr>', 'address to bind', '127.0.0.1')
     .option('--port <n>', 'TLS port (0: any free port)', '0')
-    .option('--certs-dir <dir>', 'dev PKI with ca.pem, server.pem, server.key', 'certs')
+    .option('--certs-dir <dir>', 'dev PKI with ca.pem, server.pem, server.key (created only when it is the repository\'s own certs/)', 'certs')
     .parse(process.argv)
     .opts();
-  const c = await benchCreds(f.certsDir, 0);
+  const c = await serverCreds(f.certsDir);
   const server = await startRelay({ host: f.host, port: Number(f.port), ca: c.ca, cert: c.cert, key: c.key });
   const addr = server.address() as { port: number };
   // one JSON line, like cotstream's 'listening' audit line, so bench/run.ts reads the port the same way

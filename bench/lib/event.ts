@@ -35,6 +35,8 @@ export class EventMaker {
   private readonly head: string;
   private readonly tail: string;
   private readonly markHead: string;
+  /** the size of an event (typical field widths): the wanted size, or the smallest this sender makes when that is more */
+  readonly size: number;
 
   constructor(s: EventShape) {
     this.head = `<event version="2.0" uid="${s.uid}" type="a-f-G-U-C" time="`;
@@ -48,6 +50,7 @@ export class EventMaker {
       body + this.markHead + '0" q="1000" t="1700000000000000"/></detail></event>';
     const pad = Math.max(0, s.size - Buffer.byteLength(probe));
     this.tail = body + 'x'.repeat(pad);
+    this.size = Buffer.byteLength(probe) + pad;
   }
 
   /** One event; times are ISO strings computed once per batch by the caller. */

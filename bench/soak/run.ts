@@ -38,7 +38,7 @@ const SECONDS = Number(opts.seconds);
 const CONC = Number(opts.concurrency);
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cotstream-soak-'));
 const NCERTS = 6;
-const { ca, clients: certs } = await benchCreds(dir, NCERTS);
+const { ca, clients: certs } = await benchCreds(dir, NCERTS, undefined, { create: true }); // a throwaway PKI of its own
 
 // ---- nodes ----------------------------------------------------------------------------------
 interface Node { proc: ChildProcess; port: number; metricsPort: number; name: string; pending: Map<number, (m: any) => void> } // eslint-disable-line @typescript-eslint/no-explicit-any

@@ -45,7 +45,7 @@ const log = (s: string): void => console.log(`${new Date().toISOString().slice(1
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cotstream-sync-'));
-const { ca, clients: certs } = await benchCreds(dir, 8);
+const { ca, clients: certs } = await benchCreds(dir, 8, undefined, { create: true }); // a throwaway PKI of its own
 
 const redis = await TestRedis.start();
 const admin = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => 200 });
