@@ -545,7 +545,7 @@ export async function runLoad(o: LoadOptions, progress: (s: string) => void = ()
     // and in this generator) then dominates the latency even at a few percent of CPU.
     const genPhase = (o.genId % 997) / 997;
     senders.forEach((s, i) => {
-      s.maker = new EventMaker({ gen: o.genId, sender: s.idx, uid: `bench-${o.genId}-${s.idx}`, callsign: `B${o.genId % 1000}-${s.idx}`, size: o.size });
+      s.maker = new EventMaker({ gen: o.genId, sender: s.idx, uid: `bench-${o.genId}-${s.idx}`, callsign: `B${o.genId % 1000}-${s.idx}`, size: eventSize });
       s.phase = ((i + genPhase) / senders.length) % 1;
     });
     if (o.startAt > 0 && o.rates.length) await sleep(Math.max(0, o.startAt - Date.now()));

@@ -65,13 +65,13 @@ export async function benchCreds(certsDir: string, count: number, log: (s: strin
     }
   }
   for (const n of names) clients.push({ cert: fs.readFileSync(path.join(dir, `${n}.pem`)), key: fs.readFileSync(path.join(dir, `${n}.key`)) });
-  const read = (f: string, what: string): Buffer => {
+  const need = (f: string, what: string): Buffer => {
     if (!fs.existsSync(f)) throw new Error(`${p.dir} has no ${what} (${path.basename(f)})`);
     return fs.readFileSync(f);
   };
   // the server's files are needed by the relay only: read when present
   const opt = (f: string): Buffer => (fs.existsSync(f) ? fs.readFileSync(f) : Buffer.alloc(0));
-  return { ca: read(p.ca, 'CA certificate'), cert: opt(p.cert), key: opt(p.key), clients };
+  return { ca: need(p.ca, 'CA certificate'), cert: opt(p.cert), key: opt(p.key), clients };
 }
 
 /** The relay's files: CA, server certificate and key of `certsDir` (created only as benchCreds says). */
@@ -86,7 +86,6 @@ export async function serverCreds(certsDir: string, log: (s: string) => void = (
 export function readOptionFile(f: string, opt: string): Buffer {
   try { return fs.readFileSync(f); } catch (err) { throw new Error(`${opt} ${f}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`); }
 }
-const read = readOptionFile;
 
 /** The tester's own credentials (load.ts --ca, --client-cert/--client-key or --client-p12). */
 export interface OwnCredsOptions {
@@ -103,8 +102,8 @@ export interface OwnCredsOptions {
 export function ownCreds(o: OwnCredsOptions): { ca?: Buffer; cert?: Buffer; key?: Buffer; pfx?: Buffer; passphrase?: string } {
   if (o.clientP12 && (o.clientCert || o.clientKey)) throw new Error('--client-p12 or --client-cert/--client-key, not both');
   if (!o.clientP12 && !!o.clientCert !== !!o.clientKey) throw new Error('--client-cert and --client-key go together');
-  const ca = o.ca ? read(o.ca, '--ca') : undefined;
-  if (o.clientP12) return { ca, pfx: read(o.clientP12, '--client-p12'), passphrase: o.p12Password ?? '' };
+  const ca = o.ca ? readOptionFile(o.ca, '--ca') : undefined;
+  if (o.clientP12) return { ca, pfx: readOptionFile(o.clientP12, '--client-p12'), passphrase: o.p12Password ?? '' };
   if (!ca) throw new Error('--client-cert needs --ca: the CA certificate that signed the server\'s certificate (PEM), to verify the server');
-  return { ca, cert: read(o.clientCert!, '--client-cert'), key: read(o.clientKey!, '--client-key') };
+  return { ca, cert: readOptionFile(o.clientCert!, '--client-cert'), key: readOptionFile(o.clientKey!, '--client-key') };
 }
