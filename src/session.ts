@@ -171,7 +171,7 @@ const READ_TURN_BYTES = 64 * 1024;
  * 2-MB cache and one address reconnecting in a loop: 45% of a core at the 4-MiB default bound).
  * And small because the native memory a TLS connection takes for a write stays with it while it
  * is connected: measured with a 300-KB replay, 273 KB more server memory per connection with
- * 256-KiB windows, 82 KB with 64 KiB, 14 KB with 16 KiB (README "Performance", Connections).
+ * 256-KiB windows, 82 KB with 64 KiB, 1-24 KB with 16 KiB (README "Performance", Connections).
  */
 const REPLAY_WINDOW = 16 * 1024;
 /** stands in the replay for the t-x-takp-v announcement that ends it (replay()) */
