@@ -139,6 +139,16 @@ function baseCert(pub: forge.pki.PublicKey, days: number): forge.pki.Certificate
   return cert;
 }
 
+/**
+ * A certificate never outlives the CA that signs it: from that day devices refuse the chain,
+ * whatever the certificate says. Cut to the CA's end, and said (a CA made elsewhere may be short-lived).
+ */
+function withinCa(cert: forge.pki.Certificate, ca: forge.pki.Certificate, what: string, warnings: string[]): void {
+  if (cert.validity.notAfter.getTime() <= ca.validity.notAfter.getTime()) return;
+  cert.validity.notAfter = new Date(ca.validity.notAfter.getTime());
+  warnings.push(`the CA expires on ${cert.validity.notAfter.toISOString()}: the ${what} certificate is valid until then, not for the --days asked (renew the CA before that day: devices refuse everything it signed from then on)`);
+}
+
 /** The CA's key identifier, for the AKI of what it signs: as its own certificate states it (a CA
  *  made elsewhere may have chosen it another way than the SHA-1 of its key, and a chain is built by
  *  matching the two), else the SHA-1 of its key. */
@@ -158,11 +168,16 @@ function altNames(hosts: string[]): { type: number; value?: string; ip?: string 
 
 const HOST_NAME = /^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$/;
 
+/** A host name, not digits and dots that fail as an IPv4 address (999.1.1.1, 1.2.3). */
+function isHostName(h: string): boolean {
+  return HOST_NAME.test(h) && !/^[0-9.]+$/.test(h);
+}
+
 function validHostList(hosts: string[]): string[] {
   const out = [...new Set(hosts.map((h) => h.trim()).filter(Boolean))];
   if (!out.length) throw new ConfigError('at least one host name or IP address is needed for the server certificate');
   for (const h of out) {
-    if (!net.isIP(h) && !HOST_NAME.test(h)) throw new ConfigError(`not a host name or IP address: ${JSON.stringify(h)}`);
+    if (!net.isIP(h) && !isHostName(h)) throw new ConfigError(`not a host name or IP address: ${JSON.stringify(h)}`);
   }
   return out;
 }
@@ -175,23 +190,27 @@ function validConnectHost(host: string): string {
   const h = host.trim();
   const fix = 'the package\'s --host is a host name or an IPv4 address, without port or scheme (the port is --port)';
   if (net.isIPv6(h)) throw new ConfigError(`--host ${JSON.stringify(host)}: ATAK's connect string (HOST:PORT:ssl) cannot hold an IPv6 address; give a host name that resolves to it`);
-  if (!h || h.startsWith('*') || (!net.isIPv4(h) && !HOST_NAME.test(h))) throw new ConfigError(`--host ${JSON.stringify(host)}: ${fix}`);
+  if (!h || h.startsWith('*') || (!net.isIPv4(h) && !isHostName(h))) throw new ConfigError(`--host ${JSON.stringify(host)}: ${fix}`);
   return h;
 }
 
 /** The DNS names and IP addresses a certificate's SAN holds (empty when it has none or is unreadable). */
 export function certificateHosts(file: string): string[] {
-  let san: string | undefined;
+  let x: X509Certificate;
   try {
-    san = new X509Certificate(fs.readFileSync(file)).subjectAltName;
+    x = new X509Certificate(fs.readFileSync(file));
   } catch {
     return [];
   }
   const out: string[] = [];
-  for (const entry of (san ?? '').split(', ')) {
+  for (const entry of (x.subjectAltName ?? '').split(', ')) {
     const m = /^(DNS|IP Address):(.+)$/.exec(entry);
     if (m) out.push(m[2]!);
   }
+  // no SAN (a certificate made by hand, or by FreeTAKServer's tools): clients that accept one
+  // check the name against its CN, so that is the name it is valid for
+  const cn = /^CN=(.+)$/m.exec(x.subject)?.[1]?.trim();
+  if (!out.length && cn && (net.isIP(cn) || HOST_NAME.test(cn))) out.push(cn);
   return out;
 }
 
@@ -218,8 +237,9 @@ export function serverDaysWarning(days: number): string | null {
 }
 
 /** A server certificate for `hosts` (SAN; CN the first name), signed by the CA. */
-function serverCert(pub: forge.pki.PublicKey, hosts: string[], days: number, ca: forge.pki.Certificate, caKey: forge.pki.rsa.PrivateKey): forge.pki.Certificate {
+function serverCert(pub: forge.pki.PublicKey, hosts: string[], days: number, ca: forge.pki.Certificate, caKey: forge.pki.rsa.PrivateKey, warnings: string[]): forge.pki.Certificate {
   const server = baseCert(pub, days);
+  withinCa(server, ca, 'server', warnings);
   server.setSubject([
     { name: 'commonName', value: hosts.find((h) => !net.isIP(h) && h !== 'localhost') ?? hosts[0] },
     { name: 'organizationName', value: 'cotstream' },
@@ -251,7 +271,7 @@ export interface ServerOptions {
  * certificate and data package stays valid, unlike `init --force`, which makes a new CA. The old
  * pair is kept as server.pem.old / server.key.old. Needs --force when a server certificate exists.
  */
-export async function issueServer(o: ServerOptions): Promise<PkiPaths & { hosts: string[]; hostsFrom: 'given' | 'previous' | 'default'; serial: string; notAfter: Date }> {
+export async function issueServer(o: ServerOptions): Promise<PkiPaths & { hosts: string[]; hostsFrom: 'given' | 'previous' | 'default'; serial: string; notAfter: Date; warnings: string[] }> {
   const p = withFiles(o.certsDir, o.files);
   // a renewal keeps the names devices dial: those of the certificate it replaces
   const previous = o.hosts?.length ? [] : certificateHosts(p.cert);
@@ -262,18 +282,19 @@ export async function issueServer(o: ServerOptions): Promise<PkiPaths & { hosts:
   const ca = loadCa(o.certsDir, o.files);
   assertNoneExist([p.cert, p.key], o.force);
   const k = await newKey(bits);
-  const server = serverCert(k.pub, hosts, days, ca.cert, ca.key);
+  const warnings: string[] = [];
+  const server = serverCert(k.pub, hosts, days, ca.cert, ca.key, warnings);
   for (const [f, mode] of [[p.key, SECRET_MODE], [p.cert, PUBLIC_MODE]] as const) {
     if (fs.existsSync(f)) writeFileAtomic(`${f}.old`, fs.readFileSync(f), mode);
   }
   // key first: a crash in between leaves no certificate without its key
   writeFileAtomic(p.key, k.pem, SECRET_MODE);
   writeFileAtomic(p.cert, forge.pki.certificateToPem(server), PUBLIC_MODE);
-  return { ...p, hosts, hostsFrom, serial: canonicalSerial(server.serialNumber), notAfter: server.validity.notAfter };
+  return { ...p, hosts, hostsFrom, serial: canonicalSerial(server.serialNumber), notAfter: server.validity.notAfter, warnings };
 }
 
 /** Create the CA and the server certificate in certsDir. Never overwrites without force. */
-export async function initPki(o: InitOptions): Promise<PkiPaths> {
+export async function initPki(o: InitOptions): Promise<PkiPaths & { warnings: string[] }> {
   const p = withFiles(o.certsDir, o.files);
   const bits = o.bits ?? DEFAULTS.bits;
   const hosts = validHostList(o.hosts?.length ? o.hosts : defaultHosts());
@@ -299,7 +320,8 @@ export async function initPki(o: InitOptions): Promise<PkiPaths> {
   ]);
   sign(ca, caKey.key);
 
-  const server = serverCert(serverKey.pub, hosts, days, ca, caKey.key);
+  const warnings: string[] = [];
+  const server = serverCert(serverKey.pub, hosts, days, ca, caKey.key, warnings);
 
   fs.mkdirSync(p.dir, { recursive: true, mode: 0o755 });
   for (const f of [p.ca, p.caKey, p.cert, p.key]) fs.mkdirSync(path.dirname(f), { recursive: true, mode: 0o755 });
@@ -308,7 +330,7 @@ export async function initPki(o: InitOptions): Promise<PkiPaths> {
   writeFileAtomic(p.key, serverKey.pem, SECRET_MODE);
   writeFileAtomic(p.ca, forge.pki.certificateToPem(ca), PUBLIC_MODE);
   writeFileAtomic(p.cert, forge.pki.certificateToPem(server), PUBLIC_MODE);
-  return p;
+  return { ...p, warnings };
 }
 
 export interface LoadedCa {
@@ -368,7 +390,7 @@ export async function issueClient(o: ClientOptions): Promise<ClientResult> {
   }
   if (o.password !== undefined && o.password.length < 6) throw new ConfigError('--password must be at least 6 characters (Android keystores refuse shorter)');
   // the package's preferences file is ASCII, and keystores disagree on how other characters become bytes
-  if (o.password !== undefined && !/^[\x20-\x7e]+$/.test(o.password)) throw new ConfigError('--password must be printable ASCII (letters, digits, punctuation, space)');
+  if (o.password !== undefined && !/^[\x20-\x7e]+$/.test(o.password)) throw new ConfigError('--password (or COTSTREAM_P12_PASSWORD) must be printable ASCII (letters, digits, punctuation, space)');
   if (o.password !== undefined && WELL_KNOWN_PASSWORDS.has(o.password.toLowerCase())) {
     throw new ConfigError(`--password ${JSON.stringify(o.password)} is a well-known default (TAK Server, FreeTAKServer, Java keystores): anyone who gets the .p12 opens it with it; choose another, or leave --password out for a random one`);
   }
@@ -404,6 +426,8 @@ export async function issueClient(o: ClientOptions): Promise<ClientResult> {
     { name: 'subjectKeyIdentifier' },
     { name: 'authorityKeyIdentifier', keyIdentifier: ski(ca.cert) },
   ]);
+  const warnings: string[] = [];
+  withinCa(cert, ca.cert, 'client', warnings);
   sign(cert, ca.key);
 
   const password = o.password ?? randomPassword();
@@ -420,7 +444,7 @@ export async function issueClient(o: ClientOptions): Promise<ClientResult> {
     p12: files.p12,
     password,
     serial: canonicalSerial(cert.serialNumber),
-    warnings: [],
+    warnings,
   };
   if (o.package) {
     // the truststore holds the CA certificate and nothing else: no key, no server certificate.
@@ -431,7 +455,9 @@ export async function issueClient(o: ClientOptions): Promise<ClientResult> {
     // a phone that checks the server's name must find the address it dials in the certificate
     const names = certificateHosts(p.cert);
     const { host, from } = connectHost(givenHost, names);
-    if (names.length && !covers(names, host)) {
+    if (!names.length) {
+      result.warnings.push(`no readable server certificate at ${p.cert} to check the package's address ${host} against (a device that checks the server's name needs it there; --cert names another)`);
+    } else if (!covers(names, host)) {
       result.warnings.push(
         `the server certificate ${p.cert} is not valid for ${host} (it names ${names.join(', ')}): a device that checks the server's name refuses it. ` +
           `Reissue it with \`cotstream certs server --force --host ${[...names, host].join(',')}\`, or give --host one of its names`,

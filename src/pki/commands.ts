@@ -56,6 +56,7 @@ export function registerCertsCommands(program: Command, io: CommandIO = stdio): 
       );
       const late = serverDaysWarning(o.days ?? DEFAULTS.days);
       if (late) io.err(`warning: ${late}\n`);
+      for (const w of p.warnings) io.err(`warning: ${w}\n`);
     }),
   );
 
@@ -86,6 +87,7 @@ export function registerCertsCommands(program: Command, io: CommandIO = stdio): 
       );
       const late = serverDaysWarning(o.days ?? DEFAULTS.days);
       if (late) io.err(`warning: ${late}\n`);
+      for (const w of r.warnings) io.err(`warning: ${w}\n`);
     }),
   );
 

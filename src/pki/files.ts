@@ -69,8 +69,17 @@ export function assertKeyPrivate(file: string): void {
  */
 export function assertNotOthersWritable(file: string, what: string): void {
   if (process.platform === 'win32') return;
-  const dir = path.dirname(file);
-  for (const [f, isDir] of [[file, false], [dir, true]] as const) {
+  // a symbolic link is judged by what it points at: the file that is read, and the directory in
+  // which it could be replaced (the link's own directory too: the link could be replaced there)
+  let real = file;
+  try {
+    real = fs.realpathSync(file);
+  } catch {
+    /* missing: its directory is checked */
+  }
+  const places: Array<[string, boolean]> = [[real, false], [path.dirname(real), true]];
+  if (real !== file) places.push([path.dirname(file), true]);
+  for (const [f, isDir] of places) {
     let st: fs.Stats;
     try {
       st = fs.statSync(f);

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import http from 'node:http';
 import net from 'node:net';
-import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makePki, testPki, type SharedPki } from '../helpers/pki.ts';
@@ -113,6 +113,12 @@ describe('e2e: cotstream start as a process', function () {
       r = start(dir, ['--crl', join(open, 'crl.json')]);
       assert.equal(r.status, 1);
       assert.match(r.stderr, new RegExp(`other users can replace the revocation list .*its directory ${open.replace(/[.]/g, '\\.')} is writable by all`));
+      // a link in a safe directory to a CA certificate in that directory: judged where it points
+      copyFileSync(join(dir, 'ca.pem'), join(open, 'ca.pem'));
+      symlinkSync(join(open, 'ca.pem'), join(dir, 'ca-link.pem'));
+      r = start(dir, ['--ca', join(dir, 'ca-link.pem')]);
+      assert.equal(r.status, 1);
+      assert.match(r.stderr, new RegExp(`other users can replace the CA certificate .*its directory ${open.replace(/[.]/g, '\\.')} is writable by all`));
       rmSync(open, { recursive: true, force: true });
     } finally {
       rmSync(dir, { recursive: true, force: true });

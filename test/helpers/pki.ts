@@ -19,7 +19,7 @@ export interface TestPki {
 
 export async function makePki(clientNames: string[] = ['alpha', 'bravo'], hosts = ['localhost', '127.0.0.1']): Promise<TestPki> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cotstream-pki-'));
-  const paths = await initPki({ certsDir: dir, hosts });
+  const { warnings: _warnings, ...paths } = await initPki({ certsDir: dir, hosts });
   const clients: Record<string, ClientResult> = {};
   const t: TestPki = {
     dir,

@@ -510,9 +510,37 @@ describe('certs: what devices will dial and accept', function () {
     assert.match(fs.readFileSync(path.join(dir, 'crl.json'), 'utf8'), new RegExp(canonicalSerial(new X509Certificate(fs.readFileSync(path.join(dir, 'clients', 'victor.pem'))).serialNumber)));
   });
 
+  it('a server certificate with only a CN (made by hand): renewal keeps that name, and packages dial it', async () => {
+    const dir = await fresh('localhost');
+    openssl(['req', '-new', '-newkey', 'rsa:2048', '-nodes', '-keyout', path.join(dir, 'server.key'), '-subj', '/CN=cn-only.example.org', '-out', path.join(dir, 'server.csr')]);
+    openssl(['x509', '-req', '-in', path.join(dir, 'server.csr'), '-CA', path.join(dir, 'ca.pem'), '-CAkey', path.join(dir, 'ca.key'), '-days', '100', '-out', path.join(dir, 'server.pem')]);
+    const pkg = await cli(['certs', 'client', 'yankee', '--certs-dir', dir, '--package']);
+    assert.match(pkg, /data package connects to cn-only\.example\.org:8089/);
+    assert.doesNotMatch(pkg, /warning/);
+    assert.match(await cli(['certs', 'server', '--certs-dir', dir, '--force']), /valid for cn-only\.example\.org \(the names of the certificate it replaces/);
+    assert.equal(new X509Certificate(fs.readFileSync(path.join(dir, 'server.pem'))).subjectAltName, 'DNS:cn-only.example.org');
+  });
+
+  it('never issues past the CA\'s own end: cut to it, with a warning; no server certificate to check a package against is said', async () => {
+    const dir = tmpDir();
+    dirs.push(dir);
+    openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', path.join(dir, 'ca.key'), '-out', path.join(dir, 'ca.pem'), '-days', '30', '-subj', '/CN=Short CA']);
+    fs.chmodSync(path.join(dir, 'ca.key'), 0o600);
+    const caEnd = Date.parse(new X509Certificate(fs.readFileSync(path.join(dir, 'ca.pem'))).validTo);
+    const client = await cli(['certs', 'client', 'zulu', '--certs-dir', dir, '--package', '--host', 'tak.example.org']);
+    assert.match(client, /warning: the CA expires on .*: the client certificate is valid until then/);
+    assert.match(client, /warning: no readable server certificate at .*server\.pem to check the package's address tak\.example\.org against/);
+    assert.ok(Date.parse(new X509Certificate(fs.readFileSync(path.join(dir, 'clients', 'zulu.pem'))).validTo) <= caEnd);
+    assert.match(await cli(['certs', 'server', '--certs-dir', dir, '--host', 'localhost']), /warning: the CA expires on .*: the server certificate is valid until then/);
+    assert.ok(Date.parse(new X509Certificate(fs.readFileSync(path.join(dir, 'server.pem'))).validTo) <= caEnd);
+    // digits and dots that are no IPv4 address are not a host name either
+    await assert.rejects(cli(['certs', 'server', '--certs-dir', dir, '--force', '--host', 'localhost,999.1.1.1']), /not a host name or IP address: "999\.1\.1\.1"/);
+    await assert.rejects(cli(['certs', 'client', 'zulu2', '--certs-dir', dir, '--package', '--host', '1.2.3']), /--host "1\.2\.3"/);
+  });
+
   it('refuses a password that is not printable ASCII; warns of a server certificate iOS would refuse', async () => {
     const dir = await fresh('localhost');
-    await assert.rejects(cli(['certs', 'client', 'xray', '--certs-dir', dir, '--package', '--password', 'Pässwörd-1']), /--password must be printable ASCII/);
+    await assert.rejects(cli(['certs', 'client', 'xray', '--certs-dir', dir, '--package', '--password', 'Pässwörd-1']), /--password \(or COTSTREAM_P12_PASSWORD\) must be printable ASCII/);
     assert.ok(!fs.existsSync(path.join(dir, 'clients', 'xray.pem')));
     assert.match(await cli(['certs', 'server', '--certs-dir', dir, '--force', '--days', '900']), /warning: the server certificate is valid for 900 days: iOS .* 825 days/);
     assert.doesNotMatch(await cli(['certs', 'server', '--certs-dir', dir, '--force', '--days', '825']), /warning/);
