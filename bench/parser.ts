@@ -16,11 +16,9 @@ import { loadSamples } from '../test/helpers/samples.ts';
 import { numericArgs } from './lib/args.ts';
 
 const CHUNK = 16384;
-const { seconds: SECONDS } = numericArgs(`Usage: npx tsx bench/parser.ts [--seconds S]   (make bench-parser BENCH_ARGS='--seconds 5')
-
-framer + scan against fast-xml-parser, node-cot and a bare tokenizer on the same ATAK frames, no sockets.
-  --seconds S   CPU seconds per variant and workload, split over 5 interleaved rounds (default 2)
-`, { seconds: 2 });
+const { seconds: SECONDS } = numericArgs<{ seconds: number }>('bench/parser.ts',
+  "framer + scan against fast-xml-parser, node-cot and a bare tokenizer on the same ATAK frames, no sockets (make bench-parser BENCH_ARGS='--seconds 5')",
+  { seconds: ['CPU seconds per variant and workload, split over 5 interleaved rounds', 2] });
 const ROUNDS = 5;
 
 interface Workload { name: string; stream: Buffer; chunks: Buffer[]; frames: Buffer[] }

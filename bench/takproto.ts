@@ -22,13 +22,9 @@ import { encodeStreamMessage } from '../protocol/takproto.ts';
 import { loadSamples } from '../test/helpers/samples.ts';
 import { numericArgs } from './lib/args.ts';
 
-const { seconds: SECONDS, receivers: RECEIVERS } = numericArgs(`Usage: npx tsx bench/takproto.ts [--seconds S] [--receivers N]   (make bench-proto BENCH_ARGS='--receivers 100')
-
-the server's per-event path (framer, decode, scan, route, encode, batched write), no sockets, for XML
-and TAK protocol (protobuf) clients: xml -> xml, proto -> proto, xml -> mixed, proto -> xml.
-  --seconds S     CPU seconds per variant in each of 5 interleaved rounds (default 2)
-  --receivers N   receiving sessions (default 10)
-`, { seconds: 2, receivers: 10 });
+const { seconds: SECONDS, receivers: RECEIVERS } = numericArgs<{ seconds: number; receivers: number }>('bench/takproto.ts',
+  "the server's per-event path (framer, decode, scan, route, encode, batched write), no sockets, for XML and TAK protocol (protobuf) clients: xml -> xml, proto -> proto, xml -> mixed, proto -> xml (make bench-proto BENCH_ARGS='--receivers 100')",
+  { seconds: ['CPU seconds per variant in each of 5 interleaved rounds', 2], receivers: ['receiving sessions', 10] });
 const ROUNDS = 5;
 const CHUNK = 16384;
 

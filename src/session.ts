@@ -583,9 +583,8 @@ export class Session implements FramerSink {
     // One window per pump. The next comes when the socket drains (onDrain), or, when the socket
     // took the window at once (a write that completes at once emits no 'drain'), on the turn
     // after its flush (flush(), replayNext).
-    const bound = REPLAY_WINDOW;
     const start = this.queuedBytes;
-    while (this.replayAt < q.length && this.queuedBytes - start < bound) {
+    while (this.replayAt < q.length && this.queuedBytes - start < REPLAY_WINDOW) {
       let f = q[this.replayAt++];
       if (f === ANNOUNCEMENT) f = protocolSupport();
       // a client that switched to TAK protocol during its replay gets the rest in protobuf

@@ -1,21 +1,23 @@
-// The numeric options of the small benches (parser.ts, takproto.ts): `--name value` pairs, --help,
-// and an error for anything else (a mistyped option must not run the benchmark with defaults).
-export function numericArgs<T extends Record<string, number>>(usage: string, defaults: T, argv = process.argv.slice(2)): T {
-  const out: Record<string, number> = { ...defaults };
-  const fail = (why: string): never => {
-    process.stderr.write(`${why}\n\n${usage}`);
-    process.exit(2);
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--help' || a === '-h') { process.stdout.write(usage); process.exit(0); }
-    const [flag, inline] = a.split('=', 2);
-    const name = flag.replace(/^--/, '').replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
-    if (!flag.startsWith('--') || !(name in defaults)) fail(`unknown argument: ${a}`);
-    const v = inline ?? argv[++i];
-    const n = Number(v);
-    if (v === undefined || v === '' || !Number.isFinite(n) || n <= 0) fail(`${flag}: expected a positive number, got ${v === undefined ? 'nothing' : `"${v}"`}`);
-    out[name] = n;
+// The numeric options of the small benches (parser.ts, takproto.ts), parsed by commander as the
+// other benches' are: --help, and exit 2 for anything else (a mistyped option must not run the
+// benchmark with defaults).
+import { Command, InvalidArgumentError } from 'commander';
+
+function positive(v: string): number {
+  const n = Number(v);
+  if (v === '' || !Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`expected a positive number, got "${v}"`);
+  return n;
+}
+
+/** `options`: name (camelCase, as --kebab-case on the command line) -> [help, default]. */
+export function numericArgs<T extends Record<string, number>>(
+  name: string, description: string, options: { [K in keyof T]: [string, number] }, argv = process.argv.slice(2),
+): T {
+  const program = new Command(name).description(description)
+    .exitOverride((err) => process.exit(err.code === 'commander.helpDisplayed' || err.code === 'commander.help' ? 0 : 2));
+  for (const [key, [help, def]] of Object.entries(options)) {
+    const flag = key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+    program.option(`--${flag} <n>`, `${help} (default ${def})`, positive, def);
   }
-  return out as T;
+  return program.parse(argv, { from: 'user' }).opts<T>();
 }

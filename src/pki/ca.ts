@@ -227,18 +227,14 @@ function covers(hosts: string[], host: string): boolean {
 const LOOPBACK = (h: string) => h === 'localhost' || h.startsWith('127.') || h === '::1';
 
 /** Apple devices (iTAK) refuse a TLS server certificate valid for longer than this. */
-export const APPLE_MAX_SERVER_DAYS = 825;
-
-/** A warning for a server certificate iOS would refuse, or null. */
-export function serverDaysWarning(days: number): string | null {
-  return days > APPLE_MAX_SERVER_DAYS
-    ? `the server certificate is valid for ${days} days: iOS and macOS (iTAK) refuse a TLS server certificate valid for more than ${APPLE_MAX_SERVER_DAYS} days; ATAK and WinTAK accept it`
-    : null;
-}
+const APPLE_MAX_SERVER_DAYS = 825;
 
 /** A server certificate for `hosts` (SAN; CN the first name), signed by the CA. */
 function serverCert(pub: forge.pki.PublicKey, hosts: string[], days: number, ca: forge.pki.Certificate, caKey: forge.pki.rsa.PrivateKey, warnings: string[]): forge.pki.Certificate {
   const server = baseCert(pub, days);
+  if (days > APPLE_MAX_SERVER_DAYS) {
+    warnings.push(`the server certificate is valid for ${days} days: iOS and macOS (iTAK) refuse a TLS server certificate valid for more than ${APPLE_MAX_SERVER_DAYS} days; ATAK and WinTAK accept it`);
+  }
   withinCa(server, ca, 'server', warnings);
   server.setSubject([
     { name: 'commonName', value: hosts.find((h) => !net.isIP(h) && h !== 'localhost') ?? hosts[0] },

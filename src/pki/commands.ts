@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import { Option, type Command } from 'commander';
-import { initPki, issueClient, issueServer, defaultHosts, serverDaysWarning, DEFAULTS } from './ca.ts';
+import { initPki, issueClient, issueServer, defaultHosts, DEFAULTS } from './ca.ts';
 import { canonicalSerial } from '../auth/serial.ts';
 import { action, caKeyOption, caOption, certOption, certsDirOption, collectList, crlOption, keyOption, parsePositiveInt, resolveCrl, resolvePkiPaths, stdio, table, type CommandIO, type PkiFileFlags } from './options.ts';
 import { readClusterList, readRevocationFile } from '../auth/revocation-file.ts';
@@ -54,8 +54,6 @@ export function registerCertsCommands(program: Command, io: CommandIO = stdio): 
           `  ${key!.padEnd(w)}server private key (0600)\n` +
           `next: cotstream certs client NAME --package --host <address phones reach>\n`,
       );
-      const late = serverDaysWarning(o.days ?? DEFAULTS.days);
-      if (late) io.err(`warning: ${late}\n`);
       for (const w of p.warnings) io.err(`warning: ${w}\n`);
     }),
   );
@@ -85,8 +83,6 @@ export function registerCertsCommands(program: Command, io: CommandIO = stdio): 
           `  valid for ${r.hosts.join(', ')}${r.hostsFrom === 'previous' ? ' (the names of the certificate it replaces; --host to change them)' : ''} until ${r.notAfter.toISOString()}, signed by ${r.ca}\n` +
           'client certificates and data packages stay valid. Send the server (every node) SIGHUP, or restart it, to use it.\n',
       );
-      const late = serverDaysWarning(o.days ?? DEFAULTS.days);
-      if (late) io.err(`warning: ${late}\n`);
       for (const w of r.warnings) io.err(`warning: ${w}\n`);
     }),
   );
