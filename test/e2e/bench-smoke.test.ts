@@ -4,7 +4,6 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import tls from 'node:tls';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
@@ -15,6 +14,7 @@ import { startRelay } from '../../bench/relay.ts';
 import { benchCreds } from '../../bench/lib/certs.ts';
 import { ageSeconds } from '../../bench/lib/proc.ts';
 import { bucketQuantileMs, type LoadResult } from '../../bench/load.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
 /** load.ts as its own process: exit code, stdout, stderr */
 function runLoadRaw(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; out: string; err: string; ms: number }> {
@@ -149,7 +149,7 @@ describe('bench: load.ts smoke run', function () {
 
     it('connects with the tester\'s own certificate (--ca, --client-cert/--client-key, or --client-p12) and issues nothing', async () => {
       const bravo = await pki.client('bravo-bench');
-      const dir = fs.mkdtempSync(join(os.tmpdir(), 'cotstream-bench-empty-'));
+      const dir = tempDir('bench-empty');
       try {
         // --certs-dir points at an empty directory: it must stay empty (no CA made, nothing issued)
         const r = await runLoad([...common(srv.port), ...noSettle, '--warmup', '0', '--certs-dir', dir, '--ca', pki.ca, '--client-cert', bravo.cert, '--client-key', bravo.key]);

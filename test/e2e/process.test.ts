@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import http from 'node:http';
 import net from 'node:net';
-import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makePki, testPki, type SharedPki } from '../helpers/pki.ts';
@@ -12,6 +12,7 @@ import { canonicalSerial } from '../../src/auth/serial.ts';
 import { spawnServer, metricValue, ROOT } from '../helpers/server.ts';
 import { CotClient, sa, ping, sleep } from '../helpers/client.ts';
 import { freePort } from '../helpers/net.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
 describe('e2e: cotstream start as a process', function () {
   this.timeout(30000);
@@ -89,7 +90,7 @@ describe('e2e: cotstream start as a process', function () {
   });
 
   it('refuses to start with a private key other users can read, naming the file', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cotstream-badkey-'));
+    const dir = tempDir('badkey');
     for (const f of ['ca.pem', 'server.pem', 'server.key']) copyFileSync(join(pki.dir, f), join(dir, f));
     chmodSync(join(dir, 'server.key'), 0o644);
     const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'start', '--certs-dir', dir, '--port', '0', '--metrics-port', 'off'], { cwd: ROOT, encoding: 'utf8', timeout: 20000 });
@@ -99,7 +100,7 @@ describe('e2e: cotstream start as a process', function () {
 
   it('refuses to start when others can change whom it trusts (CA certificate, revocation list directory), naming the file', () => {
     const start = (dir: string, extra: string[] = []) => spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'start', '--certs-dir', dir, '--port', '0', '--metrics-port', 'off', ...extra], { cwd: ROOT, encoding: 'utf8', timeout: 20000 });
-    const dir = mkdtempSync(join(tmpdir(), 'cotstream-trust-'));
+    const dir = tempDir('trust');
     try {
       for (const f of ['ca.pem', 'server.pem', 'server.key']) copyFileSync(join(pki.dir, f), join(dir, f));
       chmodSync(join(dir, 'ca.pem'), 0o666);
@@ -108,7 +109,7 @@ describe('e2e: cotstream start as a process', function () {
       assert.match(r.stderr, new RegExp(`refusing to start: other users can change the CA certificate .*${join(dir, 'ca.pem').replace(/[.]/g, '\\.')}.*mode 666.*chmod o-w`));
       chmodSync(join(dir, 'ca.pem'), 0o644);
       // the list's directory writable by all (not sticky): the list could be swapped for an empty one
-      const open = mkdtempSync(join(tmpdir(), 'cotstream-crldir-'));
+      const open = tempDir('crldir');
       chmodSync(open, 0o777);
       r = start(dir, ['--crl', join(open, 'crl.json')]);
       assert.equal(r.status, 1);
@@ -126,7 +127,7 @@ describe('e2e: cotstream start as a process', function () {
   });
 
   it('a passphrase-protected server key is named with the fix; FTS_UNENCRYPTED_KEYDIR is read before FTS_SERVER_KEYDIR', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cotstream-fts-'));
+    const dir = tempDir('fts');
     try {
       for (const f of ['ca.pem', 'server.pem', 'server.key']) copyFileSync(join(pki.dir, f), join(dir, f));
       const enc = join(dir, 'server.enc.key');
@@ -177,7 +178,7 @@ describe('e2e: cotstream start as a process', function () {
   });
 
   it('refuses to start without certificates and says how to make them', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cotstream-nocerts-'));
+    const dir = tempDir('nocerts');
     const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'start', '--certs-dir', dir, '--port', '0', '--metrics-port', 'off'], { cwd: ROOT, encoding: 'utf8', timeout: 20000 });
     assert.equal(r.status, 1);
     assert.match(r.stderr, /cotstream certs init/);
@@ -270,7 +271,7 @@ describe('e2e: cotstream start as a process', function () {
     assert.equal(missing.status, 2, missing.stderr);
     assert.match(missing.stderr, /missing required argument 'name'/);
 
-    const dir = mkdtempSync(join(tmpdir(), 'cotstream-exit-'));
+    const dir = tempDir('exit');
     try {
       for (const f of ['ca.pem', 'ca.key']) copyFileSync(join(pki.dir, f), join(dir, f));
       const exists = run(['certs', 'init', '--certs-dir', dir]);
@@ -301,7 +302,7 @@ describe('e2e: cotstream start as a process', function () {
   });
 
   it('takes option values from --config (camelCase keys) under env and flags', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cotstream-config-'));
+    const dir = tempDir('config');
     const file = join(dir, 'cotstream.json');
     writeFileSync(file, JSON.stringify({ idleTimeout: '7s', rateEvents: 41, maxClientsPerIp: 3, metricsPort: 9 }));
     // the file says rateEvents 41, the environment 42; spawnServer's --metrics-port 0 beats the file's 9
@@ -357,7 +358,7 @@ describe('e2e: cotstream start as a process', function () {
   ];
   for (const t of refusals) {
     it(`refuses ${t.what}: exit 2 with a clear message`, () => {
-      const dir = mkdtempSync(join(tmpdir(), 'cotstream-refuse-'));
+      const dir = tempDir('refuse');
       const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'start', '--certs-dir', nowhere, '--port', '0', '--metrics-port', 'off', ...t.args(dir)], {
         cwd: ROOT, encoding: 'utf8', timeout: 20000, env: { ...process.env, ...t.env?.(dir) },
       });

@@ -4,7 +4,6 @@
 // Real redis-server, nodes and CLI in separate processes.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { makePki, opensslCrl, type TestPki } from '../helpers/pki.ts';
@@ -15,6 +14,7 @@ import { BatchType, encodeBatch } from '../../src/bus/codec.ts';
 import { crlKey } from '../../src/bus/crl-share.ts';
 import { DEFAULT_CHANNEL } from '../../src/bus/redis.ts';
 import { pemToDer } from '../../src/auth/revocation-file.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
 const ready = async (s: SpawnedServer): Promise<boolean> => (await readyzStatus(s)) === 200;
 
@@ -42,7 +42,7 @@ describe('e2e: revocation across a Redis cluster', function () {
 
   /** A machine of the cluster: the CA certificate and the server pair only (no CA key, no list). */
   function machine(): string {
-    const d = fs.mkdtempSync(path.join(os.tmpdir(), 'cotstream-node-'));
+    const d = tempDir('node');
     dirs.push(d);
     fs.copyFileSync(pki.paths.ca, path.join(d, 'ca.pem'));
     fs.copyFileSync(pki.paths.cert, path.join(d, 'server.pem'));

@@ -2,11 +2,11 @@
 // its stderr kept in `out`. Also the README's recipe ("Several machines"), as the tests run it.
 import fs from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { sleep } from './client.ts';
 import { ROOT } from './server.ts';
+import { tempDir } from './tmp.ts';
 
 export const HAPROXY = ['/usr/sbin/haproxy', '/usr/local/sbin/haproxy'].find((p) => fs.existsSync(p)) ?? 'haproxy';
 
@@ -16,7 +16,7 @@ export class HaProxy {
 
   /** HAProxy on a configuration of our own, once it listens on `probePort`; its stderr in `out`. */
   static async run(cfg: string, v2port: number, v1port = v2port): Promise<HaProxy> {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cotstream-haproxy-'));
+    const dir = tempDir('haproxy');
     fs.writeFileSync(path.join(dir, 'haproxy.cfg'), cfg);
     const proc = spawn(HAPROXY, ['-db', '-f', path.join(dir, 'haproxy.cfg')], { stdio: ['ignore', 'pipe', 'pipe'] });
     const h = new HaProxy(proc, v2port, v1port, dir);

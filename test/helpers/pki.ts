@@ -1,11 +1,11 @@
 // Real certificates for tests: one CA + server certificate + named clients in a temp dir.
 // Key generation is native and fast, but share one PKI per test file (create it in `before`).
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { pino } from 'pino';
 import { initPki, issueClient, type ClientResult, type PkiPaths } from '../../src/pki/index.ts';
+import { tempDir } from './tmp.ts';
 
 export interface TestPki {
   dir: string;
@@ -18,7 +18,7 @@ export interface TestPki {
 }
 
 export async function makePki(clientNames: string[] = ['alpha', 'bravo'], hosts = ['localhost', '127.0.0.1']): Promise<TestPki> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cotstream-pki-'));
+  const dir = tempDir('pki');
   const { warnings: _warnings, ...paths } = await initPki({ certsDir: dir, hosts });
   const clients: Record<string, ClientResult> = {};
   const t: TestPki = {
@@ -59,7 +59,7 @@ export function opensslStatus(args: string[]): { code: number; output: string } 
  * the independent stand-in for a FreeTAKServer FTS_CRL.json.
  */
 export function opensslCrl(pki: { dir: string; paths: PkiPaths }, serials: string[], reason = 'keyCompromise'): string {
-  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'cotstream-opensslca-'));
+  const work = tempDir('opensslca');
   try {
     const ts = (d: Date) => d.toISOString().replace(/[-:T]/g, '').slice(2, 14) + 'Z';
     const now = new Date();

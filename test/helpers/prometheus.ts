@@ -2,11 +2,11 @@
 // loopback port with a throwaway TSDB, plus promtool. Tests drive it through its HTTP API.
 import fs from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { sleep } from './client.ts';
 import { freePort } from './net.ts';
+import { tempDir } from './tmp.ts';
 
 export interface PromResult { metric: Record<string, string>; value: [number, string] }
 
@@ -36,7 +36,7 @@ export function promtool(args: string[], input?: string): { code: number; out: s
  * its TSDB. Retries with another port if the one picked was taken in between.
  */
 export async function startPrometheus(config: string, files: Record<string, string> = {}): Promise<PrometheusServer> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cotstream-prom-'));
+  const dir = tempDir('prom');
   for (const [name, body] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), body, { mode: 0o600 });
   fs.writeFileSync(path.join(dir, 'prometheus.yml'), config);
   let lastErr = '';

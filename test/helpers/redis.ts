@@ -2,10 +2,9 @@
 // killed and started again on the same port (outage tests). `make test` installs redis-server.
 import fs from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { freePort } from './net.ts';
+import { tempDir } from './tmp.ts';
 
 export interface TestRedisOptions {
   password?: string;
@@ -28,7 +27,7 @@ export class TestRedis {
   }
 
   static async start(opts: TestRedisOptions = {}): Promise<TestRedis> {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cotstream-redis-'));
+    const dir = tempDir('redis');
     for (let attempt = 0; ; attempt++) {
       const r = new TestRedis(await freePort(), dir, opts);
       try {
@@ -42,7 +41,7 @@ export class TestRedis {
 
   /** On a given port (e.g. one a node already points at). */
   static async startOn(port: number, opts: TestRedisOptions = {}): Promise<TestRedis> {
-    const r = new TestRedis(port, fs.mkdtempSync(path.join(os.tmpdir(), 'cotstream-redis-')), opts);
+    const r = new TestRedis(port, tempDir('redis'), opts);
     await r.launch();
     return r;
   }

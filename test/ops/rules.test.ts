@@ -2,10 +2,10 @@
 // operators will load them with.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { ROOT } from '../helpers/server.ts';
 import { promtool } from '../helpers/prometheus.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
 const DIR = path.join(ROOT, 'ops', 'prometheus');
 
@@ -30,7 +30,7 @@ describe('ops: Prometheus alert rules', function () {
   });
 
   it('promtool test rules fails when a rule is broken (the unit tests can fail)', () => {
-    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cotstream-rules-'));
+    const tmp = tempDir('rules');
     try {
       // the bus alert with its condition inverted
       const broken = fs.readFileSync(path.join(DIR, 'alerts.yml'), 'utf8').replace('expr: cot_bus_up == 0', 'expr: cot_bus_up == 1');

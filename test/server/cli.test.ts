@@ -2,12 +2,12 @@
 // environment variable, and no default prints as an empty string.
 import assert from 'node:assert/strict';
 import { CommanderError } from 'commander';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { buildProgram } from '../../src/cli.ts';
 import { OPTIONS, buildConfig } from '../../src/config.ts';
 import { ROOT } from '../helpers/server.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
 async function help(args: string[]): Promise<string> {
   let out = '';
@@ -68,7 +68,7 @@ describe('config: the Redis TLS files', () => {
 
 describe('config: relative paths', function () {
   it('in a config file they are taken from the file\'s directory; as flags, from the working directory', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cotstream-cfg-'));
+    const dir = tempDir('cfg');
     try {
       const file = join(dir, 'etc', 'cotstream.json');
       mkdirSync(join(dir, 'etc'));

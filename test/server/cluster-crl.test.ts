@@ -3,7 +3,6 @@
 // kept on disk for a restart. The Redis side is in test/e2e/redis-revocation.test.ts.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { RevocationList, type RevocationChange } from '../../src/auth/revocation.ts';
 import { ClusterCrl } from '../../src/auth/cluster-crl.ts';
@@ -11,6 +10,7 @@ import { signCrl, verifyCrl } from '../../src/auth/crl-x509.ts';
 import { pemToDer } from '../../src/auth/revocation-file.ts';
 import { Metrics } from '../../src/ops/metrics.ts';
 import { makePki, memoryLogger, opensslCrl, type TestPki } from '../helpers/pki.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
 describe('cluster revocation list (one node)', function () {
   let pki: TestPki;
@@ -21,7 +21,7 @@ describe('cluster revocation list (one node)', function () {
     foreign = await makePki([]);
   });
   after(() => { pki.cleanup(); foreign.cleanup(); });
-  beforeEach(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cotstream-ccrl-')); });
+  beforeEach(() => { dir = tempDir('ccrl'); });
   afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   const alpha = () => pki.clients.alpha!.serial;

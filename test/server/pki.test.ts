@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { once } from 'node:events';
@@ -13,10 +12,11 @@ import { canonicalSerial } from '../../src/auth/serial.ts';
 import { makePki, openssl, opensslStatus, type TestPki } from '../helpers/pki.ts';
 import { runCommands } from '../helpers/cli.ts';
 import { registerRevocationCommands } from '../../src/auth/revocation-commands.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
 const DAY = 86400_000;
 const mode = (f: string) => fs.statSync(f).mode & 0o777;
-const tmpDir = () => fs.mkdtempSync(path.join(os.tmpdir(), 'cotstream-pki-'));
+const tmpDir = () => tempDir('pki');
 
 /** A commander program with the certs commands, capturing what they print; errors throw. */
 function cli(args: string[]): Promise<string> {

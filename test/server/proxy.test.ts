@@ -4,7 +4,6 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { parseProxyHeader, ProxyHeaderError } from '../../src/net/proxy.ts';
@@ -13,6 +12,7 @@ import { startTestServer, type TestServer } from '../helpers/server.ts';
 import { CotClient, sa, sleep } from '../helpers/client.ts';
 import { freePort } from '../helpers/net.ts';
 import { HaProxy, HAPROXY, readmeRecipe } from '../helpers/haproxy.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
 const V2_SIG = Buffer.from('\r\n\r\n\0\r\nQUIT\n', 'latin1');
 
@@ -235,7 +235,7 @@ describe('e2e: the README\'s HAProxy recipe, as written', function () {
     // one node, twice in each backend; its Redis is a port nobody listens on: /readyz 503
     const srv = await startTestServer(pki.dir, { proxyProtocol: '127.0.0.1', redis: `redis://127.0.0.1:${await freePort()}` });
     let lb: HaProxy | undefined;
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cotstream-recipe-'));
+    const dir = tempDir('recipe');
     try {
       const port = await freePort();
       const cfg = block

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { once } from 'node:events';
 import { Command, CommanderError } from 'commander';
@@ -11,6 +10,7 @@ import { registerRevocationCommands } from '../../src/auth/revocation-commands.t
 import { serialToBigInt } from '../../src/auth/serial.ts';
 import { makePki, memoryLogger, openssl, opensslCrl, opensslStatus, type TestPki } from '../helpers/pki.ts';
 import { runCommands } from '../helpers/cli.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -58,7 +58,7 @@ describe('revocation list', function () {
   });
   after(() => pki.cleanup());
   beforeEach(() => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cotstream-crl-'));
+    dir = tempDir('crl');
   });
   afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
