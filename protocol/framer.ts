@@ -3,7 +3,8 @@
 // XML mode: a frame is `<event …>…</event>` (or a self-closing `<event …/>`), ended by the first
 // `</event>` end tag that is not inside a comment, a CDATA section, a processing instruction or a
 // quoted attribute value. Nesting depth is deliberately not tracked: a nested <event> makes a frame
-// the scan rejects, and one broken frame can never swallow the stream.
+// the scan rejects, and one broken frame can never swallow the stream (a '<' inside a quoted value,
+// where XML allows none, ends a frame whose quotes are out of step: rejected, resynchronised there).
 //
 // Byte accounting (every pushed byte ends up in exactly one counter, or in `buffered`):
 //   framedBytes  - bytes of frames handed to sink.frame()
@@ -335,10 +336,18 @@ export class Framer {
         }
         case DQV:
         case SQV: {
-          let q = b.indexOf(st === DQV ? DQ : SQ, p);
-          if (q < 0 || q >= end) q = -1;
-          if (q < 0) { p = end; } else { p = q + 1; this.st = TAG; }
+          // XML allows no '<' in an attribute value: one here means the quotes are out of step (a
+          // quote inside a value, or a stray '<' in text that opened a "tag"). Taken as a value,
+          // every later </event> would read as inside one and a megabyte of good events would go
+          // with this frame; so the frame is rejected and the framer resynchronises at that '<'.
+          const quote = st === DQV ? DQ : SQ;
+          for (; p < end; p++) {
+            const c = b[p];
+            if (c === quote) { p++; this.st = TAG; break; }
+            if (c === LT) break;
+          }
           this.frameLen += p - before;
+          if (this.st !== TAG && p < end) this.discard('"<" in an attribute value (an unescaped quote or "<" in the event)', 'malformed');
           continue;
         }
         case ETAG: {

@@ -4,9 +4,10 @@
 //
 // Bad input, and what it costs (the framing decides, not guesswork):
 //   - a length over maxFrameBytes: the framing is intact, so the declared bytes are skipped
-//     (reject 'oversize') and the next message is read;
+//     (reject 'oversize') and the next message is read; over 16 times maxFrameBytes it is not a
+//     length at all (lost framing, below);
 //   - an undecodable TakMessage: dropped (reject 'malformed'), the next message is read;
-//   - no 0xBF where a message must start, or a length varint over 10 bytes: the framing is lost
+//   - no 0xBF where a message must start, a length varint over 10 bytes, or an absurd length: the framing is lost
 //     and 0xBF may occur anywhere in a payload, so there is no reliable resynchronisation: reject
 //     'malformed' and set `fatal`; the framer ignores everything after it and the session closes.
 //     Only before the first message, XML white space is skipped: it ends the client's XML request.
@@ -17,6 +18,8 @@ import { decodeTakMessage, decodedPointFinite, TAK_MAGIC, TakProtoError } from '
 
 const MAGIC = 0, LENGTH = 1, BODY = 2, SKIP = 3, DEAD = 4;
 const KEEP_ACC_MAX = 65536;
+/** a declared length over this many times maxFrameBytes is lost framing, not an oversize message */
+const LOST_FACTOR = 16;
 const EMPTY = Buffer.alloc(0);
 
 export class ProtoFramer {
@@ -91,6 +94,14 @@ export class ProtoFramer {
           if (c >= 0x80) {
             if (++this.lenBytes === 10) { this.skippedBytes += this.head; this.die('message length varint longer than 10 bytes'); this.skippedBytes += n - p; return; }
             continue;
+          }
+          if (this.len > this.max * LOST_FACTOR) {
+            // no client sends that: the bytes are not TAK framing (skipping them would drop all
+            // the client sends from now on, silently, while it stays connected)
+            this.skippedBytes += this.head;
+            this.die(`message length ${this.len} is not a TAK message length: framing lost`);
+            this.skippedBytes += n - p;
+            return;
           }
           if (this.len > this.max) {
             this.skippedBytes += this.head;

@@ -218,6 +218,9 @@ export class Session implements FramerSink {
   private switchAt = -1;
   private skippedAtSwitch = 0;
   private chunkLen = 0;
+  /** every byte the XML framer had been given before the current chunk (a skipped byte-order mark
+   *  never reaches it): where in the chunk a t-x-takp-q ended, for useProtobuf */
+  private pushedBefore = 0;
   private inXmlPush = false;
   /** the chunk the XML framer is reading (null between chunks): where a declaration before a
    *  frame that is not UTF-8 is looked for (westernFrame) */
@@ -314,7 +317,9 @@ export class Session implements FramerSink {
         pf.push(chunk);
         junk = pf.skippedBytes - skippedBefore;
       } else {
-        const skippedBefore = this.framer.skippedBytes;
+        const f = this.framer;
+        const skippedBefore = f.skippedBytes;
+        this.pushedBefore = f.framedBytes + f.ignoredBytes + f.skippedBytes + f.buffered;
         this.chunkLen = chunk.length;
         this.inXmlPush = true;
         this.chunk = chunk;
@@ -323,6 +328,14 @@ export class Session implements FramerSink {
         this.inXmlPush = false;
         if (this.switchAt < 0) {
           junk = this.framer.skippedBytes - skippedBefore;
+          // an XML declaration at the end of this read, before a frame it left unfinished or before
+          // nothing yet, is in view only now: westernFrame looks for the frame's own in the read
+          // that completes the frame (a writer that sends the declaration and the event apart)
+          const held = f.buffered;
+          if (held <= chunk.length) {
+            const label = declaredEncoding(chunk, chunk.length - held);
+            if (label !== undefined) this.western = isWestern(label);
+          }
         } else {
           // negotiated inside this chunk: what follows the request is protobuf
           junk = this.skippedAtSwitch - skippedBefore;
@@ -423,8 +436,7 @@ export class Session implements FramerSink {
     // every byte pushed so far is framed, ignored or skipped (nothing is buffered right after a
     // frame): the request ended this far into the current chunk
     const consumed = f.framedBytes + f.ignoredBytes + f.skippedBytes;
-    const before = this.bytesIn - this.chunkLen;
-    this.switchAt = Math.min(Math.max(consumed - before, 0), this.chunkLen);
+    this.switchAt = Math.min(Math.max(consumed - this.pushedBefore, 0), this.chunkLen);
     this.skippedAtSwitch = f.skippedBytes;
   }
 

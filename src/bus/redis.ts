@@ -557,10 +557,14 @@ export class RedisBus implements Bus {
       const deliver = this.deliver;
       for (let i = 0; i < envs.length; i++) {
         const e = envs[i];
-        // the SA cache keeps these: copy, or one cached SA pins the whole batch in memory
+        // the SA cache keeps these: copy, or one cached SA pins the whole batch in memory; and so
+        // does a directed event in a slow client's queue, whose bound counts only the frame's bytes
+        // (a broadcast in that queue comes with the rest of its batch, which the client gets too)
         if (e.kind === EnvelopeKind.sa || e.kind === EnvelopeKind.replay) {
           e.frame = Buffer.from(e.frame);
           if (e.kind === EnvelopeKind.replay) this.lastReplayAt = now;
+        } else if (e.callsigns !== null || e.uids !== null) {
+          e.frame = Buffer.from(e.frame);
         }
         deliver(e);
       }

@@ -106,16 +106,39 @@ describe('framer', () => {
     }
   });
 
-  it('</event> inside CDATA, a comment, a PI or an attribute value does not end the frame', () => {
+  it('</event> inside CDATA, a comment or a PI does not end the frame', () => {
     const frames = [
       '<event uid="a" type="b"><detail><remarks><![CDATA[ </event> ]] ]> ]]></remarks></detail></event>',
       '<event uid="a" type="b"><!-- </event> - -- --></event>',
       '<event uid="a" type="b"><?pi </event> ? ?></event>',
-      `<event uid="a" type="b"><detail><x a="</event>" b='</event>'/></detail></event>`,
-      `<event uid="a</event>" type='b</event>'></event>`,
     ];
     const input = frames.join('\n');
     for (const sizes of [[Infinity], [1], [4, 9]]) assert.deepEqual(collect(input, sizes).frames, frames);
+  });
+
+  it('a "<" inside a quoted value rejects the frame there: quotes out of step never swallow the events after it', () => {
+    const good = eventOf(all[0]);
+    const broken = [
+      // a quote inside a value, as a client building XML by string concatenation writes it
+      '<event uid="a" type="b"><detail><contact callsign="O"Brien" endpoint="*:-1:stcp"/></detail></event>',
+      // an unescaped "<" in text, then an apostrophe: the "tag" it opened has a value that never ends
+      `<event uid="a" type="b"><detail><remarks>range <5m, it's clear</remarks></detail></event>`,
+      // </event> inside a value (XML allows no "<" there at all)
+      `<event uid="a" type="b"><detail><x a="</event>" b='</event>'/></detail></event>`,
+      `<event uid="a</event>" type='b</event>'></event>`,
+    ];
+    for (const bad of broken) {
+      // one broken event among 200 good ones (~100 KB after it): each good one arrives
+      const input = [good, bad, ...Array(200).fill(good)].join('\n');
+      for (const sizes of [[Infinity], [1], [7, 300], [4096]]) {
+        const c = collect(input, sizes);
+        assert.equal(c.frames.filter((f) => f === good).length, 201, `${bad} in chunks of ${sizes}`);
+        assert.ok(c.frames.every((f) => f === good || !scan(Buffer.from(f)).ok), 'nothing else passes as an event');
+        assert.ok(c.rejects.length <= 1 && c.rejects.every(([r]) => r === 'malformed'), JSON.stringify(c.rejects));
+        assert.equal(c.rejects.length + c.frames.filter((f) => f !== good).length, 1, 'the broken event is refused, once');
+        accounted(c, Buffer.byteLength(input));
+      }
+    }
   });
 
   it('end tag with white space, self-closing root, <event> without attributes', () => {

@@ -82,6 +82,25 @@ describe('ProtoFramer (TAK Protocol v1 streaming)', () => {
     }
   });
 
+  it('a length no message could have is lost framing (fatal), not megabytes to skip', () => {
+    // 2^62 declared: skipped as "oversize", everything the client sent after it would vanish unseen
+    const huge = Buffer.from([0xbf, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x40]);
+    for (const len of [1024 * 16 + 1, 2 ** 62]) {
+      const head = len === 2 ** 62 ? huge : framed(Buffer.alloc(len)).subarray(0, 4);
+      const r = run([head, stream(xmls[0])], 1024);
+      assert.deepEqual(r.c.rejects.map((x) => x[0]), ['malformed'], String(len));
+      assert.match(r.f.fatal!, /framing lost/);
+      assert.equal(r.c.frames.length, 0);
+      accounted(r.f, r.total);
+    }
+    // up to 16 times the limit it is an oversize message, skipped, and the next one is read
+    const big = framed(Buffer.alloc(1024 * 16));
+    const r = run([big, stream(xmls[0])], 1024);
+    assert.deepEqual(r.c.rejects.map((x) => x[0]), ['oversize']);
+    assert.equal(r.f.fatal, null);
+    assert.equal(r.c.frames.length, 1);
+  });
+
   it('drops an undecodable message (counted malformed) and reads the next one', () => {
     const s = Buffer.concat([framed(Buffer.from([0x12, 0x05, 0x0a])), stream(xmls[0])]);
     const r = run([s]);

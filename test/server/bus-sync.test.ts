@@ -1,7 +1,8 @@
 // The framing of a sync answer on the Redis bus, and what a receiving node makes of it: the real
 // RedisBus receive path and the real Router, fed the batches another node would publish (encoded
 // by the real codec). Only a complete answer — its start and end marks seen, no gap between — may
-// prune that node's cached SAs; the end-to-end outages are in test/e2e/redis.test.ts.
+// prune that node's cached SAs; the end-to-end outages are in test/e2e/redis.test.ts. And what of a
+// received batch stays in memory after it is delivered.
 import assert from 'node:assert/strict';
 import { BatchType, markOf, decodeHeader, encodeMark, encodeBatch, type Mark } from '../../src/bus/codec.ts';
 import { RedisBus } from '../../src/bus/redis.ts';
@@ -43,6 +44,28 @@ function receiver() {
     close: () => { router.close(); void bus.close(); },
   };
 }
+
+describe('bus: what a received batch leaves in memory', () => {
+  it('a directed event and an SA are copied out of their batch; a broadcast stays a view of it', () => {
+    const bus = new RedisBus({ url: 'redis://127.0.0.1:1', nodeId: 'node-me', metrics: new Metrics({ defaultMetrics: false }), log: createLogger('silent') });
+    const got: Envelope[] = [];
+    const b = bus as unknown as { deliver: unknown; onMessage(ch: Buffer, msg: Buffer): void };
+    b.deliver = (e: Envelope) => got.push(e);
+    const ev = (kind: EnvelopeKind, callsigns: string[] | null, uids: string[] | null): Envelope =>
+      ({ ...saEnv(`u-${got.length}`, kind), callsigns, uids, frame: Buffer.from(`<event uid="x" type="b-t-f">${'y'.repeat(100)}</event>`) });
+    const envs = [ev(EnvelopeKind.event, null, null), ev(EnvelopeKind.event, ['Bravo'], null), ev(EnvelopeKind.event, null, ['ANDROID-1']), ev(EnvelopeKind.sa, null, null)];
+    // a batch as the subscriber hands it over: one buffer in a larger read
+    const batch = encodeBatch({ type: BatchType.events, node: PEER, epoch: EPOCH, seq: 1 }, envs);
+    const read = Buffer.concat([Buffer.alloc(64 * 1024), batch]).subarray(64 * 1024);
+    b.onMessage(Buffer.from('cotstream:v1'), read);
+    assert.equal(got.length, 4);
+    for (let i = 0; i < 4; i++) assert.deepEqual(got[i].frame, envs[i].frame);
+    // a slow client's queue holding a directed event of a few hundred bytes must not hold the read
+    assert.equal(got[0].frame.buffer, read.buffer, 'broadcast: a view (every client gets the rest of the batch too)');
+    for (const i of [1, 2, 3]) assert.notEqual(got[i].frame.buffer, read.buffer, `envelope ${i} copied`);
+    void bus.close();
+  });
+});
 
 describe('bus: sync answers frame the sender\'s complete state', () => {
   it('the marks are header-only events batches, told apart, and nothing else is one', () => {
