@@ -55,7 +55,11 @@ const USAGE_ERRORS = new Set([
 /** Run the command line; usage errors exit 2, a failed command 1 (commander itself says 1 for both). */
 export async function main(argv: string[]): Promise<void> {
   const program = buildProgram();
-  const own = (c: Command): void => { c.exitOverride(); for (const sub of c.commands) own(sub); };
+  const own = (c: Command): void => {
+    // "unknown option '--pasword=…'": the value of a mistyped flag may be the secret it was to carry
+    c.exitOverride().configureOutput({ outputError: (s, write) => write(s.replace(/(unknown option '[^'=]*)=[^']*'/, "$1=…'")) });
+    for (const sub of c.commands) own(sub);
+  };
   own(program);
   try {
     await program.parseAsync(argv);

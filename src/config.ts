@@ -1,11 +1,12 @@
 // One validated, frozen Config from flags + environment + optional JSON config file.
 // The option table below is the single source for `cotstream start --help`, env names and defaults.
 import { existsSync, readFileSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { createPrivateKey, randomBytes, X509Certificate, type KeyObject } from 'node:crypto';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { hostname } from 'node:os';
 import { parseAllowList } from './net/addresses.ts';
 import { redactUrl } from './ops/log.ts';
+import { assertKeyPrivate } from './pki/files.ts';
 
 type Kind = 'string' | 'int' | 'port' | 'bytes' | 'ms' | 'bool';
 
@@ -42,7 +43,7 @@ export const OPTIONS: OptionSpec[] = [
   { key: 'crl', flag: '--crl <file>', env: ['COTSTREAM_CRL', 'FTS_CRLDIR'], kind: 'string', help: 'revocation list: our JSON, FreeTAKServer JSON/PEM, PEM or DER CRL (default <certs-dir>/crl.json)', path: true },
   { key: 'handshakeTimeout', flag: '--handshake-timeout <ms>', env: ['COTSTREAM_HANDSHAKE_TIMEOUT_MS'], kind: 'ms', def: 5000, help: 'close connections that have not completed the TLS handshake by then (at least 1 ms)' },
   { key: 'idleTimeout', flag: '--idle-timeout <ms>', env: ['COTSTREAM_IDLE_TIMEOUT_MS'], kind: 'ms', def: 120000, help: 'close a client after this long without a byte received, once its latest SA is stale (held at most 15 min); 0 = off' },
-  { key: 'redis', flag: '--redis <url>', env: ['COTSTREAM_REDIS_URL'], kind: 'string', def: '', help: 'redis:// or rediss:// URL for scale-out; empty = in-process bus' },
+  { key: 'redis', flag: '--redis <url>', env: ['COTSTREAM_REDIS_URL'], kind: 'string', def: '', help: 'redis:// or rediss:// URL for scale-out (prefer the env var when it holds a password: flags show in ps); empty = in-process bus' },
   { key: 'redisCa', flag: '--redis-ca <file>', env: ['COTSTREAM_REDIS_CA'], kind: 'string', def: '', help: 'CA certificate(s) that sign the rediss:// server certificate; empty = the system CAs', path: true },
   { key: 'redisCert', flag: '--redis-cert <file>', env: ['COTSTREAM_REDIS_CERT'], kind: 'string', def: '', help: 'our client certificate for a rediss:// server that asks for one (Redis\'s tls-auth-clients, on by default); with --redis-key', path: true },
   { key: 'redisKey', flag: '--redis-key <file>', env: ['COTSTREAM_REDIS_KEY'], kind: 'string', def: '', help: 'the private key of --redis-cert', path: true },
@@ -73,10 +74,73 @@ const UNITS: Record<string, number> = { '': 1, k: 1024, kb: 1024, kib: 1024, m: 
 
 export class ConfigError extends Error {}
 
-/** `start` and the commands that push to Redis: a client certificate for Redis needs its key */
-export function checkRedisClientPair(cert: string, key: string): void {
-  if (!cert !== !key) throw new ConfigError('--redis-cert and --redis-key go together (a client certificate for Redis needs its key)');
+/**
+ * `start` and the commands that push to Redis: the URL and its TLS files, checked before anything
+ * connects. A problem with a local file is said by its flag (else it is retried forever as "Redis
+ * unreachable"), and TLS files with a redis:// URL are refused: that connection would be plaintext,
+ * the password and every event in clear, while the operator believes TLS is on.
+ */
+export function checkRedis(url: string, tls: { ca: string; cert: string; key: string }, urlSource = '--redis'): void {
+  if (url && !/^rediss?:\/\//.test(url)) throw new ConfigError(`${urlSource}: expected a redis:// or rediss:// URL`);
+  if (url && !URL.canParse(url)) throw new ConfigError(`${urlSource}: not a valid URL (percent-encode special characters of the password)`);
+  if (!tls.cert !== !tls.key) throw new ConfigError('--redis-cert and --redis-key go together (a client certificate for Redis needs its key)');
+  const files = ([['--redis-ca', tls.ca], ['--redis-cert', tls.cert], ['--redis-key', tls.key]] as const).filter(([, f]) => f);
+  for (const [flag, f] of files) if (!existsSync(f)) throw new ConfigError(`${flag}: ${f} does not exist`);
+  // (without a URL there is no bus: the files are not used, as in an environment shared with nodes that have one)
+  if (files.length === 0 || !url) return;
+  if (!url.startsWith('rediss://')) {
+    throw new ConfigError(`${files.map(([flag]) => flag).join(', ')} given, but ${urlSource} is a plaintext redis:// URL: use rediss:// for TLS`);
+  }
+  if (tls.ca) {
+    try {
+      new X509Certificate(readFileSync(tls.ca));
+    } catch (err) {
+      throw new ConfigError(`--redis-ca: no certificate in ${tls.ca} (${(err as Error).message})`);
+    }
+  }
+  if (tls.key) {
+    let key: KeyObject;
+    let cert: X509Certificate;
+    try {
+      assertKeyPrivate(tls.key);
+      const pem = readFileSync(tls.key);
+      try {
+        key = createPrivateKey(pem);
+      } catch (err) {
+        throw new Error(/ENCRYPTED/.test(pem.toString('latin1')) ? `${tls.key} is passphrase-protected: cotstream needs it unencrypted, kept safe by its mode 0600` : `cannot read the private key ${tls.key}: ${(err as Error).message}`);
+      }
+    } catch (err) {
+      throw new ConfigError(`--redis-key: ${(err as Error).message}`);
+    }
+    try {
+      cert = new X509Certificate(readFileSync(tls.cert));
+    } catch (err) {
+      throw new ConfigError(`--redis-cert: no certificate in ${tls.cert} (${(err as Error).message})`);
+    }
+    if (!cert.checkPrivateKey(key)) throw new ConfigError(`--redis-key: ${tls.key} is not the key of ${tls.cert}`);
+  }
 }
+
+/** The host of a plaintext redis:// URL that is not this machine ('' otherwise): what the node
+ *  sends there (every event, the Redis password) crosses the network in clear. */
+export function redisInClear(url: string): string {
+  if (!url.startsWith('redis://') || !URL.canParse(url)) return '';
+  const host = new URL(url).hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  const loopback = host === 'localhost' || host.endsWith('.localhost') || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host) || host === '';
+  return loopback ? '' : host;
+}
+
+/** A JSON syntax error without V8's quote of the text around it, which may be a secret (a token
+ *  written without quotes): where it is, and what is wrong. */
+function jsonError(text: string, err: SyntaxError): string {
+  const m = /^(.*?) in JSON at position (\d+)/s.exec(err.message);
+  if (m === null) return 'not valid JSON: an unexpected character (strings take double quotes; no comments, no trailing commas)';
+  const before = text.slice(0, Number(m[2]));
+  return `${m[1]} at line ${before.split('\n').length}, column ${before.length - before.lastIndexOf('\n')}`;
+}
+
+/** Node's timers take at most 2^31-1 ms (~24.8 days); a longer one fires after 1 ms, every time. */
+const MAX_MS = 2 ** 31 - 1;
 
 function parseValue(spec: OptionSpec, raw: unknown, source: string): string | number | boolean {
   if (spec.kind === 'bool') {
@@ -98,7 +162,9 @@ function parseValue(spec: OptionSpec, raw: unknown, source: string): string | nu
     m = /^(\d+)\s*(ms|s|m)?$/.exec(s);
     if (!m) throw new ConfigError(`${source}: expected milliseconds like 5000 (or 5s), got "${raw}"`);
     const mult = m[2] === 's' ? 1000 : m[2] === 'm' ? 60000 : 1;
-    return Number(m[1]) * mult;
+    const ms = Number(m[1]) * mult;
+    if (ms > MAX_MS) throw new ConfigError(`${source}: at most ${MAX_MS} ms (24.8 days), got "${raw}"`);
+    return ms;
   }
   if (spec.kind === 'port') {
     if (s === 'off' || s === '') return -1;
@@ -117,10 +183,12 @@ export function buildConfig(flags: Record<string, unknown>, env: NodeJS.ProcessE
   let file: Record<string, unknown> = {};
   if (configFile) {
     let parsed: unknown;
+    let text = '';
     try {
-      parsed = JSON.parse(readFileSync(configFile, 'utf8'));
+      text = readFileSync(configFile, 'utf8');
+      parsed = JSON.parse(text);
     } catch (err) {
-      throw new ConfigError(`config file ${configFile}: ${(err as Error).message}`);
+      throw new ConfigError(`config file ${configFile}: ${err instanceof SyntaxError ? jsonError(text, err) : (err as Error).message}`);
     }
     if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
       throw new ConfigError(`config file ${configFile}: expected a JSON object like {"port": 8089}`);
@@ -174,17 +242,12 @@ export function buildConfig(flags: Record<string, unknown>, env: NodeJS.ProcessE
     throw new ConfigError(`${src('logLevel')}: unknown level "${cfg.logLevel}"`);
   }
   if (cfg.maxFrameBytes < 1024) throw new ConfigError(`${src('maxFrameBytes')}: must be at least 1024`);
-  if (cfg.redis && !/^rediss?:\/\//.test(cfg.redis)) throw new ConfigError(`${src('redis')}: expected a redis:// or rediss:// URL`);
-  if (cfg.redis && !URL.canParse(cfg.redis)) throw new ConfigError(`${src('redis')}: not a valid URL (percent-encode special characters of the password)`);
   // Node's TLS server treats 0 as "not set" and waits its own 120 s: there is no "off" to offer
   if (cfg.handshakeTimeout < 1) throw new ConfigError(`${src('handshakeTimeout')}: must be at least 1 ms (Node has no "off": 0 would mean its own 120 s)`);
   if (cfg.redisCa) cfg.redisCa = resolve(cfg.redisCa);
-  checkRedisClientPair(cfg.redisCert, cfg.redisKey);
-  if (cfg.redisCert) { cfg.redisCert = resolve(cfg.redisCert); cfg.redisKey = resolve(cfg.redisKey); }
-  // read by the bus as it connects: a missing one is said here, by its flag, not as a bare ENOENT
-  for (const [flag, f] of [['--redis-ca', cfg.redisCa], ['--redis-cert', cfg.redisCert], ['--redis-key', cfg.redisKey]]) {
-    if (f && !existsSync(f)) throw new ConfigError(`${flag}: ${f} does not exist`);
-  }
+  if (cfg.redisCert) cfg.redisCert = resolve(cfg.redisCert);
+  if (cfg.redisKey) cfg.redisKey = resolve(cfg.redisKey);
+  checkRedis(cfg.redis, { ca: cfg.redisCa, cert: cfg.redisCert, key: cfg.redisKey }, src('redis'));
   if (cfg.busHeartbeat < 100) throw new ConfigError(`${src('busHeartbeat')}: must be at least 100 ms`);
   if (Buffer.byteLength(cfg.nodeId) > 255) throw new ConfigError(`${src('nodeId')}: at most 255 bytes`);
   try {

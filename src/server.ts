@@ -5,7 +5,7 @@ import type { Server as HttpServer } from 'node:http';
 import type { Server as NetServer, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Config } from './config.ts';
-import { redactedConfig } from './config.ts';
+import { redactedConfig, redisInClear } from './config.ts';
 import { Metrics } from './ops/metrics.ts';
 import { LogLimiter, type Logger } from './ops/log.ts';
 import { HTTP_LIMITS, startHttp } from './ops/http.ts';
@@ -72,6 +72,13 @@ function loadCredentials(cfg: Config): { ca: Buffer; cert: Buffer; key: Buffer; 
     throw new StartupError(`cannot read the server certificate ${cfg.cert}: ${(err as Error).message}`);
   }
   if (!x.checkPrivateKey(pk)) throw new StartupError(`${cfg.key} is not the key of ${cfg.cert}`);
+  // a CA file with no certificate in it refuses every device with a verification error that
+  // points at the devices, not at the file
+  try {
+    new X509Certificate(ca);
+  } catch {
+    throw new StartupError(`no certificate in the CA file ${cfg.ca}${/PRIVATE KEY-----/.test(ca.toString('latin1')) ? ' (it holds a private key: --ca takes the CA certificate, ca.pem)' : ''}: it says whom the server trusts`);
+  }
   return { ca, cert, key, x };
 }
 
@@ -133,6 +140,8 @@ export class CotServer {
     }
     const { ca, cert, key } = creds;
     this.log.info({ audit: 'start', config: redactedConfig(cfg), bus: this.bus.kind }, `cotstream starting (bus: ${this.bus.kind})`);
+    const clear = redisInClear(cfg.redis);
+    if (clear) this.log.warn({ audit: 'plaintext', redis: clear }, `Redis at ${clear} over plaintext redis://: every event, and the Redis password, cross the network in clear; between machines use rediss:// (README "Scale-out with Redis")`);
     if (this.fds.clients !== cfg.maxClients) {
       this.log.warn({ audit: 'limits', maxClients: this.fds.clients, configured: cfg.maxClients, openFiles: this.fdLimit },
         `--max-clients ${cfg.maxClients || '0 (unlimited)'} is more than this process can open files for (RLIMIT_NOFILE ${this.fdLimit}): at most ${this.fds.clients} client connections; raise the limit (ulimit -n, systemd LimitNOFILE=) to allow more`);

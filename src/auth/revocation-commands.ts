@@ -7,7 +7,7 @@ import { canonicalSerial } from './serial.ts';
 import { REVOKE_REASONS } from './crl-x509.ts';
 import { DEFAULT_CRL_DAYS, pemToDer, readClusterList, readRevocationFile, writeRevocation, type RevokedEntry, type RevocationData } from './revocation-file.ts';
 import { pkiPaths, signedCopyFor, type PkiPaths } from '../pki/paths.ts';
-import { assertKeyPrivate } from '../pki/files.ts';
+import { assertKeyPrivate, DIR_MODE } from '../pki/files.ts';
 import { ConfigError } from '../config.ts';
 import { action, caKeyOption, caOption, certsDirOption, crlOption, parsePositiveInt, redisOptions, resolveCertsDir, resolveCrl, resolvePkiPaths, resolveRedis, stdio, table, type CommandIO } from '../pki/options.ts';
 import { pushCrl } from '../bus/crl-share.ts';
@@ -253,7 +253,7 @@ function clientSubjects(certsDir: string): Map<string, string> {
 /** Serialize concurrent read-modify-write of the list (two operators revoking at once lose nothing). */
 function withLock<T>(file: string, fn: () => T): T {
   const lock = `${file}.lock`;
-  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: DIR_MODE });
   const deadline = Date.now() + 10_000;
   for (;;) {
     try {

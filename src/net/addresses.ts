@@ -8,13 +8,15 @@ export function parseAllowList(spec: string, what = '--metrics-allow (COTSTREAM_
   if (!spec.trim()) return null;
   const list = new BlockList();
   for (const raw of spec.split(',').map((s) => s.trim()).filter(Boolean)) {
-    const [addr, bits] = raw.split('/');
-    const type = isIPv4(addr) ? 'ipv4' : isIPv6(addr) ? 'ipv6' : null;
+    const parts = raw.split('/');
+    const [addr, bits] = parts;
+    const type = parts.length <= 2 && (isIPv4(addr) ? 'ipv4' : isIPv6(addr) ? 'ipv6' : null);
     if (!type) throw new Error(`${what}: "${raw}" is not an IP address or CIDR`);
     if (bits === undefined) list.addAddress(addr, type);
     else {
-      const prefix = Number(bits);
-      if (!Number.isInteger(prefix) || prefix < 0 || prefix > (type === 'ipv4' ? 32 : 128)) throw new Error(`${what}: bad prefix in "${raw}"`);
+      // digits only: Number('') is 0, and "10.9.8.7/" would have allowed every address (/0)
+      const prefix = /^\d{1,3}$/.test(bits) ? Number(bits) : NaN;
+      if (!(prefix <= (type === 'ipv4' ? 32 : 128))) throw new Error(`${what}: bad prefix in "${raw}" (a CIDR is ADDRESS/BITS)`);
       list.addSubnet(addr, prefix, type);
     }
   }

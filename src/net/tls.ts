@@ -173,6 +173,13 @@ function issuerCn(sock: tls.TLSSocket): string {
   return cert ? cnOfSubject(cert.issuer) : '';
 }
 
+/** the suites the listener accepts (createTlsListener) */
+const CIPHERS = [
+  'TLS_AES_256_GCM_SHA384', 'TLS_CHACHA20_POLY1305_SHA256', 'TLS_AES_128_GCM_SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384', 'ECDHE-RSA-AES256-GCM-SHA384', 'ECDHE-ECDSA-AES128-GCM-SHA256', 'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-CHACHA20-POLY1305', 'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
+
 /**
  * The listener to listen on: a TCP server that admits each connection under the limits and hands
  * it to the TLS server; with --proxy-protocol it first reads the PROXY header of connections from
@@ -191,12 +198,18 @@ export function createTlsListener(o: ListenerOptions, limiter: ConnectionLimiter
     // came with an expired certificate or one from another CA, not just its address.
     rejectUnauthorized: false,
     minVersion: 'TLSv1.2',
+    // forward secrecy and authenticated encryption only, as TAK Server's own defaults: TLS 1.3's
+    // suites, and for TLS 1.2 ECDHE with AES-GCM or ChaCha20 (ATAK, WinTAK and iTAK all offer
+    // them). Node's default list also takes static-RSA and CBC-SHA1 suites.
+    ciphers: CIPHERS,
+    honorCipherOrder: true,
     handshakeTimeout: o.handshakeTimeout > 0 ? o.handshakeTimeout : undefined,
     // No resumption: every connection presents its certificate and has it verified now. A TLS 1.3
     // ticket (resumable for 2 h) would carry the identity of a certificate that may have expired
     // since; Node keeps no TLS 1.2 session cache of its own. (sessionTimeout: 0 did not turn
     // tickets off: Node ignores a falsy value.)
-    secureOptions: cryptoConstants.SSL_OP_NO_TICKET,
+    // and no renegotiation (TLS 1.2): nothing a TAK client needs, a CPU cost a client could repeat
+    secureOptions: cryptoConstants.SSL_OP_NO_TICKET | cryptoConstants.SSL_OP_NO_RENEGOTIATION,
   });
   // one close listener for every socket (not a closure per connection: idle connections are many)
   function releaseSlot(this: Tagged): void { limiter.release(this[ipKey]!); }

@@ -9,7 +9,7 @@ import { X509Certificate, generateKeyPair, randomBytes, randomInt } from 'node:c
 import { promisify } from 'node:util';
 import forge from 'node-forge';
 import { pkiPaths, type PkiPaths } from './paths.ts';
-import { assertKeyPrivate, assertNoneExist, writeFileAtomic, PUBLIC_MODE, SECRET_MODE } from './files.ts';
+import { assertKeyPrivate, assertNoneExist, writeFileAtomic, DIR_MODE, PUBLIC_MODE, SECRET_MODE } from './files.ts';
 import { buildDataPackage, ITAK_LAYOUT } from './package.ts';
 import { truststoreP12 } from './truststore.ts';
 import { canonicalSerial } from '../auth/serial.ts';
@@ -319,8 +319,8 @@ export async function initPki(o: InitOptions): Promise<PkiPaths & { warnings: st
   const warnings: string[] = [];
   const server = serverCert(serverKey.pub, hosts, days, ca, caKey.key, warnings);
 
-  fs.mkdirSync(p.dir, { recursive: true, mode: 0o755 });
-  for (const f of [p.ca, p.caKey, p.cert, p.key]) fs.mkdirSync(path.dirname(f), { recursive: true, mode: 0o755 });
+  fs.mkdirSync(p.dir, { recursive: true, mode: DIR_MODE });
+  for (const f of [p.ca, p.caKey, p.cert, p.key]) fs.mkdirSync(path.dirname(f), { recursive: true, mode: DIR_MODE });
   // keys first: a crash in between leaves no certificate without its key
   writeFileAtomic(p.caKey, caKey.pem, SECRET_MODE);
   writeFileAtomic(p.key, serverKey.pem, SECRET_MODE);
@@ -384,7 +384,7 @@ export async function issueClient(o: ClientOptions): Promise<ClientResult> {
   if (!CLIENT_NAME.test(o.name)) {
     throw new ConfigError(`client name ${JSON.stringify(o.name)} must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit`);
   }
-  if (o.password !== undefined && o.password.length < 6) throw new ConfigError('--password must be at least 6 characters (Android keystores refuse shorter)');
+  if (o.password !== undefined && o.password.length < 6) throw new ConfigError('--password (or COTSTREAM_P12_PASSWORD) must be at least 6 characters (Android keystores refuse shorter)');
   // the package's preferences file is ASCII, and keystores disagree on how other characters become bytes
   if (o.password !== undefined && !/^[\x20-\x7e]+$/.test(o.password)) throw new ConfigError('--password (or COTSTREAM_P12_PASSWORD) must be printable ASCII (letters, digits, punctuation, space)');
   if (o.password !== undefined && WELL_KNOWN_PASSWORDS.has(o.password.toLowerCase())) {

@@ -117,7 +117,8 @@ export function registerCertsCommands(program: Command, io: CommandIO = stdio): 
           files: { ca: files.ca, caKey: files.caKey, cert: files.cert },
           name,
           outDir: o.out,
-          password: o.password,
+          // an empty one (COTSTREAM_P12_PASSWORD= in an env file) is none: a random one, printed
+          password: o.password || undefined,
           package: o.package,
           host: o.host,
           port: o.port,

@@ -6,6 +6,8 @@ import { X509Certificate, randomBytes } from 'node:crypto';
 export const SECRET_MODE = 0o600;
 /** Mode for public material (certificates, CRLs). */
 export const PUBLIC_MODE = 0o644;
+/** directories the PKI commands create: readable by the server's account, writable by the owner only */
+export const DIR_MODE = 0o755;
 
 export class FileExistsError extends Error {
   constructor(readonly files: string[]) {
@@ -28,7 +30,9 @@ export function assertNoneExist(files: string[], force: boolean | undefined): vo
  */
 export function writeFileAtomic(file: string, data: string | Uint8Array, mode: number): void {
   const dir = path.dirname(file);
-  fs.mkdirSync(dir, { recursive: true });
+  // a directory made on the way is never writable by others, whatever the umask (start refuses
+  // trust files in one: they could be replaced there)
+  fs.mkdirSync(dir, { recursive: true, mode: DIR_MODE });
   const tmp = path.join(dir, `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
   try {
     fs.writeFileSync(tmp, data, { mode, flag: 'wx' });

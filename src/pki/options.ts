@@ -3,7 +3,7 @@
 import path from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { pkiPaths, type PkiPaths } from './paths.ts';
-import { checkRedisClientPair, ConfigError, OPTIONS } from '../config.ts';
+import { checkRedis, ConfigError, OPTIONS } from '../config.ts';
 import type { RedisTlsFiles } from '../bus/redis.ts';
 
 /** `cotstream start`'s OPTIONS entry for an option: one list of variables and defaults for both */
@@ -69,8 +69,11 @@ export function resolveRedis(o: { redis?: string; redisCa?: string; redisCert?: 
     return f ? path.resolve(f) : '';
   };
   const tls = { ca: file(o.redisCa, ENV.redisCa), cert: file(o.redisCert, ENV.redisCert), key: file(o.redisKey, ENV.redisKey) };
-  checkRedisClientPair(tls.cert, tls.key);
-  return { url: o.redis ?? fromEnv(ENV.redis, env) ?? '', tls };
+  const url = o.redis ?? fromEnv(ENV.redis, env) ?? '';
+  // as start checks it: a mistyped scheme went to ioredis as a Unix socket path, password and all,
+  // and came back in its error message
+  checkRedis(url, tls, o.redis !== undefined ? '--redis' : `${ENV.redis.find((n) => env[n]) ?? ENV.redis[0]} (--redis)`);
+  return { url, tls };
 }
 
 export function crlOption(): Option {

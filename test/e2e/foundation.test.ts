@@ -157,9 +157,13 @@ describe('e2e: mutual-TLS CoT server', function () {
     assert.equal(await srv.metric('cot_connections'), 2);
     const recv0 = await srv.metric('cot_events_received_total');
     const deliv0 = await srv.metric('cot_events_delivered_total');
-    a.send(sa('m-alpha', 'MA'));
+    const [sent0, in0, bBytes0] = [await srv.metric('cot_bytes_sent_total'), await srv.metric('cot_bytes_received_total'), b.bytes];
+    const ev = sa('m-alpha', 'MA');
+    a.send(ev);
     await b.waitFor((f) => f.some((x) => x.includes('m-alpha')));
     assert.equal(await srv.metric('cot_events_received_total'), recv0 + 1);
+    assert.ok(await srv.metric('cot_bytes_received_total') - in0 >= Buffer.byteLength(ev), 'bytes received');
+    assert.ok(await srv.metric('cot_bytes_sent_total') - sent0 >= b.bytes - bBytes0 && b.bytes > bBytes0, 'bytes sent');
     assert.ok((await srv.metric('cot_events_delivered_total')) >= deliv0 + 1);
     const sid = srv.logs.find((l) => l.audit === 'accepted' && l.cn === 'alpha' && l.sid !== undefined && !srv.logs.some((c) => c.audit === 'closed' && c.sid === l.sid))!.sid;
     await sleep(20); // the latency of alpha's SA is recorded after its write
@@ -179,14 +183,67 @@ describe('e2e: mutual-TLS CoT server', function () {
     b.close();
   });
 
+  it('--tcp-port, the opt-in plaintext listener: said loudly at start; its clients and TLS clients see each other', async () => {
+    const plain = await startTestServer(pki.dir, { tcpPort: '0' });
+    let sock: net.Socket | undefined;
+    try {
+      const port = plain.server.tcpPort;
+      assert.ok(port > 0);
+      assert.ok(plain.logs.some((l) => l.audit === 'plaintext' && l.port === port && Number(l.level) === 40), 'the warning');
+      sock = net.connect(port, '127.0.0.1');
+      let got = '';
+      sock.on('data', (d: Buffer) => { got += d.toString(); });
+      await new Promise((r) => sock!.once('connect', r));
+      const t = await CotClient.connect(plain.port, await pki.client('alpha'));
+      clients.push(t);
+      await sleep(100);
+      sock.write(sa('uid-plain', 'PLAIN'));
+      await t.waitFor((f) => f.some((x) => x.includes('uid="uid-plain"')), 5000, 'plaintext SA at the TLS client');
+      t.send(sa('uid-tls', 'TLS'));
+      const deadline = Date.now() + 5000;
+      while (!got.includes('uid="uid-tls"') && Date.now() < deadline) await sleep(20);
+      assert.ok(got.includes('uid="uid-tls"'), 'TLS SA at the plaintext client');
+      const acc = plain.logs.filter((l) => l.audit === 'accepted');
+      assert.ok(acc.some((l) => l.plaintext === true), JSON.stringify(acc));
+    } finally {
+      sock?.destroy();
+      await plain.stop();
+    }
+  });
+
   it('negotiates TLS 1.2 or newer only', async () => {
     const creds = await pki.client('alpha');
     const err = await new Promise<Error | null>((resolve) => {
-      const s = tls.connect({ host: '127.0.0.1', port: srv.port, ca: readFileSync(creds.ca), cert: readFileSync(creds.cert), key: readFileSync(creds.key), servername: 'localhost', maxVersion: 'TLSv1.1', minVersion: 'TLSv1' });
+      // SECLEVEL=0: else our own client refuses TLS 1.1 before the server is asked
+      const s = tls.connect({ host: '127.0.0.1', port: srv.port, ca: readFileSync(creds.ca), cert: readFileSync(creds.cert), key: readFileSync(creds.key), servername: 'localhost', maxVersion: 'TLSv1.1', minVersion: 'TLSv1', ciphers: 'DEFAULT@SECLEVEL=0' });
       s.on('secureConnect', () => { s.destroy(); resolve(null); });
       s.on('error', (e) => resolve(e));
     });
-    assert.ok(err, 'a TLS 1.1 handshake succeeded');
+    // the server's refusal: its protocol_version alert
+    assert.match(String(err?.message), /alert protocol version/, 'a TLS 1.1 handshake was not refused by the server');
+  });
+
+  it('TLS 1.2 only with forward secrecy and AEAD suites; no renegotiation', async () => {
+    const creds = await pki.client('alpha');
+    const opts = { host: '127.0.0.1', port: srv.port, ca: readFileSync(creds.ca), cert: readFileSync(creds.cert), key: readFileSync(creds.key), servername: 'localhost', maxVersion: 'TLSv1.2' as const };
+    const suite = (ciphers: string) => new Promise<string>((resolve) => {
+      const s = tls.connect({ ...opts, ciphers });
+      s.on('secureConnect', () => { resolve(s.getCipher().standardName); s.destroy(); });
+      s.on('error', (e) => resolve(`refused: ${e.message}`));
+    });
+    // static RSA key exchange (no forward secrecy), CBC with SHA-1: Node's defaults accept both
+    for (const weak of ['AES128-SHA', 'AES256-GCM-SHA384', 'ECDHE-RSA-AES128-SHA']) assert.match(await suite(weak), /^refused/, weak);
+    for (const ok of ['ECDHE-RSA-AES128-GCM-SHA256', 'ECDHE-RSA-AES256-GCM-SHA384', 'ECDHE-RSA-CHACHA20-POLY1305']) assert.match(await suite(ok), /^TLS_ECDHE_RSA_WITH_/, ok);
+    // refused: an error, or (OpenSSL's answer is a warning alert) no answer at all
+    const renegotiated = await new Promise<string>((resolve) => {
+      const s = tls.connect(opts);
+      s.on('error', () => undefined);
+      s.once('secureConnect', () => {
+        const t = setTimeout(() => { resolve('no answer'); s.destroy(); }, 2000);
+        s.renegotiate({}, (err) => { clearTimeout(t); resolve(err ? `refused: ${err.message}` : 'renegotiated'); s.destroy(); });
+      });
+    });
+    assert.notEqual(renegotiated, 'renegotiated');
   });
 
   it('resumes no session: every connection presents its certificate anew', async () => {

@@ -98,6 +98,19 @@ describe('e2e: cotstream start as a process', function () {
     assert.match(r.stderr, new RegExp(`${join(dir, 'server.key').replace(/[.]/g, '\\.')}.*chmod 600`));
   });
 
+  it('refuses to start with a CA file that holds no certificate (empty, or the CA key given by mistake), naming the file', () => {
+    const dir = tempDir('noca');
+    for (const f of ['server.pem', 'server.key']) copyFileSync(join(pki.dir, f), join(dir, f));
+    chmodSync(join(dir, 'server.key'), 0o600);
+    for (const [content, why] of [['', /no certificate in the CA file .*ca\.pem: /], [readFileSync(join(pki.dir, 'server.key'), 'utf8'), /no certificate in the CA file .*ca\.pem \(it holds a private key/]] as const) {
+      writeFileSync(join(dir, 'ca.pem'), content);
+      const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'start', '--certs-dir', dir, '--port', '0', '--metrics-port', 'off'], { cwd: ROOT, encoding: 'utf8', timeout: 20000 });
+      assert.equal(r.status, 1);
+      assert.match(r.stderr, why);
+      assert.doesNotMatch(r.stderr, /BEGIN|PRIVATE KEY-/);
+    }
+  });
+
   it('refuses to start when others can change whom it trusts (CA certificate, revocation list directory), naming the file', () => {
     const start = (dir: string, extra: string[] = []) => spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'start', '--certs-dir', dir, '--port', '0', '--metrics-port', 'off', ...extra], { cwd: ROOT, encoding: 'utf8', timeout: 20000 });
     const dir = tempDir('trust');
@@ -267,6 +280,13 @@ describe('e2e: cotstream start as a process', function () {
     const unknown = run(['start', '--prot', '1']);
     assert.equal(unknown.status, 2, unknown.stderr);
     assert.match(unknown.stderr, /unknown option '--prot'[\s\S]*Usage: cotstream start/);
+    // a mistyped secret flag: the value it carried is not echoed
+    for (const args of [['start', '--metrics-tokn=T0kenSecret'], ['certs', 'client', 'x', '--pasword=T0kenSecret']]) {
+      const typo = run(args);
+      assert.equal(typo.status, 2, typo.stderr);
+      assert.match(typo.stderr, /unknown option '--(metrics-tokn|pasword)=…'/);
+      assert.doesNotMatch(typo.stderr, /T0kenSecret/);
+    }
     const missing = run(['certs', 'client']);
     assert.equal(missing.status, 2, missing.stderr);
     assert.match(missing.stderr, /missing required argument 'name'/);

@@ -99,6 +99,10 @@ describe('ops: /metrics access control, /healthz, /readyz', function () {
     assert.equal(parseAllowList('  '), null);
     assert.throws(() => parseAllowList('10.0.0.0/33'), /--metrics-allow \(COTSTREAM_METRICS_ALLOW\): bad prefix in "10.0.0.0\/33"/);
     assert.throws(() => parseAllowList('metrics.example.com'), /"metrics\.example\.com" is not an IP address or CIDR/);
+    // a trailing slash was /0: every address allowed (to /metrics, or to send PROXY headers)
+    for (const bad of ['10.9.8.7/', '2001:db8::1/', '10.0.0.0/ 8', '10.0.0.0/8.0', '10.0.0.0/0x8']) assert.throws(() => parseAllowList(bad), /bad prefix/, bad);
+    assert.throws(() => parseAllowList('10.0.0.0/8/99'), /not an IP address or CIDR/);
+    assert.equal(parseAllowList('10.0.0.0/8')!.check('11.0.0.1', 'ipv4'), false);
   });
 
   it('a bad allowlist is a configuration error: the real process exits 2 before listening', async () => {

@@ -2,12 +2,14 @@
 // environment variable, and no default prints as an empty string.
 import assert from 'node:assert/strict';
 import { CommanderError } from 'commander';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createPrivateKey } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { buildProgram } from '../../src/cli.ts';
-import { OPTIONS, buildConfig } from '../../src/config.ts';
+import { OPTIONS, buildConfig, redisInClear } from '../../src/config.ts';
 import { ROOT } from '../helpers/server.ts';
 import { tempDir } from '../helpers/tmp.ts';
+import { makePki } from '../helpers/pki.ts';
 
 async function help(args: string[]): Promise<string> {
   let out = '';
@@ -63,6 +65,58 @@ describe('config: the Redis TLS files', () => {
     assert.throws(() => buildConfig({ redis: 'rediss://127.0.0.1:6380', redisCa: '/nonexistent/ca.pem' }, {}), /--redis-ca: \/nonexistent\/ca\.pem does not exist/);
     assert.throws(() => buildConfig({}, { COTSTREAM_REDIS_CERT: '/nonexistent/c.pem', COTSTREAM_REDIS_KEY: '/nonexistent/c.key' }), /--redis-cert: .* does not exist/);
     assert.throws(() => buildConfig({ redisCert: '/nonexistent/c.pem' }, {}), /--redis-cert and --redis-key go together/);
+  });
+
+  it('are refused with a plaintext redis:// URL, and checked at start with rediss:// (no certificate, a key others read, not the pair, encrypted)', async () => {
+    const pki = await makePki(['rc']);
+    const c = pki.clients.rc!;
+    const ca = pki.paths.ca;
+    const good = { redis: 'rediss://127.0.0.1:6380', redisCa: ca, redisCert: c.cert, redisKey: c.key };
+    assert.equal(buildConfig(good, {}).redisKey, c.key);
+    // one "s" dropped: the password and every event would cross the network in clear
+    assert.throws(() => buildConfig({ ...good, redis: 'redis://:pw@10.0.0.5:6379' }, {}), /--redis-ca, --redis-cert, --redis-key given, but --redis is a plaintext redis:\/\/ URL: use rediss:\/\//);
+    assert.throws(() => buildConfig({ redisCa: ca }, { COTSTREAM_REDIS_URL: 'redis://10.0.0.5' }), /--redis-ca given, but COTSTREAM_REDIS_URL \(--redis\) is a plaintext/);
+    const empty = join(pki.dir, 'empty.pem');
+    writeFileSync(empty, '');
+    assert.throws(() => buildConfig({ ...good, redisCa: empty }, {}), /--redis-ca: no certificate in/);
+    assert.throws(() => buildConfig({ ...good, redisCa: c.key }, {}), /--redis-ca: no certificate in/);
+    assert.throws(() => buildConfig({ ...good, redisKey: pki.paths.key }, {}), /--redis-key: .*server\.key is not the key of .*rc\.pem/);
+    const enc = join(pki.dir, 'enc.key');
+    writeFileSync(enc, createPrivateKey(readFileSync(c.key)).export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'secret-pass' }), { mode: 0o600 });
+    assert.throws(() => buildConfig({ ...good, redisKey: enc }, {}), /--redis-key: .*enc\.key is passphrase-protected/);
+    chmodSync(c.key, 0o644);
+    assert.throws(() => buildConfig(good, {}), /--redis-key: private key .* is accessible by other users \(mode 644\)/);
+    pki.cleanup();
+  });
+});
+
+describe('config: a plaintext Redis on another machine', () => {
+  it('is named for the start warning; TLS or this machine is not', () => {
+    assert.equal(redisInClear('redis://:pw@10.0.0.5:6379'), '10.0.0.5');
+    assert.equal(redisInClear('redis://Redis.Example.org'), 'redis.example.org');
+    assert.equal(redisInClear('redis://[2001:db8::7]:6379'), '2001:db8::7');
+    for (const quiet of ['rediss://10.0.0.5:6380', 'redis://127.0.0.1:6379', 'redis://localhost', 'redis://[::1]:6379', 'redis://127.1.2.3', '']) assert.equal(redisInClear(quiet), '', quiet);
+  });
+});
+
+describe('config: values that would misbehave', () => {
+  it('a duration past what Node timers hold (24.8 days) is refused, not a timer firing every millisecond', () => {
+    assert.equal(buildConfig({ idleTimeout: '2147483647' }, {}).idleTimeout, 2 ** 31 - 1);
+    assert.throws(() => buildConfig({ idleTimeout: '3000000000' }, {}), /--idle-timeout: at most 2147483647 ms/);
+    assert.throws(() => buildConfig({}, { COTSTREAM_HANDSHAKE_TIMEOUT_MS: '36000m' }), /COTSTREAM_HANDSHAKE_TIMEOUT_MS: at most/);
+  });
+
+  it('a config file that is not JSON is located by line and column, without quoting its text (it may hold a token)', () => {
+    const dir = tempDir('cfgjson');
+    const f = join(dir, 'c.json');
+    for (const [text, where] of [
+      [`{\n  "port": 8089,\n  "metricsToken": 'SQtokSECRET9f2'\n}`, /not valid JSON/],
+      [`{\n  "metricsToken": SQtokSECRET9f2\n}`, /not valid JSON/],
+      [`{\n  "metricsToken": "SQtokSECRET9f2",\n}`, /at line 3, column 1/],
+    ] as const) {
+      writeFileSync(f, text);
+      assert.throws(() => buildConfig({}, {}, f), (e: Error) => where.test(e.message) && !/SQtok|SECRET|9f2/.test(e.message));
+    }
   });
 });
 

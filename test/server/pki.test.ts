@@ -13,6 +13,8 @@ import { makePki, openssl, opensslStatus, type TestPki } from '../helpers/pki.ts
 import { runCommands } from '../helpers/cli.ts';
 import { registerRevocationCommands } from '../../src/auth/revocation-commands.ts';
 import { tempDir } from '../helpers/tmp.ts';
+import { writeFileAtomic } from '../../src/pki/files.ts';
+import forge from 'node-forge';
 
 const DAY = 86400_000;
 const mode = (f: string) => fs.statSync(f).mode & 0o777;
@@ -149,6 +151,18 @@ describe('PKI (node-forge)', function () {
       assert.deepEqual(fs.readdirSync(dir).filter((f) => f.endsWith('.tmp')), []);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('directories made on the way are never writable by others, whatever the umask', () => {
+    const dir = tmpDir();
+    const old = process.umask(0);
+    try {
+      writeFileAtomic(path.join(dir, 'new', 'sub', 'server.key'), 'x', 0o600);
+      for (const d of ['new', 'new/sub']) assert.equal(mode(path.join(dir, d)), 0o755, d);
+      assert.equal(mode(path.join(dir, 'new', 'sub', 'server.key')), 0o600);
+    } finally {
+      process.umask(old);
     }
   });
 
@@ -544,5 +558,19 @@ describe('certs: what devices will dial and accept', function () {
     assert.ok(!fs.existsSync(path.join(dir, 'clients', 'xray.pem')));
     assert.match(await cli(['certs', 'server', '--certs-dir', dir, '--force', '--days', '900']), /warning: the server certificate is valid for 900 days: iOS .* 825 days/);
     assert.doesNotMatch(await cli(['certs', 'server', '--certs-dir', dir, '--force', '--days', '825']), /warning/);
+  });
+
+  it('an empty COTSTREAM_P12_PASSWORD is no password: a random one is made and printed', async () => {
+    const dir = await fresh('localhost');
+    const saved = process.env.COTSTREAM_P12_PASSWORD;
+    process.env.COTSTREAM_P12_PASSWORD = '';
+    try {
+      const out = await cli(['certs', 'client', 'yank', '--certs-dir', dir]);
+      const pw = /PKCS#12 password[^:]*: (\S+)/.exec(out)?.[1];
+      assert.ok(pw && pw.length >= 16, out);
+      assert.ok(forge.pkcs12.pkcs12FromAsn1(forge.asn1.fromDer(fs.readFileSync(path.join(dir, 'clients', 'yank.p12')).toString('binary')), pw));
+    } finally {
+      if (saved === undefined) delete process.env.COTSTREAM_P12_PASSWORD; else process.env.COTSTREAM_P12_PASSWORD = saved;
+    }
   });
 });

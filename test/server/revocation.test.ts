@@ -169,13 +169,14 @@ describe('revocation list', function () {
     // the same broken bytes again are not re-reported
     assert.equal(list.reload(), false);
     assert.equal(errors.length, 7);
-    // an unreadable file is an error too, never "nothing revoked"
-    if (process.getuid?.() !== 0) {
-      fs.writeFileSync(file, '{"revoked": []}');
-      fs.chmodSync(file, 0o000);
-      list.reload();
-      refusesAlphaOnly(list);
-    }
+    // an unreadable file is an error too, never "nothing revoked" (a directory in its place: mode
+    // 000 would not stop root, which the tests may run as)
+    fs.rmSync(file);
+    fs.mkdirSync(file);
+    assert.equal(list.reload(), false);
+    refusesAlphaOnly(list);
+    assert.equal(errors.length, 8, 'reported');
+    fs.rmdirSync(file);
     // a good file again takes over
     fs.writeFileSync(file, JSON.stringify({ revoked: [{ serial_number: bravo }] }));
     assert.equal(list.reload(), true);
@@ -369,6 +370,16 @@ describe('revoke / crl commands', function () {
     // only a signed list is shared: without the CA key there is nothing to send
     const err2 = await cli(['crl', 'refresh', '--certs-dir', pki.dir, '--crl', file, '--ca-key', path.join(pki.dir, 'nope.key'), '--redis', 'redis://127.0.0.1:1']).then(() => '', (e: Error) => e.message);
     assert.match(err2, /nothing sent to redis:\/\/127\.0\.0\.1:1: only a CA-signed list is shared/);
+  });
+
+  it('--redis that is no redis:// URL is refused before anything is written (ioredis took it for a socket path and printed it, password and all)', async () => {
+    for (const url of ['http://:CLI5secret@127.0.0.1:1', 'redis//:CLI5secret@127.0.0.1:1']) {
+      const file = path.join(pki.dir, 'mistyped.json');
+      const err = await cli(['revoke', 'abc8', '--certs-dir', pki.dir, '--crl', file, '--redis', url]).then(() => '', (e: Error) => e.message);
+      assert.match(err, /--redis: expected a redis:\/\/ or rediss:\/\/ URL/);
+      assert.doesNotMatch(err, /CLI5secret/);
+      assert.equal(fs.existsSync(file), false);
+    }
   });
 
   it('crl refresh renews an expired next_update without changing the entries', async () => {
