@@ -64,18 +64,22 @@ describe('e2e: revocation across a Redis cluster', function () {
     await c.waitFor((f) => f.some((x) => x.includes('t-x-c-t-r')), 5000, `${name} pong`);
     return c;
   }
-  /** Refused before a byte of CoT (closed, nothing received). */
+  /** Refused as revoked, before a byte of CoT (closed, nothing received), by that node: its
+   *  `revoked` refusals went up (a node that died, or refused for another reason, would close the
+   *  connection too), and it still takes charlie, whom nobody revoked. */
   async function refused(n: SpawnedServer, name: string): Promise<boolean> {
-    let c: CotClient;
+    const before = await spawnedMetric(n, 'cot_handshakes_total', { result: 'revoked' });
+    let shut = true;
     try {
-      c = await CotClient.connect(n.port, creds(name));
-    } catch {
-      return true;
-    }
-    try { c.send(ping('p')); } catch { /* gone */ }
-    const closed = await c.waitClosed(3000).then(() => true, () => false);
-    c.close();
-    return closed && c.bytes === 0;
+      const c = await CotClient.connect(n.port, creds(name));
+      try { c.send(ping('p')); } catch { /* gone */ }
+      shut = await c.waitClosed(3000).then(() => true, () => false) && c.bytes === 0;
+      c.close();
+    } catch { /* refused during the handshake */ }
+    const counted = await spawnedMetric(n, 'cot_handshakes_total', { result: 'revoked' }) === before + 1;
+    const other = await connect(n, 'charlie');
+    other.close();
+    return shut && counted;
   }
 
   it('revoke --redis where the CA key is: every node closes the sessions and refuses the certificate; kept across restarts, and put back into a Redis that lost it', async () => {

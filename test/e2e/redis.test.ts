@@ -11,6 +11,18 @@ import { TakClient } from '../helpers/takclient.ts';
 import { Redis } from 'ioredis';
 import { BatchType, encodeBatch } from '../../src/bus/codec.ts';
 const count = (c: CotClient, needle: string): number => c.frames.filter((f) => f.includes(needle)).length;
+let sentinels = 0;
+/**
+ * Everything `from` sent before now that was to reach `to` has reached it: a broadcast chat from
+ * `from` that each of `to` receives comes after all of `from`'s earlier events (one sender's events
+ * stay in order, across nodes too). A check that something did NOT arrive is sound after it, and
+ * needs no sleep.
+ */
+async function drained(from: CotClient, callsign: string, to: CotClient[]): Promise<void> {
+  const mark = `sentinel-${++sentinels};`;
+  from.send(chat(callsign, mark));
+  for (const t of to) await t.waitFor(() => count(t, mark) === 1, 5000, `${mark} from ${callsign}`);
+}
 const rssOf = (pid: number): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
 const busLines = (s: SpawnedServer, state: string) => s.lines.filter((l) => l.audit === 'bus' && l.state === state);
 
@@ -146,7 +158,9 @@ describe('e2e: two nodes on one Redis', function () {
     await b.waitFor(() => count(b, 'to-bravo-by-callsign;') === 1 && count(b, 'to-alpha-and-bravo;') === 1, 5000, 'directed at bravo');
     await c.waitFor(() => count(c, 'to-charlie-by-uid;') === 1, 5000, 'directed at charlie');
     await a.waitFor(() => count(a, 'to-alpha-by-callsign;') === 1 && count(a, 'to-alpha-and-bravo;') === 1, 5000, 'directed at alpha');
-    await sleep(300);
+    await drained(a, 'alpha', [b, c, d]);
+    await drained(b, 'bravo', [a, d]);
+    await drained(c, 'charlie', [a, b, d]);
     assert.equal(count(c, 'to-bravo-by-callsign;'), 0, 'charlie got a chat for bravo');
     assert.equal(count(b, 'to-charlie-by-uid;'), 0, 'bravo got a chat for charlie');
     assert.equal(count(a, 'to-alpha-and-bravo;'), 1, 'named twice, delivered once');
@@ -257,7 +271,8 @@ describe('e2e: two nodes on one Redis', function () {
     await b.waitFor(() => count(b, 'uid="uid-alpha"') > 0, 5000, 'alpha SA at bravo');
     a.send(ping('alpha-ping'));
     await a.waitFor(() => count(a, 't-x-c-t-r') === 1, 5000, 'pong');
-    await sleep(300);
+    await drained(a, 'alpha', [b]);
+    await sleep(100); // a second pong would come from alpha's own node, after its first
     assert.equal(count(a, 't-x-c-t-r'), 1);
     assert.equal(count(b, 't-x-c-t'), 0, 'ping or pong crossed to node B');
   });

@@ -176,7 +176,8 @@ describe('ops: a real Prometheus scraping cotstream', function () {
       await prom.query(q); // throws on a PromQL error
     }
     // a few panels must show data after the traffic above
-    assert.ok(scalar(await prom.query('sum(cot_connections{job="cotstream",instance=~".+"})')) >= 0);
+    // (a series: its value depends on which clients of the tests above are still connected; no series is NaN)
+    assert.ok(Number.isFinite(scalar(await prom.query('sum(cot_connections{job="cotstream",instance=~".+"})'))), 'the connections panel has a series');
     await prom.waitFor('sum by (result) (rate(cot_handshakes_total{instance=~".+"}[1m]))', (r) => r.some((x) => x.metric.result === 'ok' && Number(x.value[1]) > 0));
   });
 });
