@@ -3,7 +3,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { SERVER_VERSION } from '../protocol/control.ts';
 import { pathToFileURL } from 'node:url';
-import { OPTIONS, buildConfig, unknownEnv, ConfigError } from './config.ts';
+import { OPTIONS, buildConfig, exposedSecrets, unknownEnv, ConfigError } from './config.ts';
 import { createLogger, settleLog } from './ops/log.ts';
 import { Metrics } from './ops/metrics.ts';
 import { CotServer, StartupError } from './server.ts';
@@ -83,6 +83,8 @@ async function runServer(flags: Record<string, unknown>, configFile?: string): P
   }
   const metrics = new Metrics();
   const log = createLogger(cfg.logLevel, undefined, { maxBuffer: cfg.logBuffer, onDrop: () => metrics.logDropped.inc() });
+  const exposed = configFile ? exposedSecrets(configFile) : [];
+  if (exposed.length) log.warn({ audit: 'config', file: configFile, secrets: exposed }, `config file ${configFile} holds ${exposed.join(' and ')} and other users can read it: chmod 600 ${configFile} (or pass them as environment variables)`);
   const stray = unknownEnv(process.env);
   if (stray.length) log.warn({ audit: 'config', unknownEnv: stray }, `environment variables ignored, no option reads them: ${stray.join(', ')}`);
   const server = new CotServer(cfg, log, metrics);

@@ -1,6 +1,6 @@
 // One validated, frozen Config from flags + environment + optional JSON config file.
 // The option table below is the single source for `cotstream start --help`, env names and defaults.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createPrivateKey, randomBytes, X509Certificate, type KeyObject } from 'node:crypto';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { hostname } from 'node:os';
@@ -119,6 +119,25 @@ export function checkRedis(url: string, tls: { ca: string; cert: string; key: st
     }
     if (!cert.checkPrivateKey(key)) throw new ConfigError(`--redis-key: ${tls.key} is not the key of ${tls.cert}`);
   }
+}
+
+/** The secrets a config file holds (the metrics token, a Redis password) when other users can read
+ *  it, for a start warning; none when it holds none or is private. */
+export function exposedSecrets(configFile: string): string[] {
+  let file: Record<string, unknown>;
+  try {
+    if ((statSync(configFile).mode & 0o004) === 0) return [];
+    file = JSON.parse(readFileSync(configFile, 'utf8')) as Record<string, unknown>;
+  } catch {
+    return [];
+  }
+  const out: string[] = [];
+  if (typeof file.metricsToken === 'string' && file.metricsToken !== '') out.push('metricsToken');
+  if (typeof file.redis === 'string' && URL.canParse(file.redis)) {
+    const u = new URL(file.redis);
+    if (u.password !== '' || /(^|&)pass(word)?=/i.test(u.search.slice(1))) out.push('the Redis password (redis)');
+  }
+  return out;
 }
 
 /** The host of a plaintext redis:// URL that is not this machine ('' otherwise): what the node

@@ -198,9 +198,9 @@ export function createTlsListener(o: ListenerOptions, limiter: ConnectionLimiter
     // came with an expired certificate or one from another CA, not just its address.
     rejectUnauthorized: false,
     minVersion: 'TLSv1.2',
-    // forward secrecy and authenticated encryption only, as TAK Server's own defaults: TLS 1.3's
-    // suites, and for TLS 1.2 ECDHE with AES-GCM or ChaCha20 (ATAK, WinTAK and iTAK all offer
-    // them). Node's default list also takes static-RSA and CBC-SHA1 suites.
+    // forward secrecy and authenticated encryption only: TLS 1.3's suites, and for TLS 1.2 ECDHE
+    // with AES-GCM or ChaCha20, which Android (ATAK), Windows 10/11 SChannel (WinTAK) and iOS
+    // (iTAK) all offer. Node's default list also takes static-RSA and CBC-SHA1 suites.
     ciphers: CIPHERS,
     honorCipherOrder: true,
     handshakeTimeout: o.handshakeTimeout > 0 ? o.handshakeTimeout : undefined,

@@ -6,7 +6,7 @@ import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:
 import { createPrivateKey } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { buildProgram } from '../../src/cli.ts';
-import { OPTIONS, buildConfig, redisInClear } from '../../src/config.ts';
+import { OPTIONS, buildConfig, exposedSecrets, redisInClear } from '../../src/config.ts';
 import { ROOT } from '../helpers/server.ts';
 import { tempDir } from '../helpers/tmp.ts';
 import { makePki } from '../helpers/pki.ts';
@@ -96,6 +96,23 @@ describe('config: a plaintext Redis on another machine', () => {
     assert.equal(redisInClear('redis://Redis.Example.org'), 'redis.example.org');
     assert.equal(redisInClear('redis://[2001:db8::7]:6379'), '2001:db8::7');
     for (const quiet of ['rediss://10.0.0.5:6380', 'redis://127.0.0.1:6379', 'redis://localhost', 'redis://[::1]:6379', 'redis://127.1.2.3', '']) assert.equal(redisInClear(quiet), '', quiet);
+  });
+});
+
+describe('config: a config file holding secrets', () => {
+  it('is named for the start warning when other users can read it', () => {
+    const dir = tempDir('cfgsecret');
+    const f = join(dir, 'c.json');
+    writeFileSync(f, JSON.stringify({ metricsToken: 'T0ken', redis: 'redis://:pw@10.0.0.5:6379' }), { mode: 0o644 });
+    chmodSync(f, 0o644);
+    assert.deepEqual(exposedSecrets(f), ['metricsToken', 'the Redis password (redis)']);
+    writeFileSync(f, JSON.stringify({ redis: 'rediss://10.0.0.5:6380?password=pw' }));
+    assert.deepEqual(exposedSecrets(f), ['the Redis password (redis)']);
+    writeFileSync(f, JSON.stringify({ port: 8089, redis: 'redis://10.0.0.5:6379' }));
+    assert.deepEqual(exposedSecrets(f), [], 'no secret');
+    writeFileSync(f, JSON.stringify({ metricsToken: 'T0ken' }));
+    chmodSync(f, 0o600);
+    assert.deepEqual(exposedSecrets(f), [], 'private');
   });
 });
 
