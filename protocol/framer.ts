@@ -1,10 +1,12 @@
 // Byte stream -> CoT frames. Incremental, linear in the bytes whatever the chunking, bounded memory.
 //
 // XML mode: a frame is `<event …>…</event>` (or a self-closing `<event …/>`), ended by the first
-// `</event>` end tag that is not inside a comment, a CDATA section, a processing instruction or a
-// quoted attribute value. Nesting depth is deliberately not tracked: a nested <event> makes a frame
-// the scan rejects, and one broken frame can never swallow the stream (a '<' inside a quoted value,
-// where XML allows none, ends a frame whose quotes are out of step: rejected, resynchronised there).
+// `</event>` end tag outside comments, CDATA sections and processing instructions. Nesting depth
+// is deliberately not tracked: a nested <event> makes a frame the scan rejects. One broken frame
+// never swallows the stream: the bytes `</event>` inside a comment, CDATA or PI (where TAK clients
+// cut their stream: the scan refuses them) and a '<' inside a quoted attribute value (XML allows
+// none: the quotes are out of step) reject the frame there, and the framer resynchronises. (A
+// frame complete in one chunk is read by the scan core instead, which refuses the same frames.)
 //
 // Byte accounting (every pushed byte ends up in exactly one counter, or in `buffered`):
 //   framedBytes  - bytes of frames handed to sink.frame()
@@ -43,6 +45,7 @@ const CUT = 23;
 const FIRST_FRAME_STATE = T_LT;
 
 const EVENT = [0x65, 0x76, 0x65, 0x6e, 0x74]; // "event"
+const END_TAG = [LT, SLASH, 0x65, 0x76, 0x65, 0x6e, 0x74]; // "</event"
 const CDATA_KW = [0x43, 0x44, 0x41, 0x54, 0x41, LSQB]; // "CDATA["
 const KEEP_ACC_MAX = 65536; // a larger reassembly buffer is released after its frame
 
@@ -80,6 +83,8 @@ export class Framer {
   private root = false;
   /** the previous byte in a tag was '/' */
   private slash = false;
+  /** inside a comment, CDATA section or PI: bytes of "</event" matched so far */
+  private m = 0;
   /** reassembly of a frame that spans chunks: the one copy */
   private acc: Buffer = EMPTY;
   private accLen = 0;
@@ -411,17 +416,29 @@ export class Framer {
         case COMMENT:
         case CDATA:
         case PI: {
-          // until "-->", "]]>" or "?>": k counts the run of the terminator's repeated byte
+          // until "-->", "]]>" or "?>": k counts the run of the terminator's repeated byte. And m
+          // the bytes of "</event" just seen: the exact bytes "</event>" in there end the frame as
+          // malformed (the scan refuses such a frame anyway: TAK clients cut their stream at them),
+          // so an unclosed comment or CDATA costs only its own event
           const mark = st === COMMENT ? DASH : st === CDATA ? RSQB : QM;
           const need = st === PI ? 1 : 2;
           let k = this.k;
+          let m = this.m;
+          let hit = false;
           for (; p < end; p++) {
             const c = b[p];
             if (c === GT && k >= need) { p++; this.st = CONTENT; break; }
             k = c === mark ? k + 1 : 0;
+            if (m === END_TAG.length) {
+              if (c === GT) { hit = true; break; }
+              m = 0;
+            }
+            m = c === END_TAG[m] ? m + 1 : c === LT ? 1 : 0;
           }
           this.k = k;
+          this.m = this.st === st ? m : 0;
           this.frameLen += p - before;
+          if (hit) { this.m = 0; this.discard(`</event> inside ${st === COMMENT ? 'a comment' : st === CDATA ? 'a CDATA section' : 'a processing instruction'}`, 'malformed'); }
           continue;
         }
         default:

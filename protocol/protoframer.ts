@@ -4,8 +4,8 @@
 //
 // Bad input, and what it costs (the framing decides, not guesswork):
 //   - a length over maxFrameBytes: the framing is intact, so the declared bytes are skipped
-//     (reject 'oversize') and the next message is read; over 16 times maxFrameBytes it is not a
-//     length at all (lost framing, below);
+//     (reject 'oversize') and the next message is read; over 16 times maxFrameBytes (and 64 MiB)
+//     it is not a length at all (lost framing, below);
 //   - an undecodable TakMessage: dropped (reject 'malformed'), the next message is read;
 //   - no 0xBF where a message must start, a length varint over 10 bytes, or an absurd length: the framing is lost
 //     and 0xBF may occur anywhere in a payload, so there is no reliable resynchronisation: reject
@@ -18,8 +18,10 @@ import { decodeTakMessage, decodedPointFinite, TAK_MAGIC, TakProtoError } from '
 
 const MAGIC = 0, LENGTH = 1, BODY = 2, SKIP = 3, DEAD = 4;
 const KEEP_ACC_MAX = 65536;
-/** a declared length over this many times maxFrameBytes is lost framing, not an oversize message */
+/** a declared length over this many times maxFrameBytes, and over LOST_FLOOR, is lost framing, not
+ *  an oversize message (the floor: with a small --max-frame-bytes a large route is still a message) */
 const LOST_FACTOR = 16;
+const LOST_FLOOR = 64 * 1024 * 1024;
 const EMPTY = Buffer.alloc(0);
 
 export class ProtoFramer {
@@ -95,7 +97,7 @@ export class ProtoFramer {
             if (++this.lenBytes === 10) { this.skippedBytes += this.head; this.die('message length varint longer than 10 bytes'); this.skippedBytes += n - p; return; }
             continue;
           }
-          if (this.len > this.max * LOST_FACTOR) {
+          if (this.len > Math.max(this.max * LOST_FACTOR, LOST_FLOOR)) {
             // no client sends that: the bytes are not TAK framing (skipping them would drop all
             // the client sends from now on, silently, while it stays connected)
             this.skippedBytes += this.head;

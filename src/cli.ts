@@ -57,7 +57,8 @@ export async function main(argv: string[]): Promise<void> {
   const program = buildProgram();
   const own = (c: Command): void => {
     // "unknown option '--pasword=…'": the value of a mistyped flag may be the secret it was to carry
-    c.exitOverride().configureOutput({ outputError: (s, write) => write(s.replace(/(unknown option '[^'=]*)=[^']*'/, "$1=…'")) });
+    // (to the last quote: a password may hold one), and so may what follows a short one ('-psecret')
+    c.exitOverride().configureOutput({ outputError: (s, write) => write(s.replace(/(unknown option '--[^'=]*)=.*'/, "$1=…'").replace(/(unknown option '-[^-'])[^']+'/, "$1…'")) });
     for (const sub of c.commands) own(sub);
   };
   own(program);

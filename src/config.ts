@@ -80,11 +80,12 @@ export class ConfigError extends Error {}
  * unreachable"), and TLS files with a redis:// URL are refused: that connection would be plaintext,
  * the password and every event in clear, while the operator believes TLS is on.
  */
-export function checkRedis(url: string, tls: { ca: string; cert: string; key: string }, urlSource = '--redis'): void {
+export function checkRedis(url: string, tls: { ca: string; cert: string; key: string }, urlSource = '--redis', unusedFiles: 'check' | 'ignore' = 'check'): void {
   if (url && !/^rediss?:\/\//.test(url)) throw new ConfigError(`${urlSource}: expected a redis:// or rediss:// URL`);
   if (url && !URL.canParse(url)) throw new ConfigError(`${urlSource}: not a valid URL (percent-encode special characters of the password)`);
   if (!tls.cert !== !tls.key) throw new ConfigError('--redis-cert and --redis-key go together (a client certificate for Redis needs its key)');
   const files = ([['--redis-ca', tls.ca], ['--redis-cert', tls.cert], ['--redis-key', tls.key]] as const).filter(([, f]) => f);
+  if (!url && unusedFiles === 'ignore') return;
   for (const [flag, f] of files) if (!existsSync(f)) throw new ConfigError(`${flag}: ${f} does not exist`);
   // (without a URL there is no bus: the files are not used, as in an environment shared with nodes that have one)
   if (files.length === 0 || !url) return;

@@ -17,7 +17,7 @@ import { FlushScheduler, Session, type SessionLimits } from './session.ts';
 import { ConnectionLimiter, createTlsListener, createTcpListener, listen, setListenerCredentials } from './net/tls.ts';
 import { parseAllowList } from './net/addresses.ts';
 import { fdBudget, openFileLimit, type FdBudget } from './net/fdlimit.ts';
-import { assertKeyPrivate as assertPrivate, assertNotOthersWritable } from './pki/index.ts';
+import { assertKeyPrivate as assertPrivate, assertNotOthersWritable, caPem } from './pki/files.ts';
 import { pkiPaths, signedCopyFor } from './pki/paths.ts';
 import { watchCertificateExpiry } from './pki/expiry.ts';
 import { identityFromSocket, remoteOf, type ClientIdentity } from './auth/identity.ts';
@@ -46,7 +46,7 @@ function readPem(path: string, what: string): Buffer {
  * passphrase-protected or not the certificate's.
  */
 function loadCredentials(cfg: Config): { ca: Buffer; cert: Buffer; key: Buffer; x: X509Certificate } {
-  const ca = readPem(cfg.ca, 'CA certificate');
+  const ca = caPem(readPem(cfg.ca, 'CA certificate'));
   const cert = readPem(cfg.cert, 'server certificate');
   const key = readPem(cfg.key, 'server private key');
   try {

@@ -42,6 +42,7 @@ import { fetchCrl, offerCrl, type CrlShare } from './crl-share.ts';
 import { EnvelopeKind, type Bus, type BusHost, type DeliverFn, type Envelope } from './types.ts';
 import type { Metrics } from '../ops/metrics.ts';
 import { redactUrl, type Logger } from '../ops/log.ts';
+import { caPem } from '../pki/files.ts';
 
 export const DEFAULT_CHANNEL = 'cotstream:v1';
 /** how long a sync request waits for others to share its answer (a joining node waits 200 ms for
@@ -94,7 +95,7 @@ export function redisOptions(url: string, role: 'pub' | 'sub', nodeId: string, t
   if (url.startsWith('rediss://')) {
     // verified TLS always (Node's default); a private CA comes from --redis-ca
     opts.tls = { rejectUnauthorized: true };
-    if (tls.ca) opts.tls.ca = readFileSync(tls.ca);
+    if (tls.ca) opts.tls.ca = caPem(readFileSync(tls.ca));
     if (tls.cert) opts.tls.cert = readFileSync(tls.cert);
     if (tls.key) opts.tls.key = readFileSync(tls.key);
   }

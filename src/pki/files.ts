@@ -9,6 +9,17 @@ export const PUBLIC_MODE = 0o644;
 /** directories the PKI commands create: readable by the server's account, writable by the owner only */
 export const DIR_MODE = 0o755;
 
+/** A CA file as TLS takes it: PEM as it is; one DER certificate (what Windows exports as .cer)
+ *  turned into PEM — Node's TLS `ca` option reads PEM only, and would silently trust nobody. */
+export function caPem(file: Buffer): Buffer {
+  if (file.includes('-----BEGIN')) return file;
+  try {
+    return Buffer.from(new X509Certificate(file).toString());
+  } catch {
+    return file;
+  }
+}
+
 export class FileExistsError extends Error {
   constructor(readonly files: string[]) {
     super(`refusing to overwrite existing file${files.length > 1 ? 's' : ''}: ${files.join(', ')} (use --force)`);

@@ -72,7 +72,8 @@ export function resolveRedis(o: { redis?: string; redisCa?: string; redisCert?: 
   const url = o.redis ?? fromEnv(ENV.redis, env) ?? '';
   // as start checks it: a mistyped scheme went to ioredis as a Unix socket path, password and all,
   // and came back in its error message
-  checkRedis(url, tls, o.redis !== undefined ? '--redis' : `${ENV.redis.find((n) => env[n]) ?? ENV.redis[0]} (--redis)`);
+  // (no URL: a TLS file in an environment shared with the nodes is not this command's business)
+  checkRedis(url, tls, o.redis !== undefined ? '--redis' : `${ENV.redis.find((n) => env[n]) ?? ENV.redis[0]} (--redis)`, 'ignore');
   return { url, tls };
 }
 

@@ -2,10 +2,13 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import tls from 'node:tls';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { X509Certificate } from 'node:crypto';
 import { testPki, type SharedPki as TestPki } from '../helpers/pki.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 import { CotClient, sa, ping, sleep } from '../helpers/client.ts';
+import { tempDir } from '../helpers/tmp.ts';
 
 describe('e2e: mutual-TLS CoT server', function () {
   let pki: TestPki;
@@ -208,6 +211,21 @@ describe('e2e: mutual-TLS CoT server', function () {
     } finally {
       sock?.destroy();
       await plain.stop();
+    }
+  });
+
+  it('a CA certificate given in DER (a .cer as Windows exports it) trusts as its PEM does', async () => {
+    const der = join(tempDir('der'), 'ca.cer');
+    writeFileSync(der, new X509Certificate(readFileSync(join(pki.dir, 'ca.pem'))).raw);
+    const s2 = await startTestServer(pki.dir, { ca: der });
+    try {
+      const c = await CotClient.connect(s2.port, await pki.client('alpha'));
+      clients.push(c);
+      c.send(ping('der-ping'));
+      await c.waitFor((f) => f.some((x) => x.includes('t-x-c-t-r')), 5000, 'pong');
+      assert.equal(await s2.metric('cot_handshakes_total', { result: 'ok' }), 1);
+    } finally {
+      await s2.stop();
     }
   });
 

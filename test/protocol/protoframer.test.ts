@@ -85,20 +85,22 @@ describe('ProtoFramer (TAK Protocol v1 streaming)', () => {
   it('a length no message could have is lost framing (fatal), not megabytes to skip', () => {
     // 2^62 declared: skipped as "oversize", everything the client sent after it would vanish unseen
     const huge = Buffer.from([0xbf, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x40]);
-    for (const len of [1024 * 16 + 1, 2 ** 62]) {
-      const head = len === 2 ** 62 ? huge : framed(Buffer.alloc(len)).subarray(0, 4);
+    for (const len of [64 * 1024 * 1024 + 1, 2 ** 62]) {
+      const head = len === 2 ** 62 ? huge : framed(Buffer.alloc(len)).subarray(0, 5);
       const r = run([head, stream(xmls[0])], 1024);
       assert.deepEqual(r.c.rejects.map((x) => x[0]), ['malformed'], String(len));
       assert.match(r.f.fatal!, /framing lost/);
       assert.equal(r.c.frames.length, 0);
       accounted(r.f, r.total);
     }
-    // up to 16 times the limit it is an oversize message, skipped, and the next one is read
-    const big = framed(Buffer.alloc(1024 * 16));
-    const r = run([big, stream(xmls[0])], 1024);
-    assert.deepEqual(r.c.rejects.map((x) => x[0]), ['oversize']);
-    assert.equal(r.f.fatal, null);
-    assert.equal(r.c.frames.length, 1);
+    // up to 64 MiB (or 16 times the limit, when that is more) it is an oversize message, skipped,
+    // and the next one is read: a 20-KB route with --max-frame-bytes 1024 must not close its sender
+    for (const [len, max] of [[20_000, 1024], [64 * 1024 * 1024, 1024], [16 * 1024 * 1024, 1024 * 1024]]) {
+      const r = run([framed(Buffer.alloc(len)), stream(xmls[0])], max);
+      assert.deepEqual(r.c.rejects.map((x) => x[0]), ['oversize'], `${len} over ${max}`);
+      assert.equal(r.f.fatal, null);
+      assert.equal(r.c.frames.length, 1);
+    }
   });
 
   it('drops an undecodable message (counted malformed) and reads the next one', () => {

@@ -372,6 +372,17 @@ describe('revoke / crl commands', function () {
     assert.match(err2, /nothing sent to redis:\/\/127\.0\.0\.1:1: only a CA-signed list is shared/);
   });
 
+  it('without a Redis URL, Redis TLS files in the environment (shared with the nodes) are not looked at', async () => {
+    const file = path.join(pki.dir, 'shared-env.json');
+    process.env.COTSTREAM_REDIS_CA = '/nonexistent/redis-ca.pem';
+    try {
+      await cli(['revoke', 'abc7', '--certs-dir', pki.dir, '--crl', file]);
+    } finally {
+      delete process.env.COTSTREAM_REDIS_CA;
+    }
+    assert.deepEqual(JSON.parse(fs.readFileSync(file, 'utf8')).revoked.map((r: { serial_number: string }) => r.serial_number), ['abc7']);
+  });
+
   it('--redis that is no redis:// URL is refused before anything is written (ioredis took it for a socket path and printed it, password and all)', async () => {
     for (const url of ['http://:CLI5secret@127.0.0.1:1', 'redis//:CLI5secret@127.0.0.1:1']) {
       const file = path.join(pki.dir, 'mistyped.json');
