@@ -9,6 +9,8 @@
 //   bounded: while Redis is down, batches wait in a ring of at most maxQueuedBytes and
 //   maxQueueAgeMs (a blip loses nothing; after a long outage, minutes-old positions are worth
 //   less than their cost); while it is up but slow, at most maxInflightBytes await their reply.
+//   A batch lost with its connection is held again (holdAgain). Reconnected, we publish nothing
+//   until the other nodes' subscribers are back too (awaitListeners).
 //   Everything discarded or failed is counted in cot_bus_publish_errors_total (per envelope).
 // - The subscriber resubscribes by itself (autoResubscribe off: we subscribe on every `ready`,
 //   because ioredis's `ready` fires before its own resubscription has finished — we count as up
@@ -169,6 +171,12 @@ export class RedisBus implements Bus {
   private readonly gapped = new Set<string>();
   /** a sync request came while our publisher was not ready: answered once it is */
   private answerOwed = false;
+  /** our sync request, asked for while we waited for the other nodes' subscribers */
+  private syncOwed = false;
+  /** reconnected: what we publish waits (held, in order) until the other nodes' subscribers are
+   *  back on the channel too (awaitListeners); a run of the wait, so a stale timer knows it */
+  private awaitingListeners = false;
+  private listenRun = 0;
   /** the sync answer being sent: the rest of our state, read as the answer reaches it */
   private answering: Iterator<Envelope> | null = null;
   /** a request came while an answer was under way: one more answer after it */
@@ -321,12 +329,21 @@ export class RedisBus implements Bus {
   }
 
   private send(buf: Buffer, count: number): void {
-    if (!this.pubReady) { this.hold(buf, count); return; }
+    if (!this.pubReady || this.awaitingListeners) { this.hold(buf, count); return; }
     if (this.inflightBytes + buf.length > this.maxInflightBytes) { this.discard(count); return; }
     this.inflightBytes += buf.length;
     this.pub.publish(this.channel, buf).then(
       () => { this.inflightBytes -= buf.length; this.metrics.busOut.inc(count); this.answerMore(); },
-      (err: Error) => { this.inflightBytes -= buf.length; this.lastError = err.message; this.discard(count); this.answerMore(); },
+      (err: Error) => {
+        this.inflightBytes -= buf.length;
+        // Redis's own refusal: resending would not help. A connection lost with the batch on it
+        // (its error says only that: the connection's own is already in lastError): Redis may or
+        // may not have passed it on, so it is held again for the reconnection, in sequence order
+        // — a node that had it drops the second copy by its sequence number
+        if (err instanceof ReplyError || this.closed) { this.lastError = err.message; this.discard(count); }
+        else this.holdAgain(buf, count);
+        this.answerMore();
+      },
     );
   }
 
@@ -341,6 +358,22 @@ export class RedisBus implements Bus {
     if (buf.length > this.maxQueuedBytes) { this.discard(count); return; }
     this.held.push({ buf, count, at: Date.now() });
     this.heldBytes += buf.length;
+    this.boundHeld();
+  }
+
+  /** A batch published but lost with its connection: back among the held ones, before any later. */
+  private holdAgain(buf: Buffer, count: number): void {
+    if (count === 0 || buf.length > this.maxQueuedBytes) { this.discard(count); return; }
+    const seq = decodeHeader(buf).seq;
+    let i = this.held.length;
+    while (i > 0 && decodeHeader(this.held[i - 1].buf).seq > seq) i--;
+    this.held.splice(i, 0, { buf, count, at: Date.now() });
+    this.heldBytes += buf.length;
+    this.boundHeld();
+    if (this.pubReady && !this.awaitingListeners) this.sendHeld(); // (reconnected already)
+  }
+
+  private boundHeld(): void {
     while (this.heldBytes > this.maxQueuedBytes) {
       const old = this.held.shift()!;
       this.heldBytes -= old.buf.length;
@@ -366,6 +399,10 @@ export class RedisBus implements Bus {
   /** A header-only batch: sync request or heartbeat (sent only while connected). */
   private control(type: BatchType): void {
     if (!this.pubReady) return;
+    // nothing overtakes the held batches: a later sequence number first would make the receivers
+    // drop them as duplicates (and a request the others cannot hear yet goes unanswered)
+    if (this.awaitingListeners) { if (type === BatchType.sync) this.syncOwed = true; return; }
+    if (type === BatchType.sync) this.syncOwed = false;
     if (type === BatchType.sync) this.metrics.busSync.asked.inc();
     const buf = encodeBatch(this.header(type), []);
     const sentAt = this.beatSentAt;
@@ -374,7 +411,9 @@ export class RedisBus implements Bus {
     }, (err: Error) => {
       // Redis's own answer to a beat (an ACL refusing PUBLISH) is not a hang: see beat()
       if (type === BatchType.heartbeat && err instanceof ReplyError) this.beatRefused = err.message;
-      this.lastError = err.message;
+      // (a connection lost under it says only "max retries per request": the connection's own
+      // error, already in lastError, is the one to log)
+      if (err instanceof ReplyError) this.lastError = err.message;
       // refused: down now, one error line (a node stayed ready for two beats after its very first
       // publish, the sync request, was refused); beat() tells when Redis accepts us again
       if (err instanceof ReplyError && !this.refused) {
@@ -412,7 +451,7 @@ export class RedisBus implements Bus {
   private answerSync(): void {
     // without a publisher the answer would wait in the ring without its marks (which are not
     // kept): answered whole, with the state of then, once the publisher is ready
-    if (!this.pubReady) { this.answerOwed = true; return; }
+    if (!this.pubReady || this.awaitingListeners) { this.answerOwed = true; return; }
     // a request that came during an answer may have missed its start mark: one more, after it
     if (this.answering !== null) { this.answerAgain = true; return; }
     this.answerOwed = false;
@@ -604,13 +643,45 @@ export class RedisBus implements Bus {
 
   private readonly onPubReady = (): void => {
     this.pubReady = true;
+    this.awaitListeners();
     this.setUp();
-    this.sendHeld();
-    if (this.answerOwed && !this.closed) this.answerSync();
   };
+
+  /**
+   * Publish nothing until every node we know is subscribed again (PUBSUB NUMSUB: them and us), at
+   * most maxQueueAgeMs: after a Redis restart each node reconnects on its own schedule, and Redis
+   * keeps nothing for a subscriber that is not there yet. Sent at once, the batches held through
+   * the outage (and what followed) were lost to the nodes that came back later — with no error
+   * anywhere. Polled every 50 ms, only while reconnecting.
+   */
+  private awaitListeners(): void {
+    this.awaitingListeners = true;
+    const run = ++this.listenRun;
+    const since = Date.now();
+    const check = (): void => {
+      if (run !== this.listenRun || !this.pubReady || this.closed) return;
+      this.pub.pubsub('NUMSUB', this.channel).then((r) => {
+        if (run !== this.listenRun) return;
+        const subscribers = Number((r as unknown[])[1]);
+        if (subscribers >= 1 + this.peers.size || Date.now() - since >= this.maxQueueAgeMs) this.listenersBack(run);
+        else setTimeout(check, 50);
+      }, () => this.listenersBack(run)); // PUBSUB not allowed (an ACL): published at once, as before
+    };
+    check();
+  }
+
+  private listenersBack(run: number): void {
+    if (run !== this.listenRun || !this.awaitingListeners) return;
+    this.awaitingListeners = false;
+    this.sendHeld();
+    if (this.syncOwed && this.up) { this.syncOwed = false; this.control(BatchType.sync); }
+    if (this.answerOwed && !this.closed) this.answerSync();
+  }
 
   private readonly onPubClose = (): void => {
     this.pubReady = false;
+    this.awaitingListeners = false;
+    this.listenRun++;
     if (this.answering !== null) this.pumpAnswer(); // given up: answered whole when back
     this.setUp();
   };
@@ -687,6 +758,7 @@ export class RedisBus implements Bus {
 
   private readonly beat = (): void => {
     if (!this.connected) return; // ioredis is reconnecting
+    if (this.awaitingListeners) return; // a beat would overtake the held batches (control())
     const now = Date.now();
     if (this.beatSentAt > 0 && this.echoAt < this.beatSentAt) {
       // Redis is delivering, we are behind (a sync answer of tens of MB queued ahead of our echo):

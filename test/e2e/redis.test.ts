@@ -505,6 +505,38 @@ describe('e2e: Redis outage', function () {
     assert.ok(Date.now() - t < 5000);
   });
 
+  it('a short Redis restart loses nothing: directed chats sent through it all arrive, once, in order', async () => {
+    // each node reconnects on its own schedule: what one publishes before the other has
+    // subscribed again is lost to it unless it waits (soak audit: 30 of every 30 chats sent
+    // through a 1.5-s restart lost, with no error counted)
+    const [A, B] = await Promise.all([cl.node(redis.url, 'blip-a'), cl.node(redis.url, 'blip-b')]);
+    const y = await cl.member(A, 'yankee');
+    const x = await cl.member(B, 'xray');
+    await x.waitFor(() => count(x, 'uid="uid-yankee"') > 0, 5000, 'yankee known at B');
+    await y.waitFor(() => count(y, 'uid="uid-xray"') > 0, 5000, 'xray known at A');
+    let n = 0;
+    const timer = setInterval(() => { n++; x.send(chat('xray', `blip-${n};`, [{ callsign: 'YANKEE' }])); }, 50);
+    try {
+      for (let round = 0; round < 2; round++) {
+        await sleep(1000);
+        await redis.kill();
+        await sleep(1000);
+        await redis.restart();
+        await until(async () => (await spawnedMetric(A, 'cot_bus_up')) === 1 && (await spawnedMetric(B, 'cot_bus_up')) === 1, 8000, 'both nodes up again');
+      }
+      await sleep(1000);
+    } finally {
+      clearInterval(timer);
+    }
+    const last = `blip-${n};`;
+    await y.waitFor(() => count(y, last) === 1, 8000, 'the last chat');
+    const got = y.frames.map((f) => Number(/blip-(\d+);/.exec(f)?.[1] ?? 0)).filter((v) => v > 0);
+    const lost = Array.from({ length: n }, (_, i) => i + 1).filter((i) => !got.includes(i));
+    assert.deepEqual(lost, [], `${lost.length} of ${n} chats lost`);
+    assert.equal(got.length, n, 'none twice');
+    assert.deepEqual(got, [...got].sort((p, q) => p - q), 'in order');
+  });
+
   it('Redis hung (SIGSTOP: no FIN, no RST, like a host without power): unready within a few beats, one error line, nobody announced disconnected; back: resumes by itself', async () => {
     // --bus-heartbeat 500 (Cluster): our own beat not echoed by the next one means a dead path
     const [A, B] = await Promise.all([cl.node(redis.url, 'hang-a'), cl.node(redis.url, 'hang-b')]);
