@@ -85,9 +85,10 @@ export function checkRedis(url: string, tls: { ca: string; cert: string; key: st
   if (url && !URL.canParse(url)) throw new ConfigError(`${urlSource}: not a valid URL (percent-encode special characters of the password)`);
   if (!tls.cert !== !tls.key) throw new ConfigError('--redis-cert and --redis-key go together (a client certificate for Redis needs its key)');
   const files = ([['--redis-ca', tls.ca], ['--redis-cert', tls.cert], ['--redis-key', tls.key]] as const).filter(([, f]) => f);
+  // without a URL there is no bus and the files are not used (an environment shared with nodes
+  // that have one): start still names a missing one, the PKI commands ('ignore') do not look
   if (!url && unusedFiles === 'ignore') return;
   for (const [flag, f] of files) if (!existsSync(f)) throw new ConfigError(`${flag}: ${f} does not exist`);
-  // (without a URL there is no bus: the files are not used, as in an environment shared with nodes that have one)
   if (files.length === 0 || !url) return;
   if (!url.startsWith('rediss://')) {
     throw new ConfigError(`${files.map(([flag]) => flag).join(', ')} given, but ${urlSource} is a plaintext redis:// URL: use rediss:// for TLS`);
